@@ -1,0 +1,47 @@
+/**
+ * The base of every error idmint raises on purpose. `code` is a stable string that
+ * tests and scripts match on; `message` is one line for the user naming the problem and
+ * the fix; `kind` decides the process exit code (see README, "Exit codes").
+ */
+export type ErrorKind =
+  | "usage" // the command line itself is wrong
+  | "input" // a file or value the user gave is malformed or refused
+  | "hsm" // the PKCS#11 module, token, PIN or key
+  | "state" // the home is not in the state the command needs (not initialised, already done)
+  | "verify" // a signature, chain, proof or ledger check failed
+  | "unavailable" // a server or peer could not be reached
+  | "internal"; // a bug in idmint
+
+export const EXIT_CODES: Record<ErrorKind, number> = {
+  usage: 2,
+  input: 3,
+  hsm: 4,
+  state: 5,
+  verify: 6,
+  unavailable: 7,
+  internal: 70,
+};
+
+export class IdmintError<C extends string = string> extends Error {
+  readonly code: C;
+  readonly kind: ErrorKind;
+
+  constructor(kind: ErrorKind, code: C, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "IdmintError";
+    this.kind = kind;
+    this.code = code;
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.kind];
+  }
+}
+
+export function isIdmintError(e: unknown): e is IdmintError {
+  return e instanceof IdmintError;
+}
+
+export class CoreError extends IdmintError<
+  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN"
+> {}

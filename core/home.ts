@@ -1,0 +1,104 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { CoreError } from "./errors.js";
+import { writeFileAtomic } from "./files.js";
+
+/** The roles whose keys idmint keeps in PKCS#11 tokens, each named by a PKCS#11 URI in the config. */
+export const KEY_ROLES = ["root", "factoryCa", "allocationSigner", "station"] as const;
+export type KeyRole = (typeof KEY_ROLES)[number];
+
+export interface IdmintConfig {
+  version: 1;
+  hsm: {
+    /** Path of the PKCS#11 module (shared library). */
+    module: string;
+    /** SoftHSM2 configuration for the embedded default; exported as SOFTHSM2_CONF before the module loads. */
+    softhsmConf?: string;
+  };
+  /** PKCS#11 URIs (RFC 7512) of each role's private key, with `pin-source` as a query attribute. */
+  keys: Record<KeyRole, string>;
+  station: { id: string };
+  profile: {
+    /** Subject O of the certificates idmint issues. */
+    organization: string;
+    /** hwType of the hardwareModuleName SAN (RFC 4108); a vendor uses an OID under its own arc. */
+    hwTypeOid: string;
+  };
+}
+
+/** The documentation arc of RFC 5612 (IANA example enterprise 32473): a placeholder vendors replace. */
+export const DEFAULT_HW_TYPE_OID = "1.3.6.1.4.1.32473.1.1";
+
+/** Everything idmint keeps on disk lives under one directory; this names its parts. */
+export class Home {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /** `--home`, else `IDMINT_HOME`, else `./.idmint`. */
+  static resolve(option?: string, env: NodeJS.ProcessEnv = process.env): Home {
+    return new Home(option ?? env.IDMINT_HOME ?? ".idmint");
+  }
+
+  get configPath(): string {
+    return join(this.root, "idmint.json");
+  }
+  get hsmDir(): string {
+    return join(this.root, "hsm");
+  }
+  get softhsmConfPath(): string {
+    return join(this.hsmDir, "softhsm2.conf");
+  }
+  get tokenDir(): string {
+    return join(this.hsmDir, "tokens");
+  }
+  get pinDir(): string {
+    return join(this.hsmDir, "pins");
+  }
+  get pkiDir(): string {
+    return join(this.root, "pki");
+  }
+  get certsDir(): string {
+    return join(this.root, "certs");
+  }
+  get unitsDir(): string {
+    return join(this.root, "units");
+  }
+  get stationDbPath(): string {
+    return join(this.root, "station.db");
+  }
+  pkiFile(name: "root" | "factory-ca" | "allocation-signer" | "station"): string {
+    return join(this.pkiDir, `${name}.pem`);
+  }
+
+  hasConfig(): boolean {
+    return existsSync(this.configPath);
+  }
+
+  readConfig(): IdmintConfig {
+    if (!this.hasConfig()) {
+      throw new CoreError(
+        "state",
+        "HOME_NOT_INITIALISED",
+        `no idmint home at ${this.root}: run \`idmint hsm init --home ${this.root}\` first, or pass the right --home`,
+      );
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(this.configPath, "utf8"));
+    } catch (e) {
+      throw new CoreError("input", "CONFIG_INVALID", `${this.configPath} is not valid JSON: fix or restore it`, { cause: e });
+    }
+    const c = parsed as Partial<IdmintConfig>;
+    if (c.version !== 1 || !c.hsm?.module || !c.keys || !c.station?.id || !c.profile) {
+      throw new CoreError("input", "CONFIG_INVALID", `${this.configPath} is not an idmint version 1 config: fix or restore it`);
+    }
+    return c as IdmintConfig;
+  }
+
+  writeConfig(config: IdmintConfig): void {
+    writeFileAtomic(this.configPath, JSON.stringify(config, null, 2) + "\n", 0o600);
+  }
+}

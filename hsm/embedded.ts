@@ -1,0 +1,104 @@
+import pkcs11js from "pkcs11js";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
+import { DEFAULT_HW_TYPE_OID, Home, writeFileAtomic, type IdmintConfig, type KeyRole } from "../core/index.js";
+import { HsmError, pkcs11Failure } from "./errors.js";
+import { Pkcs11Module, findSoftHsmModule } from "./module.js";
+import { formatPkcs11Uri } from "./uri.js";
+
+/** Where each role's key lives in the embedded default: one small token per role (lookups slow down as tokens grow). */
+export const EMBEDDED_KEYS: Record<KeyRole, { token: string; object: string }> = {
+  root: { token: "vendor-root", object: "vendor-root-key" },
+  factoryCa: { token: "factory-ca", object: "factory-ca-key" },
+  allocationSigner: { token: "allocation-signer", object: "allocation-signer-key" },
+  station: { token: "station", object: "station-key" },
+};
+
+function findTemplate(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, "softhsm-config", "softhsm2.conf.template");
+    if (existsSync(candidate)) return candidate;
+    const up = dirname(dir);
+    if (up === dir) throw new HsmError("MODULE_LOAD", "softhsm-config/softhsm2.conf.template is missing from the idmint installation: reinstall idmint", { kind: "internal" });
+    dir = up;
+  }
+}
+
+export interface EmbeddedInitResult {
+  module: string;
+  softhsmConf: string;
+  tokens: string[];
+}
+
+/**
+ * `idmint hsm init`: a private SoftHSM2 configuration and one initialised token per key
+ * role under the home, with random PINs in 0600 files. Nothing global is touched; on any
+ * failure the half-made HSM directory is removed again.
+ */
+export function initEmbeddedHsm(home: Home, options: { organization?: string } = {}): EmbeddedInitResult {
+  if (home.hasConfig()) {
+    throw new HsmError("TOKEN_EXISTS", `${home.root} is already initialised (${home.configPath} exists): use it, or pick a new --home`, { kind: "state" });
+  }
+  if (existsSync(home.hsmDir)) {
+    throw new HsmError("TOKEN_EXISTS", `${home.hsmDir} already exists without an idmint.json: remove it or pick a new --home`, { kind: "state" });
+  }
+  const modulePath = findSoftHsmModule();
+  if (!existsSync(modulePath)) {
+    throw new HsmError("MODULE_NOT_FOUND", `PKCS#11 module ${modulePath} does not exist: install SoftHSM2 or fix IDMINT_PKCS11_MODULE`);
+  }
+  const createdHome = !existsSync(home.root);
+  try {
+    mkdirSync(home.tokenDir, { recursive: true, mode: 0o700 });
+    mkdirSync(home.pinDir, { recursive: true, mode: 0o700 });
+    const template = readFileSync(findTemplate(), "utf8");
+    writeFileAtomic(home.softhsmConfPath, template.replace("{{TOKEN_DIR}}", home.tokenDir), 0o600);
+    process.env.SOFTHSM2_CONF = home.softhsmConfPath;
+
+    const module = Pkcs11Module.acquire(modulePath);
+    const keys = {} as Record<KeyRole, string>;
+    try {
+      const p11 = module.p11;
+      for (const [role, { token, object }] of Object.entries(EMBEDDED_KEYS) as Array<[KeyRole, { token: string; object: string }]>) {
+        const userPin = randomBytes(16).toString("hex");
+        const soPin = randomBytes(16).toString("hex");
+        const pinFile = join(home.pinDir, `${token}.pin`);
+        writeFileAtomic(pinFile, userPin + "\n", 0o600);
+        writeFileAtomic(join(home.pinDir, `${token}.so-pin`), soPin + "\n", 0o600);
+        const free = p11.C_GetSlotList(true).find((s) => (p11.C_GetTokenInfo(s).flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0);
+        if (!free) throw new HsmError("PKCS11", "SoftHSM offers no free slot for a new token: check its configuration");
+        try {
+          p11.C_InitToken(free, soPin, token.padEnd(32, " "));
+          const session = p11.C_OpenSession(free, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+          try {
+            p11.C_Login(session, pkcs11js.CKU_SO, soPin);
+            p11.C_InitPIN(session, userPin);
+            p11.C_Logout(session);
+          } finally {
+            p11.C_CloseSession(session);
+          }
+        } catch (e) {
+          throw pkcs11Failure(`initialising token ${token}`, e);
+        }
+        keys[role] = formatPkcs11Uri({ token, object, type: "private", pinSource: `file:${pinFile}` });
+      }
+    } finally {
+      module.release();
+    }
+    const config: IdmintConfig = {
+      version: 1,
+      hsm: { module: modulePath, softhsmConf: home.softhsmConfPath },
+      keys,
+      station: { id: "station-1" },
+      profile: { organization: options.organization ?? "Example Vendor", hwTypeOid: DEFAULT_HW_TYPE_OID },
+    };
+    home.writeConfig(config);
+    return { module: modulePath, softhsmConf: home.softhsmConfPath, tokens: Object.values(EMBEDDED_KEYS).map((k) => k.token) };
+  } catch (e) {
+    rmSync(home.hsmDir, { recursive: true, force: true });
+    if (createdHome) rmSync(home.root, { recursive: true, force: true });
+    throw e;
+  }
+}

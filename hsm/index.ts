@@ -1,0 +1,6 @@
+export { Hsm, type HsmOptions, type KeyInfo } from "./hsm.js";
+export { HsmError, type HsmErrorCode } from "./errors.js";
+export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
+export { parsePkcs11Uri, formatPkcs11Uri, readPin, type Pkcs11Uri } from "./uri.js";
+export { findSoftHsmModule } from "./module.js";
+export { initEmbeddedHsm, EMBEDDED_KEYS, type EmbeddedInitResult } from "./embedded.js";

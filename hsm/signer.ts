@@ -1,0 +1,21 @@
+/** The key algorithms idmint creates in, and signs with from, an HSM. */
+export type KeyAlgorithm = "EC-P256" | "EC-P384" | "RSA-2048" | "RSA-3072";
+
+export const KEY_ALGORITHMS: readonly KeyAlgorithm[] = ["EC-P256", "EC-P384", "RSA-2048", "RSA-3072"];
+
+/**
+ * Anything that signs with a private key it never reveals. `sign` hashes `data` with
+ * `hash` and returns the signature in WebCrypto form: r||s for ECDSA, the PKCS#1 v1.5
+ * block for RSA.
+ */
+export interface Signer {
+  readonly algorithm: KeyAlgorithm;
+  readonly hash: "SHA-256" | "SHA-384";
+  /** DER SubjectPublicKeyInfo of the key pair. */
+  readonly publicKeySpki: Uint8Array<ArrayBuffer>;
+  sign(data: Uint8Array): Promise<Uint8Array>;
+}
+
+export function hashFor(algorithm: KeyAlgorithm): "SHA-256" | "SHA-384" {
+  return algorithm === "EC-P384" ? "SHA-384" : "SHA-256";
+}

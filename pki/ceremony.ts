@@ -1,0 +1,90 @@
+import type { Clock, KeyRole, Random } from "../core/index.js";
+import type { KeyAlgorithm, Signer } from "../hsm/index.js";
+import { PkiError } from "./errors.js";
+import { issueEndEntity, issueFactoryCa, issueRoot } from "./profiles.js";
+import type { x509 } from "./x509.js";
+
+/** Creates and removes the ceremony's keys; the CLI backs it with the HSM. */
+export interface CeremonyKeys {
+  create(role: KeyRole, algorithm: KeyAlgorithm): Signer;
+  destroy(role: KeyRole): void;
+}
+
+export interface CeremonyResult {
+  root: x509.X509Certificate;
+  factoryCa: x509.X509Certificate;
+  allocationSigner: x509.X509Certificate;
+  station: x509.X509Certificate;
+}
+
+export const CEREMONY_ALGORITHMS: Record<KeyRole, KeyAlgorithm> = {
+  root: "EC-P384",
+  factoryCa: "EC-P256",
+  allocationSigner: "EC-P256",
+  station: "EC-P256",
+};
+
+const STATION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export function assertStationId(id: string): void {
+  if (!STATION_ID.test(id)) {
+    throw new PkiError("usage", "STATION_ID_SYNTAX", `station id "${id}" is not valid: use 1-63 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+  }
+}
+
+/**
+ * The key ceremony: vendor root, factory CA, allocation signer and station keys made in
+ * their tokens, and their certificates. If any step fails, the keys made so far are
+ * destroyed again, so a failed ceremony leaves nothing behind.
+ */
+export async function runCeremony(p: {
+  keys: CeremonyKeys;
+  organization: string;
+  stationId: string;
+  clock: Clock;
+  random: Random;
+}): Promise<CeremonyResult> {
+  assertStationId(p.stationId);
+  const made: KeyRole[] = [];
+  const make = (role: KeyRole): Signer => {
+    const s = p.keys.create(role, CEREMONY_ALGORITHMS[role]);
+    made.push(role);
+    return s;
+  };
+  try {
+    const o = p.organization;
+    const rootKey = make("root");
+    const root = await issueRoot({ signer: rootKey, subject: { organization: o, commonName: `${o} Root CA` }, clock: p.clock, random: p.random });
+    const rootIssuer = { signer: rootKey, certificate: root };
+    const caKey = make("factoryCa");
+    const factoryCa = await issueFactoryCa({ issuer: rootIssuer, publicKeySpki: caKey.publicKeySpki, subject: { organization: o, commonName: `${o} Factory CA` }, clock: p.clock, random: p.random });
+    const allocKey = make("allocationSigner");
+    const allocationSigner = await issueEndEntity({
+      purpose: "allocation-signer",
+      issuer: rootIssuer,
+      publicKeySpki: allocKey.publicKeySpki,
+      subject: { organization: o, organizationalUnit: "Allocation Signer", commonName: `${o} Allocation Signer` },
+      clock: p.clock,
+      random: p.random,
+    });
+    const stationKey = make("station");
+    const station = await issueEndEntity({
+      purpose: "station",
+      issuer: rootIssuer,
+      publicKeySpki: stationKey.publicKeySpki,
+      subject: { organization: o, organizationalUnit: "Station", commonName: p.stationId },
+      clock: p.clock,
+      random: p.random,
+    });
+    return { root, factoryCa, allocationSigner, station };
+  } catch (e) {
+    for (const role of made.reverse()) {
+      try {
+        p.keys.destroy(role);
+      } catch {
+        // Best effort: the original failure is what the user must see.
+      }
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,17 @@
+export { PkiError, type PkiErrorCode } from "./errors.js";
+export { x509, signingProvider } from "./x509.js";
+export {
+  NO_EXPIRY,
+  assertSerialSyntax,
+  newCertificateSerial,
+  issueRoot,
+  issueFactoryCa,
+  issueEndEntity,
+  issueIdevid,
+  type IdevidParams,
+  type SubjectName,
+  type EndEntityPurpose,
+} from "./profiles.js";
+export { checkCsr, type CheckedCsr } from "./csr.js";
+export { runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult } from "./ceremony.js";
+export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
