@@ -1,6 +1,7 @@
 import yargs, { type Argv } from "yargs";
 import { IdmintError, isIdmintError } from "../core/index.js";
 import { caCommands } from "./commands/ca.js";
+import { demoCommand } from "./commands/demo.js";
 import { hsmCommands } from "./commands/hsm.js";
 import { processIo, type GlobalArgs, type Io } from "./io.js";
 
@@ -35,6 +36,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(false) as unknown as Argv<GlobalArgs>;
   parser = hsmCommands(parser, io);
   parser = caCommands(parser, io);
+  parser = demoCommand(parser, io);
   let output = "";
   try {
     await parser.parseAsync(argv, {}, (_err: unknown, _argv: unknown, text: string) => {

@@ -1,3 +1,4 @@
+import pkcs11js from "pkcs11js";
 import { IdmintError, type ErrorKind } from "../core/index.js";
 
 export type HsmErrorCode =
@@ -20,11 +21,19 @@ export class HsmError extends IdmintError<HsmErrorCode> {
   }
 }
 
+const CKR_NAMES = new Map<number, string>(
+  Object.entries(pkcs11js)
+    .filter(([name, value]) => name.startsWith("CKR_") && typeof value === "number")
+    .map(([name, value]) => [value as number, name]),
+);
+
 /** The CKR_* name and number of a pkcs11js error, if it is one. */
 export function ckr(e: unknown): { name: string; code: number } | undefined {
   if (!(e instanceof Error)) return undefined;
-  const m = /(CKR_[A-Z_]+):(\d+)/.exec(e.message);
-  return m ? { name: m[1]!, code: Number(m[2]) } : undefined;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === "number" && CKR_NAMES.has(code)) return { name: CKR_NAMES.get(code)!, code };
+  const m = /(CKR_[A-Z_]+)/.exec(e.message);
+  return m ? { name: m[1]!, code: typeof code === "number" ? code : -1 } : undefined;
 }
 
 /** Wraps an unexpected PKCS#11 failure in a one-line error that says what was being done. */

@@ -67,14 +67,17 @@ export class Hsm {
     return new Hsm(Pkcs11Module.acquire(options.module), options.env ?? process.env);
   }
 
-  private get p11(): pkcs11js.PKCS11 {
+  private get mod(): Pkcs11Module {
     if (!this.module) throw new HsmError("PKCS11", "the HSM connection is already closed", { kind: "internal" });
-    return this.module.p11;
+    return this.module;
+  }
+
+  private get p11(): pkcs11js.PKCS11 {
+    return this.mod.p11;
   }
 
   tokens(): ReturnType<Pkcs11Module["tokens"]> {
-    if (!this.module) throw new HsmError("PKCS11", "the HSM connection is already closed", { kind: "internal" });
-    return this.module.tokens();
+    return this.mod.tokens();
   }
 
   private openSession(slot: Handle): Handle {
@@ -97,10 +100,10 @@ export class Hsm {
     const key = uri.serial ? `serial:${uri.serial}` : `label:${uri.token}`;
     const existing = this.logins.get(key);
     if (existing) return existing;
-    const found = this.module!.findSlot({ label: uri.token, serial: uri.serial });
+    const found = this.mod.findSlot({ label: uri.token, serial: uri.serial });
     const name = uri.token ?? `serial ${uri.serial}`;
     if (!found) {
-      throw new HsmError("TOKEN_NOT_FOUND", `no token ${name} in PKCS#11 module ${this.module!.path}: run \`idmint hsm init\`, plug in the HSM, or fix token= in the key URI`);
+      throw new HsmError("TOKEN_NOT_FOUND", `no token ${name} in PKCS#11 module ${this.mod.path}: run \`idmint hsm init\`, plug in the HSM, or fix token= in the key URI`);
     }
     if (found.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
       throw new HsmError("PIN_LOCKED", `the user PIN of token ${name} is locked: have the security officer unlock it; idmint will not try to log in`);
@@ -255,13 +258,16 @@ export class Hsm {
       { type: pkcs11js.CKA_SENSITIVE, value: true },
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: true },
+      // A signing key does nothing else: SoftHSM would otherwise default these to true.
+      { type: pkcs11js.CKA_DECRYPT, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
     ];
     const pub: pkcs11js.Template = [...common, { type: pkcs11js.CKA_PRIVATE, value: false }, { type: pkcs11js.CKA_VERIFY, value: true }];
     let mech: pkcs11js.Mechanism;
     if (algorithm === "EC-P256" || algorithm === "EC-P384") {
       mech = { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN };
       pub.push({ type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from(new asn1js.ObjectIdentifier({ value: CURVES[algorithm].oid }).toBER(false)) });
-      priv.push({ type: pkcs11js.CKA_DERIVE, value: false });
     } else if (algorithm === "RSA-2048" || algorithm === "RSA-3072") {
       mech = { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
       pub.push({ type: pkcs11js.CKA_MODULUS_BITS, value: Number(algorithm.slice(4)) }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) });

@@ -20,12 +20,27 @@ export interface Pkcs11Uri {
 const PATH_ATTRS = new Set(["token", "serial", "object", "id", "type", "manufacturer", "model", "library-manufacturer", "library-description", "library-version", "slot-description", "slot-manufacturer", "slot-id"]);
 const QUERY_ATTRS = new Set(["pin-source", "pin-value", "module-path", "module-name"]);
 
-function decodePct(value: string, uri: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    throw new HsmError("URI_INVALID", `bad percent-encoding in PKCS#11 URI ${redact(uri)}: encode reserved characters as %XX`, { kind: "input" });
+/** RFC 7512 §2.3: values are percent-encoded octets; `id` keeps them raw, the rest are UTF-8. */
+function decodeOctets(value: string, uri: string): Buffer {
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === "%") {
+      const hex = value.slice(i + 1, i + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
+        throw new HsmError("URI_INVALID", `bad percent-encoding in PKCS#11 URI ${redact(uri)}: encode reserved characters as %XX`, { kind: "input" });
+      }
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(c, "utf8"));
+    }
   }
+  return Buffer.from(bytes);
+}
+
+function decodePct(value: string, uri: string): string {
+  return decodeOctets(value, uri).toString("utf8");
 }
 
 function redact(uri: string): string {
@@ -48,11 +63,11 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
       throw new HsmError("URI_INVALID", `unknown or empty attribute "${name}" in PKCS#11 URI ${redact(uri)}: see RFC 7512 §2.3`, { kind: "input" });
     }
     const raw = part.slice(eq + 1);
-    const value = decodePct(raw, uri);
+    const value = name === "id" ? "" : decodePct(raw, uri);
     if (name === "token") out.token = value;
     else if (name === "serial") out.serial = value;
     else if (name === "object") out.object = value;
-    else if (name === "id") out.id = new Uint8Array(Buffer.from(value, "latin1"));
+    else if (name === "id") out.id = new Uint8Array(decodeOctets(raw, uri));
     else if (name === "type") {
       if (!["private", "public", "cert", "secret-key", "data"].includes(value)) {
         throw new HsmError("URI_INVALID", `type=${value} in PKCS#11 URI ${redact(uri)} is not one of private, public, cert, secret-key, data`, { kind: "input" });
@@ -92,8 +107,8 @@ export function formatPkcs11Uri(u: Pkcs11Uri): string {
   if (u.id !== undefined) path.push(`id=${[...u.id].map((b) => "%" + b.toString(16).padStart(2, "0")).join("")}`);
   if (u.type !== undefined) path.push(`type=${u.type}`);
   const query: string[] = [];
-  if (u.pinSource !== undefined) query.push(`pin-source=${encodeURI(u.pinSource)}`);
-  if (u.modulePath !== undefined) query.push(`module-path=${encodeURI(u.modulePath)}`);
+  if (u.pinSource !== undefined) query.push(`pin-source=${pct(u.pinSource).replace(/%2F/g, "/").replace(/%3A/g, ":")}`);
+  if (u.modulePath !== undefined) query.push(`module-path=${pct(u.modulePath).replace(/%2F/g, "/")}`);
   return `pkcs11:${path.join(";")}${query.length ? "?" + query.join("&") : ""}`;
 }
 
@@ -118,7 +133,7 @@ export function readPin(pinSource: string | undefined, token: string, env: NodeJ
     }
     return v;
   }
-  const path = pinSource.startsWith("file:") ? decodeURI(pinSource.slice(5)).replace(/^\/\/(?=\/)/, "") : pinSource;
+  const path = pinSource.startsWith("file://") ? pinSource.slice(7) : pinSource.startsWith("file:") ? pinSource.slice(5) : pinSource;
   let text: string;
   try {
     text = readFileSync(path, "utf8");

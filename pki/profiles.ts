@@ -33,7 +33,7 @@ export interface SubjectName {
   serialNumber?: string;
 }
 
-function toName(s: SubjectName): x509.Name {
+function subjectName(s: SubjectName): x509.Name {
   // Values as explicit string types: the library's string parsing would treat a leading
   // "#" as hex and quotes as syntax. RFC 5280 §4.1.2.6: UTF8String, except serialNumber
   // which X.520 defines as PrintableString.
@@ -67,7 +67,7 @@ interface IssueCommon {
 
 async function issue(p: IssueCommon): Promise<x509.X509Certificate> {
   const { crypto, signingKey, signingAlgorithm } = signingProvider(p.issuer.signer);
-  const subject = toName(p.subject);
+  const subject = subjectName(p.subject);
   const skid = await x509.SubjectKeyIdentifierExtension.create(p.publicKeySpki);
   const issuerSkid = p.issuer.certificate?.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? skid.keyId;
   const notBefore = p.clock.now();

@@ -1,13 +1,67 @@
 import type { Argv } from "yargs";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { CoreError, systemClock, systemRandom, writeFileAtomic, writeNewFiles, type KeyRole } from "../../core/index.js";
-import { PkiError, assertStationId, checkCsr, issueIdevid, runCeremony, x509 } from "../../pki/index.js";
+import { existsSync, readFileSync } from "node:fs";
+import { CoreError, Home, systemClock, systemRandom, writeFileAtomic, writeNewFiles, type IdmintConfig, type KeyRole } from "../../core/index.js";
+import type { Hsm } from "../../hsm/index.js";
+import { PkiError, assertStationId, checkCsr, issueIdevid, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
 import { homeOf, readInputFile, withHsm } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
-function fingerprint(cert: x509.X509Certificate): string {
+export function fingerprint(cert: x509.X509Certificate): string {
   return createHash("sha256").update(Buffer.from(cert.rawData)).digest("hex");
+}
+
+const PKI_FILES = { root: "root", factoryCa: "factory-ca", allocationSigner: "allocation-signer", station: "station" } as const;
+
+/** `ca init`: the ceremony, then the four certificates written all-or-nothing. */
+export async function initCa(home: Home, config: IdmintConfig, stationId: string, io: Io): Promise<{ certs: CeremonyResult; files: Record<keyof CeremonyResult, string> }> {
+  assertStationId(stationId);
+  const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, home.pkiFile(f)])) as Record<keyof CeremonyResult, string>;
+  const present = Object.values(files).find((f) => existsSync(f));
+  if (present) {
+    throw new PkiError("state", "CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
+  }
+  const certs = await withHsm(config, io, async (hsm) => {
+    const keys = {
+      create: (role: KeyRole, alg: Parameters<Hsm["createKey"]>[1]) => hsm.createKey(config.keys[role], alg),
+      destroy: (role: KeyRole) => hsm.destroyKey(config.keys[role]),
+    };
+    const made = await runCeremony({ keys, organization: config.profile.organization, stationId, clock: systemClock, random: systemRandom });
+    try {
+      writeNewFiles((Object.keys(files) as Array<keyof CeremonyResult>).map((k) => ({ path: files[k], data: made[k].toString("pem") + "\n" })));
+      home.writeConfig({ ...config, station: { id: stationId } });
+    } catch (e) {
+      for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
+      throw new CoreError("state", "FILE_EXISTS", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
+    }
+    return made;
+  });
+  return { certs, files };
+}
+
+/** The factory CA as an issuer: its HSM signer and its certificate from HOME/pki. */
+export function factoryCaIssuer(hsm: Hsm, home: Home, config: IdmintConfig): { signer: ReturnType<Hsm["signer"]>; certificate: x509.X509Certificate } {
+  const path = home.pkiFile("factory-ca");
+  if (!existsSync(path)) {
+    throw new CoreError("state", "HOME_NOT_INITIALISED", `${path} does not exist: run \`idmint ca init --home ${home.root}\` first`);
+  }
+  return { signer: hsm.signer(config.keys.factoryCa), certificate: new x509.X509Certificate(readFileSync(path, "utf8")) };
+}
+
+/** Checks a unit's CSR and has the factory CA issue its IDevID. */
+export async function issueFromCsr(p: { hsm: Hsm; home: Home; config: IdmintConfig; csr: string | Uint8Array; serial: string; commonName?: string }): Promise<{ cert: x509.X509Certificate; keyType: string }> {
+  const checked = await checkCsr(p.csr, p.serial);
+  const cert = await issueIdevid({
+    issuer: factoryCaIssuer(p.hsm, p.home, p.config),
+    publicKeySpki: checked.publicKeySpki,
+    serial: p.serial,
+    commonName: p.commonName,
+    organization: p.config.profile.organization,
+    hwTypeOid: p.config.profile.hwTypeOid,
+    clock: systemClock,
+    random: systemRandom,
+  });
+  return { cert, keyType: checked.keyType };
 }
 
 export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
@@ -22,41 +76,22 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
             .example("$0 ca init --station line-3", "run the ceremony for station line-3"),
         async (args) => {
           const home = homeOf(args, io);
-          const config = home.readConfig();
-          assertStationId(args.station);
-          const files = { root: home.pkiFile("root"), factoryCa: home.pkiFile("factory-ca"), allocationSigner: home.pkiFile("allocation-signer"), station: home.pkiFile("station") };
-          const present = Object.values(files).filter((f) => existsSync(f));
-          if (present.length > 0) {
-            throw new PkiError("state", "CA_EXISTS", `the CA of ${home.root} already exists (${present[0]}): a second ceremony would replace the vendor root; use a new --home to start over`);
-          }
-          const result = await withHsm(config, io, async (hsm) => {
-            const keys = {
-              create: (role: KeyRole, alg: Parameters<typeof hsm.createKey>[1]) => hsm.createKey(config.keys[role], alg),
-              destroy: (role: KeyRole) => hsm.destroyKey(config.keys[role]),
-            };
-            const certs = await runCeremony({ keys, organization: config.profile.organization, stationId: args.station, clock: systemClock, random: systemRandom });
-            try {
-              writeNewFiles((Object.keys(files) as Array<keyof typeof files>).map((k) => ({ path: files[k], data: certs[k].toString("pem") + "\n" })));
-              home.writeConfig({ ...config, station: { id: args.station } });
-            } catch (e) {
-              for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
-              throw new CoreError("state", "FILE_EXISTS", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
-            }
-            return certs;
-          });
+          const { certs, files } = await initCa(home, home.readConfig(), args.station, io);
           report(
             io,
             args,
             {
               station: args.station,
-              certificates: Object.fromEntries(Object.entries(files).map(([k, path]) => [k, { path, subject: result[k as keyof typeof files].subject, fingerprint: fingerprint(result[k as keyof typeof files]) }])),
+              certificates: Object.fromEntries(
+                (Object.keys(files) as Array<keyof CeremonyResult>).map((k) => [k, { path: files[k], subject: certs[k].subject, fingerprint: fingerprint(certs[k]) }]),
+              ),
             },
             () => [
-              `vendor root     ${files.root}`,
-              `factory CA      ${files.factoryCa}`,
-              `allocation key  ${files.allocationSigner}`,
-              `station ${args.station.padEnd(8)} ${files.station}`,
-              `root fingerprint (SHA-256) ${fingerprint(result.root)}`,
+              `vendor root        ${files.root}`,
+              `factory CA         ${files.factoryCa}`,
+              `allocation signer  ${files.allocationSigner}`,
+              `station ${args.station.padEnd(10)} ${files.station}`,
+              `root fingerprint (SHA-256) ${fingerprint(certs.root)}`,
             ],
           );
         },
@@ -78,23 +113,11 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           if (existsSync(args.out)) {
             throw new CoreError("input", "FILE_EXISTS", `--out ${args.out} already exists: choose another path or remove it`);
           }
-          const csr = await checkCsr(readInputFile(args.csr, "CSR file"), args.serial);
-          const caCert = new x509.X509Certificate(readInputFile(home.pkiFile("factory-ca"), "factory CA certificate").toString("utf8"));
-          const cert = await withHsm(config, io, async (hsm) =>
-            issueIdevid({
-              issuer: { signer: hsm.signer(config.keys.factoryCa), certificate: caCert },
-              publicKeySpki: csr.publicKeySpki,
-              serial: args.serial,
-              commonName: args.cn,
-              organization: config.profile.organization,
-              hwTypeOid: config.profile.hwTypeOid,
-              clock: systemClock,
-              random: systemRandom,
-            }),
-          );
+          const csr = readInputFile(args.csr, "CSR file");
+          const { cert, keyType } = await withHsm(config, io, (hsm) => issueFromCsr({ hsm, home, config, csr, serial: args.serial, commonName: args.cn }));
           writeFileAtomic(args.out, args.der ? new Uint8Array(cert.rawData) : cert.toString("pem") + "\n");
-          report(io, args, { serial: args.serial, certificateSerial: cert.serialNumber, fingerprint: fingerprint(cert), out: args.out, keyType: csr.keyType }, () => [
-            `issued IDevID for ${args.serial} (${csr.keyType}), certificate serial ${cert.serialNumber}`,
+          report(io, args, { serial: args.serial, certificateSerial: cert.serialNumber, fingerprint: fingerprint(cert), out: args.out, keyType }, () => [
+            `issued IDevID for ${args.serial} (${keyType}), certificate serial ${cert.serialNumber}`,
             `written to ${args.out}`,
           ]);
         },

@@ -1,0 +1,249 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { idmint, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
+
+const s = scratch("ca");
+const home = join(s.dir, "home");
+const pki = join(home, "pki");
+const cli = (...args: string[]): Run => idmint(["--home", home, ...args]);
+const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
+
+function csr(name: string, newkey: string[], subject: string): string {
+  const out = join(s.dir, `${name}.csr`);
+  const r = openssl(["req", "-new", ...newkey, "-nodes", "-keyout", join(s.dir, `${name}.key`), "-subj", subject, "-out", out]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return out;
+}
+
+/** Runs `fn` with idmint.json edited by `edit`, then puts the original back. */
+function withConfig<T>(edit: (c: Record<string, any>) => void, fn: () => T): T {
+  const path = join(home, "idmint.json");
+  const original = readFileSync(path, "utf8");
+  const c = JSON.parse(original);
+  edit(c);
+  writeFileSync(path, JSON.stringify(c));
+  try {
+    return fn();
+  } finally {
+    writeFileSync(path, original);
+  }
+}
+
+beforeAll(() => {
+  for (const args of [["hsm", "init"], ["ca", "init"]]) {
+    const r = cli(...args);
+    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+  }
+});
+afterAll(() => s.cleanup());
+
+describe("idmint ca init", () => {
+  it("writes the four certificates and they chain to the root", () => {
+    for (const f of ["root", "factory-ca", "allocation-signer", "station"]) expect(existsSync(join(pki, `${f}.pem`))).toBe(true);
+    const r = openssl(["verify", "-CAfile", "root.pem", "factory-ca.pem", "allocation-signer.pem", "station.pem"], { cwd: pki });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("factory-ca.pem: OK\nallocation-signer.pem: OK\nstation.pem: OK\n");
+    const text = openssl(["x509", "-in", "factory-ca.pem", "-noout", "-text"], { cwd: pki }).stdout;
+    expect(text).toMatch(/CA:TRUE, pathlen:0/);
+    expect(openssl(["x509", "-in", "root.pem", "-noout", "-text"], { cwd: pki }).stdout).toMatch(/CA:TRUE, pathlen:1/);
+    expect(openssl(["x509", "-in", "station.pem", "-noout", "-subject"], { cwd: pki }).stdout).toMatch(/CN = station-1/);
+  });
+
+  it("refuses a second ceremony and changes nothing", () => {
+    const before = ["root", "factory-ca", "allocation-signer", "station"].map((f) => sha(join(pki, `${f}.pem`)));
+    const r = cli("ca", "init");
+    expect(r.code).toBe(5);
+    expect(oneLineError(r)).toMatch(/already exists.*new --home/);
+    expect(["root", "factory-ca", "allocation-signer", "station"].map((f) => sha(join(pki, `${f}.pem`)))).toEqual(before);
+  });
+
+  it("refuses a second hsm init", () => {
+    const r = cli("hsm", "init");
+    expect(r.code).toBe(5);
+    expect(oneLineError(r)).toMatch(/already initialised/);
+  });
+
+  it("keeps the CA keys sensitive and non-extractable (hsm list and pkcs11-tool agree)", () => {
+    const r = cli("hsm", "list", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const listed = JSON.parse(r.stdout) as { keys: Array<{ role: string; label: string; sensitive: boolean; extractable: boolean; algorithm: string }> };
+    expect(listed.keys.map((k) => k.role).sort()).toEqual(["allocationSigner", "factoryCa", "root", "station"]);
+    for (const k of listed.keys) expect(k).toMatchObject({ sensitive: true, extractable: false });
+    const config = readJson<{ hsm: { module: string; softhsmConf: string } }>(join(home, "idmint.json"));
+    for (const token of ["vendor-root", "factory-ca"]) {
+      const pin = readFileSync(join(home, "hsm", "pins", `${token}.pin`), "utf8").trim();
+      const t = run("pkcs11-tool", ["--module", config.hsm.module, "--token-label", token, "--login", "--pin", "env:IDMINT_TEST_PIN", "-O", "--type", "privkey"], {
+        env: { ...process.env, SOFTHSM2_CONF: config.hsm.softhsmConf, IDMINT_TEST_PIN: pin },
+      });
+      expect(t.code, t.stderr).toBe(0);
+      expect(t.stdout).toMatch(/Access:\s+sensitive, always sensitive, never extractable, local/);
+    }
+  });
+});
+
+describe("idmint ca issue", () => {
+  function sanDump(certPath: string): string {
+    const dump = openssl(["asn1parse", "-in", certPath]).stdout.split("\n");
+    const i = dump.findIndex((l) => l.includes("X509v3 Subject Alternative Name"));
+    const offset = /^\s*(\d+):/.exec(dump[i + 1]!)![1]!;
+    return openssl(["asn1parse", "-in", certPath, "-strparse", offset]).stdout;
+  }
+
+  for (const [label, newkey, usage] of [
+    ["P-256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "Digital Signature, Key Agreement"],
+    ["RSA-2048", ["-newkey", "rsa:2048"], "Digital Signature, Key Encipherment"],
+  ] as const) {
+    it(`issues an 802.1AR IDevID for an openssl ${label} CSR that openssl verifies`, () => {
+      const serial = `SN${label.replace(/\W/g, "")}`;
+      const req = csr(label, [...newkey], `/serialNumber=${serial}/CN=unit ${label}`);
+      const out = join(s.dir, `${label}.pem`);
+      const r = cli("ca", "issue", "--csr", req, "--serial", serial, "--out", out, "--json");
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ serial, out });
+
+      const v = openssl(["verify", "-CAfile", join(pki, "root.pem"), "-untrusted", join(pki, "factory-ca.pem"), out]);
+      expect(v.code, v.stderr).toBe(0);
+      const asn = openssl(["asn1parse", "-in", out]).stdout;
+      expect(asn).toMatch(/GENERALIZEDTIME\s+:99991231235959Z/);
+      expect(asn).toMatch(/OBJECT\s+:serialNumber\n.*PRINTABLESTRING\s+:SN/);
+      const text = openssl(["x509", "-in", out, "-noout", "-text", "-nameopt", "RFC2253"]).stdout;
+      expect(text).toContain(`serialNumber=${serial}`);
+      expect(text).toMatch(new RegExp(`Key Usage: critical\\s+${usage}`));
+      expect(text).toMatch(/Basic Constraints:\s+CA:FALSE/);
+      expect(text).toMatch(/Authority Key Identifier/);
+      expect(text).not.toMatch(/CRL Distribution|OCSP/);
+      const san = sanDump(out);
+      expect(san).toMatch(/OBJECT\s+:1\.3\.6\.1\.5\.5\.7\.8\.4/);
+      expect(san).toMatch(/OBJECT\s+:1\.3\.6\.1\.4\.1\.32473\.1\.1/);
+      expect(san).toContain(`OCTET STRING      :${serial}`);
+    });
+  }
+
+  describe("refuses bad input with one line, a non-zero exit and nothing written", () => {
+    const good = () => csr("good", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "/serialNumber=SN000001/CN=unit");
+    const attempt = (name: string, args: string[], expectedCode: number, message: RegExp) => {
+      const out = join(s.dir, `${name}.out.pem`);
+      const r = cli("ca", "issue", ...args, "--out", out);
+      expect(r.code, r.stderr).toBe(expectedCode);
+      expect(oneLineError(r)).toMatch(message);
+      expect(r.stdout).toBe("");
+      expect(existsSync(out)).toBe(false);
+    };
+
+    it("a CSR with a bad signature", () => {
+      const der = join(s.dir, "bad-sig.der");
+      expect(openssl(["req", "-in", good(), "-outform", "DER", "-out", der]).code).toBe(0);
+      const bytes = readFileSync(der);
+      bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
+      writeFileSync(der, bytes);
+      attempt("bad-sig", ["--csr", der, "--serial", "SN000001"], 6, /self-signature does not verify/);
+    });
+
+    it("a CSR whose serial differs from --serial", () => {
+      attempt("mismatch", ["--csr", good(), "--serial", "SN000002"], 3, /serialNumber SN000001, not SN000002/);
+    });
+
+    it("a CSR with an RSA-1024 key", () => {
+      attempt("rsa1024", ["--csr", csr("rsa1024", ["-newkey", "rsa:1024"], "/serialNumber=SN000001"), "--serial", "SN000001"], 3, /RSA-1024, which is refused/);
+    });
+
+    it("a CSR with a P-192 key", () => {
+      const req = csr("p192", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-192"], "/serialNumber=SN000001");
+      attempt("p192", ["--csr", req, "--serial", "SN000001"], 3, /curve prime192v1, which is refused/);
+    });
+
+    it("a file that is not a CSR, and a CSR file that does not exist", () => {
+      const junk = join(s.dir, "junk.csr");
+      writeFileSync(junk, "hello");
+      attempt("junk", ["--csr", junk, "--serial", "SN000001"], 3, /not a PKCS#10 request/);
+      attempt("nofile", ["--csr", join(s.dir, "absent.csr"), "--serial", "SN000001"], 3, /does not exist/);
+    });
+
+    it("a serial with characters outside the allowed set", () => {
+      attempt("badserial", ["--csr", good(), "--serial", "SN 1/../x"], 3, /serial "SN 1\/..\/x" is not valid/);
+    });
+
+    it("a wrong PIN: one login attempt, no retry", () => {
+      const pinPath = join(home, "hsm", "pins", "factory-ca.pin");
+      const pin = readFileSync(pinPath, "utf8");
+      const log = join(s.dir, "spy.log");
+      const spy = ["/usr/lib/x86_64-linux-gnu/pkcs11-spy.so", "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so"].find((p) => existsSync(p));
+      const realModule = readJson<{ hsm: { module: string } }>(join(home, "idmint.json")).hsm.module;
+      writeFileSync(pinPath, "0000\n");
+      try {
+        const req = good();
+        withConfig(
+          (c) => {
+            // OpenSC's pkcs11-spy sits between idmint and SoftHSM and logs every call.
+            if (spy) c.hsm.module = spy;
+          },
+          () => {
+            const out = join(s.dir, "wrongpin.pem");
+            const r = idmint(["--home", home, "ca", "issue", "--csr", req, "--serial", "SN000001", "--out", out], {
+              env: { PKCS11SPY: realModule, PKCS11SPY_OUTPUT: log },
+            });
+            expect(r.code).toBe(4);
+            expect(oneLineError(r)).toMatch(/wrong PIN for token factory-ca.*will not retry/);
+            expect(existsSync(out)).toBe(false);
+          },
+        );
+      } finally {
+        writeFileSync(pinPath, pin);
+      }
+      if (spy) {
+        const calls = readFileSync(log, "utf8").match(/^\d+: C_Login$/gm) ?? [];
+        expect(calls).toHaveLength(1);
+      }
+    });
+
+    it("a missing token", () => {
+      withConfig(
+        (c) => (c.keys.factoryCa = c.keys.factoryCa.replace("token=factory-ca", "token=unplugged")),
+        () => attempt("notoken", ["--csr", good(), "--serial", "SN000001"], 4, /no token unplugged/),
+      );
+    });
+
+    it("a missing PKCS#11 module", () => {
+      withConfig(
+        (c) => (c.hsm.module = "/nonexistent/libpkcs11.so"),
+        () => attempt("nomodule", ["--csr", good(), "--serial", "SN000001"], 4, /module \/nonexistent\/libpkcs11.so does not exist/),
+      );
+    });
+
+    it("an --out that already exists", () => {
+      const out = join(s.dir, "exists.pem");
+      writeFileSync(out, "keep me");
+      const r = cli("ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", out);
+      expect(r.code).toBe(3);
+      expect(oneLineError(r)).toMatch(/already exists/);
+      expect(readFileSync(out, "utf8")).toBe("keep me");
+    });
+
+    it("a home that was never initialised, and a missing option", () => {
+      const r = idmint(["--home", join(s.dir, "nowhere"), "ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", join(s.dir, "x.pem")]);
+      expect(r.code).toBe(5);
+      expect(oneLineError(r)).toMatch(/idmint hsm init/);
+      const u = cli("ca", "issue", "--csr", good(), "--out", join(s.dir, "y.pem"));
+      expect(u.code).toBe(2);
+      expect(oneLineError(u)).toMatch(/Missing required argument: serial/);
+    });
+  });
+});
+
+describe("--help and --json", () => {
+  it("every command has help with an example", () => {
+    for (const cmd of [["hsm", "init"], ["hsm", "list"], ["ca", "init"], ["ca", "issue"]]) {
+      const r = idmint([...cmd, "--help"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/Examples:/);
+    }
+  });
+
+  it("a failure with --json prints one JSON document on stdout", () => {
+    const r = cli("ca", "init", "--json");
+    expect(r.code).toBe(5);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: { code: "CA_EXISTS" } });
+  });
+});

@@ -1,0 +1,1 @@
+export { SoftwareUnit, type UnitKeyAlgorithm } from "./software-unit.js";
