@@ -2,6 +2,7 @@ import yargs, { type Argv } from "yargs";
 import { IdmintError, isIdmintError } from "../core/index.js";
 import { caCommands } from "./commands/ca.js";
 import { demoCommand } from "./commands/demo.js";
+import { ledgerCommands } from "./commands/ledger.js";
 import { hsmCommands } from "./commands/hsm.js";
 import { processIo, type GlobalArgs, type Io } from "./io.js";
 
@@ -36,6 +37,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(false) as unknown as Argv<GlobalArgs>;
   parser = hsmCommands(parser, io);
   parser = caCommands(parser, io);
+  parser = ledgerCommands(parser, io);
   parser = demoCommand(parser, io);
   let output = "";
   try {

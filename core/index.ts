@@ -3,3 +3,4 @@ export { systemClock, fixedClock, systemRandom, type Clock, type Random } from "
 export { Home, KEY_ROLES, DEFAULT_HW_TYPE_OID, type IdmintConfig, type KeyRole } from "./home.js";
 export { openDb, migrate, type Db, type Migration, type OpenDbOptions } from "./db.js";
 export { writeFileAtomic, writeNewFiles } from "./files.js";
+export { sha256Hex } from "./fingerprint.js";

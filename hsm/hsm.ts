@@ -208,7 +208,7 @@ export class Hsm {
       algorithm,
       hash,
       publicKeySpki: spki,
-      async sign(data: Uint8Array): Promise<Uint8Array> {
+      async sign(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
         // SoftHSM 2.6 rejects CKM_ECDSA_SHA256: hash here, let the token sign the digest.
         const input = ec ? createHash(hashName).update(data).digest() : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         try {

@@ -13,7 +13,7 @@ export interface Signer {
   readonly hash: "SHA-256" | "SHA-384";
   /** DER SubjectPublicKeyInfo of the key pair. */
   readonly publicKeySpki: Uint8Array<ArrayBuffer>;
-  sign(data: Uint8Array): Promise<Uint8Array>;
+  sign(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 export function hashFor(algorithm: KeyAlgorithm): "SHA-256" | "SHA-384" {

@@ -56,6 +56,7 @@ export function newCertificateSerial(random: Random): string {
 }
 
 interface IssueCommon {
+  certificateSerial?: string;
   issuer: { signer: Signer; certificate?: x509.X509Certificate };
   subject: SubjectName;
   publicKeySpki: Uint8Array<ArrayBuffer>;
@@ -74,7 +75,7 @@ async function issue(p: IssueCommon): Promise<x509.X509Certificate> {
   notBefore.setUTCMilliseconds(0);
   return x509.X509CertificateGenerator.create(
     {
-      serialNumber: newCertificateSerial(p.random),
+      serialNumber: p.certificateSerial ?? newCertificateSerial(p.random),
       subject,
       issuer: p.issuer.certificate ? p.issuer.certificate.subjectName : subject,
       notBefore,
@@ -161,6 +162,8 @@ export interface IdevidParams {
   hwTypeOid: string;
   clock: Clock;
   random: Random;
+  /** Chosen up front (see `newCertificateSerial`) when the ledger must name it before signing. */
+  certificateSerial?: string;
 }
 
 /** Key usage an operator needs to encrypt to the device (RFC 8886 §4): agreement for EC, transport for RSA. */
@@ -173,7 +176,11 @@ function idevidKeyUsage(spki: Uint8Array<ArrayBuffer>): number {
 /** The IEEE 802.1AR IDevID (§8): serialNumber in the subject, hardwareModuleName SAN, no expiry. */
 export function issueIdevid(p: IdevidParams): Promise<x509.X509Certificate> {
   assertSerialSyntax(p.serial);
+  if (p.certificateSerial !== undefined && !/^[4-7][0-9a-f]{31}$/.test(p.certificateSerial)) {
+    throw new PkiError("internal", "PROFILE_VIOLATION", `certificate serial ${p.certificateSerial} was not made by newCertificateSerial`);
+  }
   return issue({
+    certificateSerial: p.certificateSerial,
     issuer: p.issuer,
     subject: { organization: p.organization, commonName: p.commonName ?? p.serial, serialNumber: p.serial },
     publicKeySpki: p.publicKeySpki,

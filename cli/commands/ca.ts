@@ -1,14 +1,14 @@
 import type { Argv } from "yargs";
-import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { CoreError, Home, systemClock, systemRandom, writeFileAtomic, writeNewFiles, type IdmintConfig, type KeyRole } from "../../core/index.js";
+import { CoreError, Home, sha256Hex, systemClock, systemRandom, writeFileAtomic, writeNewFiles, type IdmintConfig, type KeyRole } from "../../core/index.js";
+import type { Ledger } from "../../ledger/index.js";
 import type { Hsm } from "../../hsm/index.js";
-import { PkiError, assertStationId, checkCsr, issueIdevid, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
-import { homeOf, readInputFile, withHsm } from "../context.js";
+import { PkiError, assertStationId, checkCsr, issueIdevid, newCertificateSerial, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
+import { homeOf, readInputFile, withHsm, withLedger } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function fingerprint(cert: x509.X509Certificate): string {
-  return createHash("sha256").update(Buffer.from(cert.rawData)).digest("hex");
+  return sha256Hex(new Uint8Array(cert.rawData));
 }
 
 const PKI_FILES = { root: "root", factoryCa: "factory-ca", allocationSigner: "allocation-signer", station: "station" } as const;
@@ -48,11 +48,25 @@ export function factoryCaIssuer(hsm: Hsm, home: Home, config: IdmintConfig): { s
   return { signer: hsm.signer(config.keys.factoryCa), certificate: new x509.X509Certificate(readFileSync(path, "utf8")) };
 }
 
-/** Checks a unit's CSR and has the factory CA issue its IDevID. */
-export async function issueFromCsr(p: { hsm: Hsm; home: Home; config: IdmintConfig; csr: string | Uint8Array; serial: string; commonName?: string }): Promise<{ cert: x509.X509Certificate; keyType: string }> {
+/**
+ * Checks a unit's CSR and has the factory CA issue its IDevID. The ledger names the
+ * signature before the CA key makes it (invariant 2) and records the result after.
+ */
+export async function issueFromCsr(p: {
+  hsm: Hsm;
+  ledger: Ledger;
+  home: Home;
+  config: IdmintConfig;
+  csr: string | Uint8Array;
+  serial: string;
+  commonName?: string;
+}): Promise<{ cert: x509.X509Certificate; keyType: string }> {
   const checked = await checkCsr(p.csr, p.serial);
+  const issuer = factoryCaIssuer(p.hsm, p.home, p.config);
+  const certificateSerial = newCertificateSerial(systemRandom);
+  p.ledger.append({ type: "signing.intent", serial: p.serial, keyFingerprint: sha256Hex(checked.publicKeySpki), certificateSerial });
   const cert = await issueIdevid({
-    issuer: factoryCaIssuer(p.hsm, p.home, p.config),
+    issuer,
     publicKeySpki: checked.publicKeySpki,
     serial: p.serial,
     commonName: p.commonName,
@@ -60,7 +74,9 @@ export async function issueFromCsr(p: { hsm: Hsm; home: Home; config: IdmintConf
     hwTypeOid: p.config.profile.hwTypeOid,
     clock: systemClock,
     random: systemRandom,
+    certificateSerial,
   });
+  p.ledger.append({ type: "certificate.issued", serial: p.serial, certificateSerial, certificateFingerprint: sha256Hex(new Uint8Array(cert.rawData)) });
   return { cert, keyType: checked.keyType };
 }
 
@@ -114,7 +130,9 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
             throw new CoreError("input", "FILE_EXISTS", `--out ${args.out} already exists: choose another path or remove it`);
           }
           const csr = readInputFile(args.csr, "CSR file");
-          const { cert, keyType } = await withHsm(config, io, (hsm) => issueFromCsr({ hsm, home, config, csr, serial: args.serial, commonName: args.cn }));
+          const { cert, keyType } = await withLedger(home, (ledger) =>
+            withHsm(config, io, (hsm) => issueFromCsr({ hsm, ledger, home, config, csr, serial: args.serial, commonName: args.cn })),
+          );
           writeFileAtomic(args.out, args.der ? new Uint8Array(cert.rawData) : cert.toString("pem") + "\n");
           report(io, args, { serial: args.serial, certificateSerial: cert.serialNumber, fingerprint: fingerprint(cert), out: args.out, keyType }, () => [
             `issued IDevID for ${args.serial} (${keyType}), certificate serial ${cert.serialNumber}`,

@@ -5,7 +5,7 @@ import { CoreError, Home, writeFileAtomic } from "../../core/index.js";
 import { initEmbeddedHsm } from "../../hsm/index.js";
 import { x509 } from "../../pki/index.js";
 import { SoftwareUnit } from "../../units/index.js";
-import { withHsm } from "../context.js";
+import { withHsm, withLedger } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 import { fingerprint, initCa, issueFromCsr } from "./ca.js";
 
@@ -43,12 +43,12 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
       const config = home.readConfig();
       const { certs } = await initCa(home, config, "station-1", io);
       const ready = home.readConfig();
-      const units = await withHsm(ready, io, async (hsm) => {
+      const units = await withLedger(home, (ledger) => withHsm(ready, io, async (hsm) => {
         const out: Array<{ serial: string; certificateSerial: string; fingerprint: string; path: string; chainVerified: boolean }> = [];
         for (let i = 1; i <= args.units; i++) {
           const serial = `SN${String(i).padStart(6, "0")}`;
           const unit = await SoftwareUnit.create(serial, "Demo Router");
-          const { cert } = await issueFromCsr({ hsm, home, config: ready, csr: await unit.csr(), serial });
+          const { cert } = await issueFromCsr({ hsm, ledger, home, config: ready, csr: await unit.csr(), serial });
           const chain = await new x509.X509ChainBuilder({ certificates: [certs.factoryCa, certs.root] }).build(cert);
           const chainVerified = chain.length === 3 && (await cert.verify({ publicKey: certs.factoryCa, signatureOnly: true }));
           const path = join(home.certsDir, `${serial}.pem`);
@@ -57,7 +57,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           if (!args.json) io.err(`provisioned ${serial}\n`);
         }
         return out;
-      });
+      }));
       const seconds = (Date.now() - started) / 1000;
       report(io, args, { home: home.root, root: home.pkiFile("root"), units, seconds }, () => [
         "",

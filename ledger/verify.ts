@@ -1,0 +1,85 @@
+import type { Db } from "../core/index.js";
+import { openCheckpoint } from "./checkpoint.js";
+import { claimedIndex } from "./entry.js";
+import { LedgerError } from "./errors.js";
+import { MerkleFrontier, hashLeaf } from "./merkle.js";
+
+export interface LedgerReport {
+  entries: number;
+  checkpoints: number;
+  latestCheckpoint?: { id: number; size: number; root: string };
+  /** Entries after the latest checkpoint: not yet provable to anyone. */
+  uncovered: number;
+}
+
+/**
+ * `idmint ledger verify`: recomputes the whole tree from the stored entries (their stored
+ * leaf hashes are only a cache and are not trusted), checks every checkpoint's signature
+ * with the station key, and checks that every checkpoint's root is the root of the
+ * entries it covers. Because all checkpoints are checked against the same recomputed
+ * tree, each later one is consistent with each earlier one. The first fault is named.
+ */
+export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array }): LedgerReport {
+  const rows = db.prepare("SELECT id, size, note FROM ledger_checkpoints ORDER BY id").all() as Array<{ id: number; size: number; note: string }>;
+  const checkpoints = rows.map((r) => {
+    let c;
+    try {
+      c = openCheckpoint(r.note, station.origin, station.spki);
+    } catch (e) {
+      throw new LedgerError("verify", (e as LedgerError).code ?? "CHECKPOINT_INVALID", `checkpoint ${r.id}: ${(e as Error).message}`, { at: { checkpoint: r.id }, cause: e });
+    }
+    if (c.size !== r.size) {
+      throw new LedgerError("verify", "CHECKPOINT_INVALID", `checkpoint ${r.id}: its signed size ${c.size} differs from the stored size ${r.size}`, { at: { checkpoint: r.id } });
+    }
+    return { id: r.id, ...c };
+  });
+  for (let i = 1; i < checkpoints.length; i++) {
+    if (checkpoints[i]!.size < checkpoints[i - 1]!.size) {
+      const c = checkpoints[i]!;
+      throw new LedgerError("verify", "CHECKPOINT_MISMATCH", `checkpoint ${c.id} covers ${c.size} entries, fewer than checkpoint ${checkpoints[i - 1]!.id} before it: the log went backwards`, { at: { checkpoint: c.id } });
+    }
+  }
+
+  const bySize = [...checkpoints].sort((a, b) => a.size - b.size || a.id - b.id);
+  let next = 0;
+  const frontier = new MerkleFrontier();
+  const checkDue = () => {
+    while (next < bySize.length && bySize[next]!.size === frontier.size) {
+      const c = bySize[next]!;
+      if (!Buffer.from(frontier.root()).equals(Buffer.from(c.root))) {
+        throw new LedgerError("verify", "CHECKPOINT_MISMATCH", `checkpoint ${c.id} (size ${c.size}) does not match the entries it covers: an entry below index ${c.size} was changed, removed or reordered`, { at: { checkpoint: c.id } });
+      }
+      next++;
+    }
+  };
+  checkDue();
+  let expected = 0;
+  const iter = db.prepare("SELECT idx, body, leaf_hash FROM ledger_entries ORDER BY idx").raw().iterate() as IterableIterator<[number, Buffer, Buffer]>;
+  for (const [idx, body, stored] of iter) {
+    if (idx !== expected) {
+      throw new LedgerError("verify", "ENTRY_MISSING", `entry ${expected} is missing (the next stored entry is ${idx}): entries were deleted`, { at: { entry: expected } });
+    }
+    const claimed = claimedIndex(body);
+    if (claimed !== idx) {
+      throw new LedgerError("verify", "ENTRY_INVALID", claimed < 0 ? `entry ${idx} is malformed` : `entry ${idx} says it is entry ${claimed}: entries were moved or swapped`, { at: { entry: idx } });
+    }
+    const leaf = hashLeaf(body);
+    if (!Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength).equals(stored)) {
+      throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${idx} was changed after it was appended (its hash no longer matches)`, { at: { entry: idx } });
+    }
+    frontier.append(leaf);
+    expected++;
+    checkDue();
+  }
+  if (next < bySize.length) {
+    const c = bySize[next]!;
+    throw new LedgerError("verify", "LEDGER_TRUNCATED", `checkpoint ${c.id} covers ${c.size} entries but the ledger holds only ${expected}: its tail was cut`, { at: { checkpoint: c.id } });
+  }
+  const latest = checkpoints[checkpoints.length - 1];
+  return {
+    entries: expected,
+    checkpoints: checkpoints.length,
+    latestCheckpoint: latest && { id: latest.id, size: latest.size, root: Buffer.from(latest.root).toString("base64") },
+    uncovered: expected - (latest?.size ?? 0),
+  };
+}
