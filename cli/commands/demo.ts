@@ -1,11 +1,12 @@
 import type { Argv } from "yargs";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, Home, writeFileAtomic } from "../../core/index.js";
+import { CoreError, Home, openDb, writeFileAtomic } from "../../core/index.js";
+import { verifyLedger } from "../../ledger/index.js";
 import { initEmbeddedHsm } from "../../hsm/index.js";
 import { x509 } from "../../pki/index.js";
 import { SoftwareUnit } from "../../units/index.js";
-import { withHsm, withLedger } from "../context.js";
+import { stationIdentity, withHsm, withLedger } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 import { fingerprint, initCa, issueFromCsr } from "./ca.js";
 
@@ -27,7 +28,7 @@ function prepareDemoHome(dir: string): Home {
 export function demoCommand(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
   return yargs.command(
     "demo",
-    "the whole story on the embedded default: SoftHSM tokens, the CA ceremony and sample IDevIDs",
+    "the whole story on the embedded default: SoftHSM tokens, the CA ceremony, sample IDevIDs and their signed ledger",
     (c) =>
       c
         .option("units", { type: "number", default: 5, describe: "how many sample units to provision" })
@@ -43,7 +44,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
       const config = home.readConfig();
       const { certs } = await initCa(home, config, "station-1", io);
       const ready = home.readConfig();
-      const units = await withLedger(home, (ledger) => withHsm(ready, io, async (hsm) => {
+      const { out: units, checkpoint, station } = await withLedger(home, (ledger) => withHsm(ready, io, async (hsm) => {
         const out: Array<{ serial: string; certificateSerial: string; fingerprint: string; path: string; chainVerified: boolean }> = [];
         for (let i = 1; i <= args.units; i++) {
           const serial = `SN${String(i).padStart(6, "0")}`;
@@ -56,15 +57,25 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           out.push({ serial, certificateSerial: cert.serialNumber, fingerprint: fingerprint(cert), path, chainVerified });
           if (!args.json) io.err(`provisioned ${serial}\n`);
         }
-        return out;
+        const station = stationIdentity(home, ready);
+        const checkpoint = await ledger.checkpoint(hsm.signer(ready.keys.station), station.origin);
+        return { out, checkpoint, station };
       }));
+      const db = openDb(home.stationDbPath);
+      let ledgerReport;
+      try {
+        ledgerReport = verifyLedger(db, station);
+      } finally {
+        db.close();
+      }
       const seconds = (Date.now() - started) / 1000;
-      report(io, args, { home: home.root, root: home.pkiFile("root"), units, seconds }, () => [
+      report(io, args, { home: home.root, root: home.pkiFile("root"), units, ledger: ledgerReport, seconds }, () => [
         "",
         `idmint demo: ${units.length} units provisioned in ${seconds.toFixed(1)} s on the embedded default (SoftHSM2 in ${home.hsmDir})`,
         `  vendor root      ${home.pkiFile("root")}`,
         `  factory CA       ${home.pkiFile("factory-ca")}`,
         `  IDevIDs          ${home.certsDir}/SN*.pem  (chain verified: ${units.filter((u) => u.chainVerified).length}/${units.length})`,
+        `  ledger           ${ledgerReport.entries} entries, checkpoint ${checkpoint.id} signed by ${station.origin}, verified`,
         `  check one:       openssl verify -CAfile ${home.pkiFile("root")} -untrusted ${home.pkiFile("factory-ca")} ${units[0]!.path}`,
       ]);
     },
