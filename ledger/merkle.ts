@@ -493,3 +493,56 @@ export class MerkleFrontier {
     return f;
   }
 }
+
+/**
+ * The verifier's hot path: builds the tree from raw leaf data in one pass with no per-leaf
+ * allocation besides the digest strings (hashes are kept as 32-char latin1 strings, the
+ * cheapest thing `crypto.hash` returns; see `oneShot` above). Same hashing as everything
+ * else here (RFC 9162 §2.1.1).
+ */
+export class TreeBuilder {
+  #size = 0;
+  #stack: string[] = [];
+  #leafInput = Buffer.allocUnsafe(4096);
+  readonly #nodeInput = Buffer.allocUnsafe(1 + 2 * HASH_SIZE);
+
+  constructor() {
+    this.#nodeInput[0] = NODE_PREFIX;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends one leaf by its data and returns its leaf hash (latin1 string). */
+  addLeafData(data: Uint8Array): string {
+    if (data.length + 1 > this.#leafInput.length) this.#leafInput = Buffer.allocUnsafe(2 * (data.length + 1));
+    const input = this.#leafInput;
+    input[0] = LEAF_PREFIX;
+    input.set(data, 1);
+    const leaf = sha256Latin1(input.subarray(0, data.length + 1));
+    let carry = leaf;
+    let s = this.#size;
+    while (s % 2 === 1) {
+      carry = this.#node(this.#stack.pop()!, carry);
+      s = half(s);
+    }
+    this.#stack.push(carry);
+    this.#size++;
+    return leaf;
+  }
+
+  #node(left: string, right: string): string {
+    this.#nodeInput.write(left, 1, HASH_SIZE, "latin1");
+    this.#nodeInput.write(right, 1 + HASH_SIZE, HASH_SIZE, "latin1");
+    return sha256Latin1(this.#nodeInput);
+  }
+
+  /** MTH of the leaves added so far. */
+  root(): Hash {
+    if (this.#stack.length === 0) return emptyRoot();
+    let r = this.#stack[this.#stack.length - 1]!;
+    for (let i = this.#stack.length - 2; i >= 0; i--) r = this.#node(this.#stack[i]!, r);
+    return new Uint8Array(Buffer.from(r, "latin1"));
+  }
+}

@@ -2,7 +2,7 @@ import type { Db } from "../core/index.js";
 import { openCheckpoint } from "./checkpoint.js";
 import { claimedIndex } from "./entry.js";
 import { LedgerError } from "./errors.js";
-import { MerkleFrontier, hashLeaf } from "./merkle.js";
+import { TreeBuilder, hashLeaf } from "./merkle.js";
 
 export interface LedgerReport {
   entries: number;
@@ -41,12 +41,20 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
   }
 
   const bySize = [...checkpoints].sort((a, b) => a.size - b.size || a.id - b.id);
+  const coveredBy = (bySize[bySize.length - 1]?.size ?? 0);
   let next = 0;
-  const frontier = new MerkleFrontier();
+  const tree = new TreeBuilder();
+  // Leaf hashes of the entries after the last checkpoint: nothing signed covers them, so
+  // they are checked against the hashes stored when they were appended.
+  const tail: string[] = [];
   const checkDue = () => {
-    while (next < bySize.length && bySize[next]!.size === frontier.size) {
+    while (next < bySize.length && bySize[next]!.size === tree.size) {
       const c = bySize[next]!;
-      if (!Buffer.from(frontier.root()).equals(Buffer.from(c.root))) {
+      if (!Buffer.from(tree.root()).equals(Buffer.from(c.root))) {
+        const changed = firstChangedEntry(db, c.size);
+        if (changed !== undefined) {
+          throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${changed} was changed after it was appended (its hash no longer matches)`, { at: { entry: changed } });
+        }
         throw new LedgerError("verify", "CHECKPOINT_MISMATCH", `checkpoint ${c.id} (size ${c.size}) does not match the entries it covers: an entry below index ${c.size} was changed, removed or reordered`, { at: { checkpoint: c.id } });
       }
       next++;
@@ -54,8 +62,10 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
   };
   checkDue();
   let expected = 0;
-  const iter = db.prepare("SELECT idx, body, leaf_hash FROM ledger_entries ORDER BY idx").raw().iterate() as IterableIterator<[number, Buffer, Buffer]>;
-  for (const [idx, body, stored] of iter) {
+  // The hot loop reads only what it hashes; the stored leaf hashes are read again only to
+  // name an entry once a checkpoint has failed.
+  const iter = db.prepare("SELECT idx, body FROM ledger_entries ORDER BY idx").raw().iterate() as IterableIterator<[number, Buffer]>;
+  for (const [idx, body] of iter) {
     if (idx !== expected) {
       throw new LedgerError("verify", "ENTRY_MISSING", `entry ${expected} is missing (the next stored entry is ${idx}): entries were deleted`, { at: { entry: expected } });
     }
@@ -63,17 +73,20 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
     if (claimed !== idx) {
       throw new LedgerError("verify", "ENTRY_INVALID", claimed < 0 ? `entry ${idx} is malformed` : `entry ${idx} says it is entry ${claimed}: entries were moved or swapped`, { at: { entry: idx } });
     }
-    const leaf = hashLeaf(body);
-    if (!Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength).equals(stored)) {
-      throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${idx} was changed after it was appended (its hash no longer matches)`, { at: { entry: idx } });
-    }
-    frontier.append(leaf);
+    const leaf = tree.addLeafData(body);
+    if (idx >= coveredBy) tail.push(leaf);
     expected++;
     checkDue();
   }
   if (next < bySize.length) {
     const c = bySize[next]!;
     throw new LedgerError("verify", "LEDGER_TRUNCATED", `checkpoint ${c.id} covers ${c.size} entries but the ledger holds only ${expected}: its tail was cut`, { at: { checkpoint: c.id } });
+  }
+  const stored = db.prepare("SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ? ORDER BY idx").raw().iterate(coveredBy) as IterableIterator<[number, Buffer]>;
+  for (const [idx, hash] of stored) {
+    if (hash.toString("latin1") !== tail[idx - coveredBy]) {
+      throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${idx} was changed after it was appended (its hash no longer matches)`, { at: { entry: idx } });
+    }
   }
   const latest = checkpoints[checkpoints.length - 1];
   return {
@@ -82,4 +95,13 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
     latestCheckpoint: latest && { id: latest.id, size: latest.size, root: Buffer.from(latest.root).toString("base64") },
     uncovered: expected - (latest?.size ?? 0),
   };
+}
+
+/** The first entry below `size` whose stored hash differs from its recomputed hash, if any. */
+function firstChangedEntry(db: Db, size: number): number | undefined {
+  const rows = db.prepare("SELECT idx, body, leaf_hash FROM ledger_entries WHERE idx < ? ORDER BY idx").raw().iterate(size) as IterableIterator<[number, Buffer, Buffer]>;
+  for (const [idx, body, stored] of rows) {
+    if (!Buffer.from(hashLeaf(body)).equals(stored)) return idx;
+  }
+  return undefined;
 }

@@ -532,3 +532,19 @@ describe("known answers", () => {
     expect(verifyConsistency(3, 8, consistencyProof(leaves, 3), fromHex(at(roots, 3)), fromHex(at(roots, 8)))).toBe(true);
   });
 });
+
+describe("TreeBuilder (the verifier's streaming hasher)", () => {
+  it("gives the same leaf hashes and roots as hashLeaf and rootFromLeafHashes at every size 0..130", async () => {
+    const { TreeBuilder } = await import("../../ledger/merkle.js");
+    const tree = new TreeBuilder();
+    const leaves: Uint8Array[] = [];
+    expect(Buffer.from(tree.root())).toEqual(Buffer.from(rootFromLeafHashes([])));
+    for (let i = 0; i < 130; i++) {
+      const data = new Uint8Array(Buffer.from(`leaf ${i} ${"x".repeat(i * 53)}`));
+      const leaf = tree.addLeafData(data);
+      leaves.push(hashLeaf(data));
+      expect(Buffer.from(leaf, "latin1")).toEqual(Buffer.from(leaves[i]!));
+      expect(Buffer.from(tree.root())).toEqual(Buffer.from(rootFromLeafHashes(leaves)));
+    }
+  });
+});
