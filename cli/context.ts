@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
-import { CoreError, Home, openDb, systemClock, type IdmintConfig } from "../core/index.js";
+import { CoreError, Home, fixedClock, openDb, systemClock, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
-import { parseCertificate } from "../pki/index.js";
+import { parseCertificate, x509 } from "../pki/index.js";
+import { SerialStore } from "../serials/index.js";
 import type { GlobalArgs, Io } from "./io.js";
 
 export function homeOf(args: GlobalArgs, io: Io): Home {
@@ -47,4 +48,46 @@ export function stationIdentity(home: Home, config: IdmintConfig): { origin: str
   const certificatePem = readInputFile(home.pkiFile("station"), "the station certificate").toString("utf8");
   const cert = parseCertificate(certificatePem, home.pkiFile("station"));
   return { origin: stationOrigin(config.station.id), certificatePem, spki: new Uint8Array(cert.publicKey.rawData) };
+}
+
+/** The clock commands use: the system's, or IDMINT_NOW (ISO 8601) so tests can stand at a given time. */
+export function clockOf(io: Io): Clock {
+  const now = io.env.IDMINT_NOW;
+  if (!now) return systemClock;
+  const at = new Date(now);
+  if (Number.isNaN(at.getTime())) throw new CoreError("usage", "CONFIG_INVALID", `IDMINT_NOW=${now} is not an ISO 8601 time: unset it or fix it`);
+  return fixedClock(at);
+}
+
+export interface StationStores {
+  db: Db;
+  ledger: Ledger;
+  serials: SerialStore;
+}
+
+/** Opens the home's station store (ledger and serials), runs `fn`, and always closes it. */
+export async function withStation<T>(home: Home, io: Io, fn: (s: StationStores) => Promise<T> | T): Promise<T> {
+  const clock = clockOf(io);
+  const db = openDb(home.stationDbPath);
+  try {
+    const ledger = new Ledger(db, clock);
+    return await fn({ db, ledger, serials: new SerialStore(db, ledger, clock) });
+  } finally {
+    db.close();
+  }
+}
+
+/** Reads a JSON document the user named, with a one-line error for a missing or non-JSON file. */
+export function readJsonFile(path: string, what: string): unknown {
+  const text = readInputFile(path, what).toString("utf8");
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} is not JSON: give the file idmint wrote`, { cause: e });
+  }
+}
+
+export function pinnedRoot(home: Home, path?: string): x509.X509Certificate {
+  const p = path ?? home.pkiFile("root");
+  return parseCertificate(readInputFile(p, "the vendor root certificate"), p);
 }

@@ -24,3 +24,15 @@ export function report(io: Io, args: GlobalArgs, json: unknown, human: () => str
   if (args.json) io.out(JSON.stringify(json, null, 2) + "\n");
   else for (const line of human()) io.out(line + "\n");
 }
+
+/**
+ * A failure whose result the command already printed (e.g. reconcile's anomalies with
+ * --json): the CLI adds only the one-line message on stderr and the exit code.
+ */
+export class ReportedFailure extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}

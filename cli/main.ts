@@ -3,8 +3,10 @@ import { IdmintError, isIdmintError } from "../core/index.js";
 import { caCommands } from "./commands/ca.js";
 import { demoCommand } from "./commands/demo.js";
 import { ledgerCommands } from "./commands/ledger.js";
+import { serialsCommands } from "./commands/serials.js";
+import { stationCommands } from "./commands/station.js";
 import { hsmCommands } from "./commands/hsm.js";
-import { processIo, type GlobalArgs, type Io } from "./io.js";
+import { ReportedFailure, processIo, type GlobalArgs, type Io } from "./io.js";
 
 class UsageError extends IdmintError<"USAGE"> {}
 
@@ -37,6 +39,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(false) as unknown as Argv<GlobalArgs>;
   parser = hsmCommands(parser, io);
   parser = caCommands(parser, io);
+  parser = serialsCommands(parser, io);
+  parser = stationCommands(parser, io);
   parser = ledgerCommands(parser, io);
   parser = demoCommand(parser, io);
   let output = "";
@@ -47,6 +51,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (output) io.out(output + "\n");
     return 0;
   } catch (e) {
+    if (e instanceof ReportedFailure) {
+      io.err(`idmint: ${e.message}\n`);
+      return e.exitCode;
+    }
     const d = describe(e, io);
     io.err(`idmint: ${d.message}\n`);
     if (json) io.out(JSON.stringify({ ok: false, error: { code: d.code, message: d.message } }) + "\n");

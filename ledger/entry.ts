@@ -8,6 +8,7 @@ import { LedgerError } from "./errors.js";
 export type LedgerEvent =
   | { type: "allocation.imported"; allocationId: string; order: string; station: string; count: number; digest: string }
   | { type: "serial.reserved"; serial: string; allocationId?: string }
+  | { type: "serial.released"; serial: string; reason: string }
   | { type: "signing.intent"; serial: string; keyFingerprint: string; certificateSerial: string }
   | { type: "certificate.issued"; serial: string; certificateSerial: string; certificateFingerprint: string }
   | { type: "unit.delivered"; serial: string; certificateFingerprint: string }
@@ -20,6 +21,7 @@ export type LedgerEventType = LedgerEvent["type"];
 export const EVENT_TYPES: readonly LedgerEventType[] = [
   "allocation.imported",
   "serial.reserved",
+  "serial.released",
   "signing.intent",
   "certificate.issued",
   "unit.delivered",

@@ -16,3 +16,5 @@ export {
   MerkleFrontier,
   type Hash,
 } from "./merkle.js";
+export { openExtract, type LedgerExtract } from "./extract.js";
+export { TreeBuilder } from "./merkle.js";

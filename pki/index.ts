@@ -1,5 +1,5 @@
 export { PkiError, type PkiErrorCode } from "./errors.js";
-export { x509, signingProvider } from "./x509.js";
+export { x509, signingProvider, derSignature } from "./x509.js";
 export {
   NO_EXPIRY,
   assertSerialSyntax,

@@ -40,3 +40,11 @@ export function signingProvider(signer: Signer): { crypto: Crypto; signingKey: C
   } as unknown as Crypto;
   return { crypto, signingKey, signingAlgorithm: alg.signing };
 }
+
+/** A signer's raw signature as X.509/CMS and Go's SignASN1 carry it: DER ECDSA-Sig-Value, or the RSA block as is. */
+export function derSignature(signer: Signer, raw: Uint8Array<ArrayBuffer>): Uint8Array {
+  if (!signer.algorithm.startsWith("EC-")) return raw;
+  const der = new x509.AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve: signer.algorithm === "EC-P384" ? "P-384" : "P-256" } as EcKeyAlgorithm, raw);
+  if (!der) throw new Error("cannot encode an ECDSA signature");
+  return new Uint8Array(der);
+}

@@ -1,0 +1,1 @@
+export { buildUsageReport } from "./report.js";
