@@ -5,6 +5,7 @@ import { demoCommand } from "./commands/demo.js";
 import { ledgerCommands } from "./commands/ledger.js";
 import { serialsCommands } from "./commands/serials.js";
 import { stationCommands } from "./commands/station.js";
+import { unitCommands } from "./commands/unit.js";
 import { hsmCommands } from "./commands/hsm.js";
 import { ReportedFailure, processIo, type GlobalArgs, type Io } from "./io.js";
 
@@ -41,6 +42,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   parser = caCommands(parser, io);
   parser = serialsCommands(parser, io);
   parser = stationCommands(parser, io);
+  parser = unitCommands(parser, io);
   parser = ledgerCommands(parser, io);
   parser = demoCommand(parser, io);
   let output = "";

@@ -18,6 +18,8 @@ export interface IdmintConfig {
   /** PKCS#11 URIs (RFC 7512) of each role's private key, with `pin-source` as a query attribute. */
   keys: Record<KeyRole, string>;
   station: { id: string };
+  /** The embedded default's stand-in for the units' secure elements (`station run --sim --keystore pkcs11`). */
+  simulator?: { unitTokenUri: string };
   profile: {
     /** Subject O of the certificates idmint issues. */
     organization: string;

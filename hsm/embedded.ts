@@ -16,6 +16,9 @@ export const EMBEDDED_KEYS: Record<KeyRole, { token: string; object: string }> =
   station: { token: "station", object: "station-key" },
 };
 
+/** The token that plays the simulated units' secure elements; not a vendor key role. */
+export const EMBEDDED_UNIT_TOKEN = "unit-se";
+
 function findTemplate(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
@@ -59,9 +62,11 @@ export function initEmbeddedHsm(home: Home, options: { organization?: string } =
 
     const module = Pkcs11Module.acquire(modulePath);
     const keys = {} as Record<KeyRole, string>;
+    let unitTokenUri = "";
     try {
       const p11 = module.p11;
-      for (const [role, { token, object }] of Object.entries(EMBEDDED_KEYS) as Array<[KeyRole, { token: string; object: string }]>) {
+      const tokens = [...(Object.entries(EMBEDDED_KEYS) as Array<[KeyRole | "unit", { token: string; object: string }]>), ["unit", { token: EMBEDDED_UNIT_TOKEN, object: "" }] as const];
+      for (const [role, { token, object }] of tokens) {
         const userPin = randomBytes(16).toString("hex");
         const soPin = randomBytes(16).toString("hex");
         const pinFile = join(home.pinDir, `${token}.pin`);
@@ -82,7 +87,8 @@ export function initEmbeddedHsm(home: Home, options: { organization?: string } =
         } catch (e) {
           throw pkcs11Failure(`initialising token ${token}`, e);
         }
-        keys[role] = formatPkcs11Uri({ token, object, type: "private", pinSource: `file:${pinFile}` });
+        if (role === "unit") unitTokenUri = formatPkcs11Uri({ token, pinSource: `file:${pinFile}` });
+        else keys[role] = formatPkcs11Uri({ token, object, type: "private", pinSource: `file:${pinFile}` });
       }
     } finally {
       module.release();
@@ -92,10 +98,11 @@ export function initEmbeddedHsm(home: Home, options: { organization?: string } =
       hsm: { module: modulePath, softhsmConf: home.softhsmConfPath },
       keys,
       station: { id: "station-1" },
+      simulator: { unitTokenUri },
       profile: { organization: options.organization ?? "Example Vendor", hwTypeOid: DEFAULT_HW_TYPE_OID },
     };
     home.writeConfig(config);
-    return { module: modulePath, softhsmConf: home.softhsmConfPath, tokens: Object.values(EMBEDDED_KEYS).map((k) => k.token) };
+    return { module: modulePath, softhsmConf: home.softhsmConfPath, tokens: [...Object.values(EMBEDDED_KEYS).map((k) => k.token), EMBEDDED_UNIT_TOKEN] };
   } catch (e) {
     rmSync(home.hsmDir, { recursive: true, force: true });
     if (createdHome) rmSync(home.root, { recursive: true, force: true });

@@ -3,4 +3,4 @@ export { HsmError, type HsmErrorCode } from "./errors.js";
 export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
 export { parsePkcs11Uri, formatPkcs11Uri, readPin, type Pkcs11Uri } from "./uri.js";
 export { findSoftHsmModule } from "./module.js";
-export { initEmbeddedHsm, EMBEDDED_KEYS, type EmbeddedInitResult } from "./embedded.js";
+export { initEmbeddedHsm, EMBEDDED_KEYS, EMBEDDED_UNIT_TOKEN, type EmbeddedInitResult } from "./embedded.js";

@@ -18,11 +18,11 @@ const OID = {
 } as const;
 
 /** X.520 ub-serial-number is 64; the printable subset also keeps serials safe in paths and URLs. */
-const SERIAL_SYNTAX = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SERIAL_SYNTAX = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/;
 
 export function assertSerialSyntax(serial: string): void {
   if (!SERIAL_SYNTAX.test(serial)) {
-    throw new PkiError("input", "SERIAL_SYNTAX", `serial "${serial}" is not valid: use 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+    throw new PkiError("input", "SERIAL_SYNTAX", `serial "${serial}" is not valid: use 1-64 characters of A-Z a-z 0-9 . - (X.520 PrintableString) starting with a letter or digit`);
   }
 }
 

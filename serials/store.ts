@@ -185,6 +185,24 @@ export class SerialStore {
       .immediate();
   }
 
+  /** The lowest `limit` available serials of currently valid allocations (what a simulated line is loaded with). */
+  nextAvailable(limit: number): string[] {
+    const now = this.clock.now().toISOString();
+    return this.db
+      .prepare(
+        `SELECT s.serial FROM serials s JOIN allocations a ON a.id = s.allocation_id
+         WHERE s.state = 'available' AND a.not_before <= ? AND a.not_after >= ?
+         ORDER BY a.imported_at, s.serial LIMIT ?`,
+      )
+      .pluck()
+      .all(now, now, limit) as string[];
+  }
+
+  /** The model an allocation holding `serial` is for. */
+  modelOf(serial: string): string | undefined {
+    return this.db.prepare("SELECT a.model FROM serials s JOIN allocations a ON a.id = s.allocation_id WHERE s.serial = ?").pluck().get(serial) as string | undefined;
+  }
+
   /** A reserved serial whose unit got its certificate; call inside the transaction that stores the certificate. */
   markProvisioned(serial: string, owner: string, certificateFingerprint: string): void {
     const r = this.db

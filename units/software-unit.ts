@@ -1,7 +1,6 @@
 import { webcrypto } from "node:crypto";
 import { PkiError, x509 } from "../pki/index.js";
-
-export type UnitKeyAlgorithm = "EC-P256" | "RSA-2048";
+import type { UnitKeyAlgorithm } from "./protocol.js";
 
 /**
  * A simulated unit whose private key is a non-extractable WebCrypto key: it signs its own

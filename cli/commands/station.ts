@@ -1,13 +1,54 @@
 import type { Argv } from "yargs";
-import { existsSync } from "node:fs";
-import { CoreError, writeFileAtomic } from "../../core/index.js";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CoreError, systemRandom, writeFileAtomic } from "../../core/index.js";
+import { parseCertificate } from "../../pki/index.js";
 import { signDocument } from "../../serials/index.js";
-import { buildUsageReport } from "../../station/index.js";
+import { STEPS, StationError, UnitStore, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitFixture } from "../../units/index.js";
 import { clockOf, homeOf, stationIdentity, withHsm, withStation } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
+import { progress } from "../progress.js";
+
+/**
+ * IDMINT_TEST_CRASH_AT=STEP:N kills the station with SIGKILL when the Nth unit reaches STEP:
+ * the crash tests' way to stop it anywhere on the hot path. Not for production use.
+ */
+function crashHook(io: Io): LineContext["reached"] {
+  const spec = io.env.IDMINT_TEST_CRASH_AT;
+  if (!spec) return undefined;
+  const [step, nth] = spec.split(":");
+  if (!STEPS.includes(step as Step) || !/^\d+$/.test(nth ?? "")) {
+    throw new CoreError("usage", "CONFIG_INVALID", `IDMINT_TEST_CRASH_AT=${spec} is not STEP:N with STEP one of ${STEPS.join(", ")}`);
+  }
+  let seen = 0;
+  return (reached) => {
+    if (reached === step && ++seen === Number(nth)) process.kill(process.pid, "SIGKILL");
+  };
+}
+
+function parseFixture(value: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+function unitTokenUri(config: { simulator?: { unitTokenUri: string } }): string {
+  if (!config.simulator?.unitTokenUri) {
+    throw new CoreError("state", "CONFIG_INVALID", "this home has no token for simulated secure elements (simulator.unitTokenUri in idmint.json): use --keystore soft");
+  }
+  return config.simulator.unitTokenUri;
+}
+
+function unitLine(o: UnitOutcome): string {
+  const serial = (o.serial ?? "(no serial)").padEnd(10);
+  if (o.status === "provisioned") return `${serial} provisioned${o.resumed ? " (resumed)" : ""} ${o.certificateFingerprint?.slice(0, 16) ?? ""}`;
+  return `${serial} FAILED ${o.code}: ${o.reason}`;
+}
 
 export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
-  return yargs.command("station", "the factory station: usage report", (y) =>
+  return yargs.command("station", "the factory station: run the line, hand in the usage report", (y) =>
     y
       .command(
         "report",
@@ -37,6 +78,99 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           ]);
         },
       )
-      .demandCommand(1, "name a subcommand: report"),
+      .command(
+        "run",
+        "provision units until the fixture has no more: K slots at once; resumes after a crash",
+        (c) =>
+          c
+            .option("sim", { type: "number", describe: "start a simulated fixture with this many units (the next serials not yet delivered)" })
+            .option("fixture", { type: "string", describe: "a real fixture's unit link, HOST:PORT" })
+            .option("slots", { type: "number", default: 8, describe: "units provisioned at once" })
+            .option("keystore", { choices: ["soft", "pkcs11"] as const, default: "soft" as const, describe: "--sim: where the simulated units keep their keys" })
+            .option("fault", { type: "string", array: true, default: [] as string[], describe: "--sim: SERIAL=KIND (bad-csr-signature, wrong-serial, duplicate-key, disconnect, garbage, slow)" })
+            .option("slow-ms", { type: "number", default: 5_000, describe: "--sim: how long a unit with the slow fault takes to answer" })
+            .option("alg", { choices: ["EC-P256", "RSA-2048"] as const, default: "EC-P256" as const, describe: "the key the units generate" })
+            .option("timeout-ms", { type: "number", default: 10_000, describe: "how long a unit may take to answer one request" })
+            .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
+            .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const config = home.readConfig();
+          if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("usage", "CONFIG_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
+          if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("usage", "CONFIG_INVALID", "--slots must be a whole number from 1 to 64");
+          if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("usage", "CONFIG_INVALID", "--timeout-ms must be a whole number of at least 100");
+          if (args.sim !== undefined && (!Number.isInteger(args.sim) || args.sim < 1 || args.sim > 1_000_000)) throw new CoreError("usage", "CONFIG_INVALID", "--sim must be a whole number from 1 to 1000000");
+          const target = args.fixture ? parseFixture(args.fixture) : undefined;
+          const faults = args.fault.map((f) => parseFaultSpec(f));
+          const reached = crashHook(io);
+          const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
+          const release = acquireRunLock(join(home.root, "station.lock"));
+          try {
+            const summary = await withStation(home, io, ({ db, ledger, serials }) =>
+              withHsm(config, io, async (hsm) => {
+                const units = new UnitStore(db, clockOf(io));
+                let sim: UnitSimulator | undefined;
+                let fixture: UnitFixture;
+                let total: number | undefined;
+                if (args.sim !== undefined) {
+                  const resuming = units.inFlight();
+                  const fresh = serials.nextAvailable(Math.max(0, args.sim - resuming.length));
+                  const line = [...resuming, ...fresh].slice(0, args.sim);
+                  if (line.length === 0) throw new StationError("state", "NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
+                  sim = await UnitSimulator.start({
+                    unitsDir: home.unitsDir,
+                    root: readFileSync(home.pkiFile("root")),
+                    serials: line,
+                    model: serials.modelOf(line[0]!) ?? "unit",
+                    hwType: config.profile.hwTypeOid,
+                    keystore: args.keystore === "pkcs11" ? { kind: "pkcs11", module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, tokenUri: unitTokenUri(config), env: io.env } : { kind: "soft" },
+                    faults,
+                    slowMs: args.slowMs,
+                  });
+                  fixture = new TcpFixture("127.0.0.1", sim.port, { timeoutMs: args.timeoutMs });
+                  total = line.length;
+                } else {
+                  fixture = new TcpFixture(target!.host, target!.port, { timeoutMs: args.timeoutMs });
+                }
+                const ctx: LineContext = {
+                  db,
+                  ledger,
+                  serials,
+                  units,
+                  ca: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")), chainPems: [caPem] },
+                  profile: config.profile,
+                  owner: `station:${config.station.id}`,
+                  keyAlgorithm: args.alg,
+                  clock: clockOf(io),
+                  random: systemRandom,
+                  publish: (serial, pem) => writeFileAtomic(join(home.certsDir, `${serial}.pem`), pem),
+                  reached,
+                };
+                const bar = progress(io, { total, json: args.json, label: "units" });
+                try {
+                  return await runLine({
+                    fixture,
+                    slots: args.slots,
+                    ctx,
+                    onUnit: (o) => bar.tick(o.status === "provisioned", unitLine(o)),
+                  });
+                } finally {
+                  bar.done();
+                  await sim?.close();
+                }
+              }),
+            );
+            const counts = await withStation(home, io, ({ db, serials }) => ({ serials: serials.status(), pendingUploads: new UnitStore(db, clockOf(io)).pendingUploads() }));
+            report(io, args, { ...summary, allocations: counts.serials, pendingUploads: counts.pendingUploads }, () => [
+              `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
+              ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
+              `certificates in ${home.certsDir}; ${counts.pendingUploads} waiting for upload`,
+            ]);
+          } finally {
+            release();
+          }
+        },
+      )
+      .demandCommand(1, "name a subcommand: run or report"),
   );
 }

@@ -104,15 +104,22 @@ describe("serial consumption", () => {
 });
 
 describe("two station processes on one home", () => {
-  function reserver(dbPath: string, owner: string, serials: string[]): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "test/fixtures/reserver.ts"), dbPath, owner, JSON.stringify(serials)], { cwd: REPO });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => (out += d));
-      child.stderr.on("data", (d) => (err += d));
-      child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out) as string[]) : reject(new Error(err))));
+  /** Starts one racer; resolves `ready` once its store is open, `won` with the serials it reserved. */
+  function reserver(dbPath: string, owner: string, serials: string[]): { ready: Promise<void>; go: () => void; won: Promise<string[]> } {
+    const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "test/fixtures/reserver.ts"), dbPath, owner, JSON.stringify(serials)], { cwd: REPO });
+    let out = "";
+    let err = "";
+    let signalReady: () => void;
+    const ready = new Promise<void>((resolve) => (signalReady = resolve));
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (out.startsWith("ready\n")) signalReady();
     });
+    child.stderr.on("data", (d) => (err += d));
+    const won = new Promise<string[]>((resolve, reject) =>
+      child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.slice("ready\n".length)) as string[]) : reject(new Error(err)))),
+    );
+    return { ready, go: () => child.stdin.write("go\n"), won };
   }
 
   it("race 2,000 reservation attempts over 1,000 serials: each serial is reserved exactly once", async () => {
@@ -124,17 +131,18 @@ describe("two station processes on one home", () => {
     raceDb.close();
     const serials = expandSerials(a);
     const shuffled = [...serials].sort((x, y) => ((x.charCodeAt(7) * 31 + x.charCodeAt(6)) % 7) - ((y.charCodeAt(7) * 31 + y.charCodeAt(6)) % 7) || x.localeCompare(y));
-    const [one, two] = await Promise.all([reserver(path, "station-proc-1", serials), reserver(path, "station-proc-2", shuffled)]);
+    const racers = [reserver(path, "station-proc-1", serials), reserver(path, "station-proc-2", shuffled)];
+    await Promise.all(racers.map((r) => r.ready));
+    for (const r of racers) r.go();
+    const [one, two] = (await Promise.all(racers.map((r) => r.won))) as [string[], string[]];
     expect(one.length + two.length).toBe(1000);
     expect(new Set([...one, ...two]).size).toBe(1000);
 
     const check = openDb(path);
     try {
-      const rows = check.prepare("SELECT owner, COUNT(*) AS n FROM serials GROUP BY owner ORDER BY owner").all();
-      expect(rows).toEqual([
-        { owner: "station-proc-1", n: one.length },
-        { owner: "station-proc-2", n: two.length },
-      ]);
+      const owners = Object.fromEntries((check.prepare("SELECT owner, COUNT(*) AS n FROM serials GROUP BY owner").all() as Array<{ owner: string; n: number }>).map((r) => [r.owner, r.n]));
+      expect(owners["station-proc-1"] ?? 0).toBe(one.length);
+      expect(owners["station-proc-2"] ?? 0).toBe(two.length);
       const reservations = check.prepare("SELECT COUNT(*) FROM ledger_entries WHERE type = 'serial.reserved'").pluck().get();
       expect(reservations).toBe(1000);
     } finally {

@@ -1,0 +1,112 @@
+import type { Argv } from "yargs";
+import { existsSync } from "node:fs";
+import { CoreError, DEFAULT_HW_TYPE_OID, type IdmintConfig } from "../../core/index.js";
+import { findSoftHsmModule } from "../../hsm/index.js";
+import { UNIT_FAULTS, UnitError, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../units/index.js";
+import { homeOf, readInputFile } from "../context.js";
+import type { GlobalArgs, Io } from "../io.js";
+
+/** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
+function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = () => {};
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      dispose();
+      resolve(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    dispose = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+  });
+  return { stopped, dispose };
+}
+
+export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
+  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture", (y) =>
+    y
+      .command(
+        "sim",
+        "serve simulated units on 127.0.0.1 until SIGINT/SIGTERM: each TCP connection is the next unit, in serial order; after the last, connections are told NO_MORE_UNITS",
+        (c) =>
+          c
+            .option("port", { type: "number", demandOption: true, describe: "TCP port on 127.0.0.1; 0 picks a free one (printed when ready)" })
+            .option("count", { type: "number", demandOption: true, describe: "how many units the line holds (1-1000000)" })
+            .option("prefix", { type: "string", demandOption: true, describe: "serial prefix (A-Z a-z 0-9 . -), e.g. SN" })
+            .option("start", { type: "number", demandOption: true, describe: "number of the first serial" })
+            .option("width", { type: "number", default: 6, describe: "digits of the serial's number part: SN000042 has width 6" })
+            .option("model", { type: "string", default: "Simulated Unit", describe: "model the units report in hello" })
+            .option("firmware", { type: "string", default: "idmint-sim 1", describe: "firmware version the units report in hello" })
+            .option("hw-type", { type: "string", describe: `hwType OID the units report (default: profile.hwTypeOid of the home, else ${DEFAULT_HW_TYPE_OID})` })
+            .option("keystore", { choices: ["soft", "pkcs11"] as const, default: "soft" as const, describe: "where unit keys live: soft = HOME/units/SERIAL/key.pem (0600); pkcs11 = a token as the units' secure element" })
+            .option("pkcs11-token", { type: "string", describe: "with --keystore pkcs11: the token, as a PKCS#11 URI with pin-source, e.g. pkcs11:token=unit-se?pin-source=file:/path/pin (default: simulator.unitTokenUri of the home)" })
+            .option("pkcs11-module", { type: "string", describe: "with --keystore pkcs11: the PKCS#11 module (default: hsm.module of the home, else SoftHSM2)" })
+            .option("fault", { type: "string", array: true, describe: `make a unit misbehave, SERIAL=KIND (repeatable); KIND: ${UNIT_FAULTS.join(", ")}` })
+            .option("slow-ms", { type: "number", default: 1000, describe: "delay of every answer of a unit with the slow fault" })
+            .option("root", { type: "string", describe: "vendor root certificate the units trust (default HOME/pki/root.pem)" })
+            .example("$0 unit sim --port 4700 --count 100 --prefix SN --start 1", "100 units SN000001..SN000100 on 127.0.0.1:4700, keys under HOME/units/")
+            .example("$0 unit sim --port 0 --count 3 --prefix SN --start 1 --fault SN000002=duplicate-key --json", "any free port, printed as JSON; SN000002 reuses SN000001's key"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const faults = (args.fault ?? []).map(parseFaultSpec);
+          const config: IdmintConfig | undefined = home.hasConfig() ? home.readConfig() : undefined;
+
+          let keystore: SimKeystoreOptions = { kind: "soft" };
+          if (args.keystore === "pkcs11") {
+            // `hsm init` homes name a token for simulated secure elements in idmint.json.
+            const tokenUri = args["pkcs11-token"] ?? (config as { simulator?: { unitTokenUri?: string } } | undefined)?.simulator?.unitTokenUri;
+            if (!tokenUri) {
+              throw new UnitError("SIM_OPTIONS", "--keystore pkcs11 needs --pkcs11-token (this home names no units' token), e.g. --pkcs11-token 'pkcs11:token=unit-se?pin-source=file:/path/pin'");
+            }
+            const module = args["pkcs11-module"] ?? config?.hsm.module ?? findSoftHsmModule();
+            const softhsmConf = args["pkcs11-module"] === undefined ? config?.hsm.softhsmConf : undefined;
+            keystore = { kind: "pkcs11", module, softhsmConf, tokenUri, env: io.env };
+          } else if (args["pkcs11-token"] !== undefined || args["pkcs11-module"] !== undefined) {
+            throw new UnitError("SIM_OPTIONS", "--pkcs11-token and --pkcs11-module go with --keystore pkcs11: add it, or drop them");
+          }
+
+          const rootPath = args.root ?? home.pkiFile("root");
+          if (args.root === undefined && !existsSync(rootPath)) {
+            throw new CoreError("state", "HOME_NOT_INITIALISED", `no vendor root at ${rootPath}: run \`idmint ca init --home ${home.root}\` first, or pass --root FILE`);
+          }
+          const root = readInputFile(rootPath, "the vendor root certificate");
+
+          // Handlers first: a SIGTERM that arrives while starting still ends in a clean close.
+          const signal = stopSignal();
+          let sim: UnitSimulator;
+          try {
+            sim = await UnitSimulator.start({
+              unitsDir: home.unitsDir,
+              root,
+              count: args.count,
+              prefix: args.prefix,
+              start: args.start,
+              width: args.width,
+              model: args.model,
+              firmware: args.firmware,
+              hwType: args["hw-type"] ?? config?.profile.hwTypeOid,
+              keystore,
+              faults,
+              slowMs: args["slow-ms"],
+              port: args.port,
+            });
+          } catch (e) {
+            signal.dispose();
+            throw e;
+          }
+          if (args.json) {
+            io.out(JSON.stringify({ host: sim.host, port: sim.port, count: sim.count }) + "\n");
+          } else {
+            io.out(`listening on ${sim.host}:${sim.port}\n`);
+            io.out(`serving ${sim.count} units ${sim.serialAt(0)} to ${sim.serialAt(sim.count - 1)} (keystore ${sim.keystore}, files in ${home.unitsDir}); stop with Ctrl-C\n`);
+          }
+          await signal.stopped;
+          await sim.close();
+          if (!args.json) io.out(`stopped after handing out ${sim.served} of ${sim.count} units\n`);
+        },
+      )
+      .demandCommand(1, "name a subcommand: sim"),
+  );
+}

@@ -1,0 +1,206 @@
+import { isIdmintError, sha256Hex, type Clock, type Db, type Random } from "../core/index.js";
+import type { Signer } from "../hsm/index.js";
+import type { Ledger } from "../ledger/index.js";
+import { assertSerialSyntax, checkCsr, issueIdevid, newCertificateSerial, type x509 } from "../pki/index.js";
+import type { SerialStore } from "../serials/index.js";
+import type { UnitKeyAlgorithm, UnitLink } from "../units/index.js";
+import { StationError } from "./errors.js";
+import type { UnitStore } from "./store.js";
+
+/** The steps of one unit, in order; each is a place a crash test may kill the station. */
+export const STEPS = ["hello", "reserved", "genkey", "keyed", "intent", "signed", "issued", "installed", "delivered"] as const;
+export type Step = (typeof STEPS)[number];
+
+/** Stages whose time the summary reports (p50/p99). */
+export type TimedStage = "hello" | "reserve" | "genkey" | "check" | "sign" | "store" | "install" | "total";
+
+export interface LineContext {
+  db: Db;
+  ledger: Ledger;
+  serials: SerialStore;
+  units: UnitStore;
+  /** The factory CA's signer (in the HSM) and certificate. */
+  ca: { signer: Signer; certificate: x509.X509Certificate; chainPems: string[] };
+  profile: { organization: string; hwTypeOid: string };
+  /** Whose reservations these are: the station, so a resumed run owns its own half-done units. */
+  owner: string;
+  keyAlgorithm: UnitKeyAlgorithm;
+  clock: Clock;
+  random: Random;
+  /** Writes HOME/certs/SERIAL.pem for people and scripts. */
+  publish(serial: string, pem: string): void;
+  /** Called after each step; a test hook kills the process here. */
+  reached?(step: Step, serial: string): void;
+}
+
+export interface UnitOutcome {
+  serial?: string;
+  status: "provisioned" | "failed";
+  /** For a failure: a stable code and a one-line reason. */
+  code?: string;
+  reason?: string;
+  /** Provisioned earlier and only confirmed now, or delivered again after a crash. */
+  resumed?: boolean;
+  certificateFingerprint?: string;
+  ms: Partial<Record<TimedStage, number>>;
+}
+
+class UnitFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function failure(e: unknown): UnitFailure {
+  if (e instanceof UnitFailure) return e;
+  if (isIdmintError(e)) return new UnitFailure(e.code, e.message);
+  return new UnitFailure("INTERNAL", e instanceof Error ? e.message : String(e));
+}
+
+/**
+ * One unit through the hot path (DESIGN.md): hello, serial check and reservation, the unit's
+ * own key and CSR, proof of possession, a ledger intent before the CA signs, one transaction
+ * for the certificate, install on the unit, delivery recorded. Every state change is in
+ * SQLite before the next step, so a killed station resumes each unit where it stood: a unit
+ * whose certificate was signed and stored gets that same certificate again.
+ */
+export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<UnitOutcome> {
+  const ms: UnitOutcome["ms"] = {};
+  const started = performance.now();
+  let mark = started;
+  const lap = (stage: TimedStage) => {
+    const now = performance.now();
+    ms[stage] = (ms[stage] ?? 0) + (now - mark);
+    mark = now;
+  };
+  let serial: string | undefined;
+  let reserved = false;
+  try {
+    const hello = await link.hello();
+    serial = hello.serial;
+    assertSerialSyntax(serial);
+    lap("hello");
+    ctx.reached?.("hello", serial);
+
+    const row = ctx.units.get(serial);
+    if (row?.stage === "delivered") return await confirmDelivered(link, serial, row.certificateFingerprint ?? "", ms, started);
+    if (row?.stage === "issued" && row.certificate) {
+      return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true);
+    }
+
+    const s = serial;
+    ctx.db.transaction(() => {
+      ctx.serials.reserve(s, ctx.owner);
+      ctx.units.begin(s);
+    }).immediate();
+    reserved = true;
+    lap("reserve");
+    ctx.reached?.("reserved", serial);
+
+    const { csr } = await link.genkey(ctx.keyAlgorithm);
+    lap("genkey");
+    ctx.reached?.("genkey", serial);
+    const checked = await checkCsr(csr, serial);
+    const keyFingerprint = sha256Hex(checked.publicKeySpki);
+    const had = ctx.units.recordKey(serial, keyFingerprint);
+    // The same unit showing its own key again after a resume is not a second unit.
+    if (had !== undefined && had !== serial) {
+      throw new StationError("verify", "KEY_REUSED", `unit ${serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
+    }
+    lap("check");
+    ctx.reached?.("keyed", serial);
+
+    // Invariant 2: the ledger names the signature before the CA key makes it.
+    const certificateSerial = newCertificateSerial(ctx.random);
+    ctx.db.transaction(() => {
+      ctx.ledger.append({ type: "signing.intent", serial: s, keyFingerprint, certificateSerial });
+      ctx.units.intent(s, certificateSerial);
+    }).immediate();
+    ctx.reached?.("intent", serial);
+
+    const cert = await issueIdevid({
+      issuer: { signer: ctx.ca.signer, certificate: ctx.ca.certificate },
+      publicKeySpki: checked.publicKeySpki,
+      serial,
+      organization: ctx.profile.organization,
+      hwTypeOid: ctx.profile.hwTypeOid,
+      clock: ctx.clock,
+      random: ctx.random,
+      certificateSerial,
+    });
+    lap("sign");
+    ctx.reached?.("signed", serial);
+
+    const pem = cert.toString("pem") + "\n";
+    const fingerprint = sha256Hex(new Uint8Array(cert.rawData));
+    ctx.db.transaction(() => {
+      ctx.units.issued(s, pem, fingerprint);
+      ctx.serials.markProvisioned(s, ctx.owner, fingerprint);
+      ctx.ledger.append({ type: "certificate.issued", serial: s, certificateSerial, certificateFingerprint: fingerprint });
+    }).immediate();
+    reserved = false;
+    ctx.publish(serial, pem);
+    lap("store");
+    ctx.reached?.("issued", serial);
+
+    return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false);
+  } catch (e) {
+    const f = failure(e);
+    if (serial !== undefined) recordFailure(ctx, serial, f, reserved);
+    ms.total = performance.now() - started;
+    return { serial, status: "failed", code: f.code, reason: f.message, ms };
+  }
+}
+
+async function deliver(
+  link: UnitLink,
+  ctx: LineContext,
+  serial: string,
+  pem: string,
+  fingerprint: string,
+  ms: UnitOutcome["ms"],
+  started: number,
+  lap: (s: TimedStage) => void,
+  resumed: boolean,
+): Promise<UnitOutcome> {
+  if (resumed) ctx.publish(serial, pem);
+  const ack = await link.install(pem, ctx.ca.chainPems);
+  if (ack.fingerprint !== fingerprint) {
+    throw new StationError("verify", "INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
+  }
+  lap("install");
+  ctx.reached?.("installed", serial);
+  ctx.db.transaction(() => {
+    ctx.ledger.append({ type: "unit.delivered", serial, certificateFingerprint: fingerprint });
+    ctx.units.delivered(serial, pem);
+  }).immediate();
+  ctx.reached?.("delivered", serial);
+  ms.total = performance.now() - started;
+  return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed, ms };
+}
+
+/** A unit presenting a serial that is already delivered: the same unit again, or a clone. */
+async function confirmDelivered(link: UnitLink, serial: string, fingerprint: string, ms: UnitOutcome["ms"], started: number): Promise<UnitOutcome> {
+  const st = await link.status();
+  ms.total = performance.now() - started;
+  if (st.state === "provisioned" && st.fingerprint === fingerprint) {
+    return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed: true, ms };
+  }
+  throw new UnitFailure("SERIAL_PROVISIONED", `serial ${serial} was already provisioned and this unit does not hold its certificate: it may be a clone`);
+}
+
+function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, reserved: boolean): void {
+  try {
+    ctx.db.transaction(() => {
+      ctx.ledger.append({ type: "error", serial, stage: "provision", code: f.code, message: f.message.slice(0, 300) });
+      ctx.units.failed(serial, f.code, f.message);
+      // No certificate was signed for this unit: the serial may be used by a good unit later.
+      if (reserved) ctx.serials.release(serial, ctx.owner, f.code);
+    }).immediate();
+  } catch {
+    // The failure is reported either way; a store that cannot record it fails the next unit too.
+  }
+}

@@ -1,0 +1,143 @@
+import { migrate, type Clock, type Db, type Migration } from "../core/index.js";
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE units (
+        serial TEXT PRIMARY KEY,
+        stage TEXT NOT NULL CHECK (stage IN ('reserved', 'keyed', 'intent', 'issued', 'delivered', 'failed')),
+        key_fingerprint TEXT,
+        certificate_serial TEXT,
+        certificate TEXT,
+        certificate_fingerprint TEXT,
+        failure_code TEXT,
+        failure_message TEXT,
+        updated_at TEXT NOT NULL
+      );
+      -- Invariant 4: every public key a unit ever presented, so no key is certified twice.
+      CREATE TABLE seen_keys (
+        key_fingerprint TEXT PRIMARY KEY,
+        serial TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+      );
+      -- Certificates waiting for the directory server.
+      CREATE TABLE outbox (
+        serial TEXT PRIMARY KEY,
+        certificate TEXT NOT NULL,
+        queued_at TEXT NOT NULL,
+        sent_at TEXT
+      );
+    `,
+  },
+];
+
+export type UnitStage = "reserved" | "keyed" | "intent" | "issued" | "delivered" | "failed";
+
+export interface UnitRow {
+  serial: string;
+  stage: UnitStage;
+  keyFingerprint: string | null;
+  certificateSerial: string | null;
+  certificate: string | null;
+  certificateFingerprint: string | null;
+  failureCode: string | null;
+  failureMessage: string | null;
+}
+
+/** Where each unit on the line is, so that a restarted station resumes every unit exactly. */
+export class UnitStore {
+  private readonly db: Db;
+  private readonly clock: Clock;
+  private readonly stmts;
+
+  constructor(db: Db, clock: Clock) {
+    this.db = db;
+    this.clock = clock;
+    migrate(db, "station", MIGRATIONS);
+    this.stmts = {
+      get: db.prepare(
+        `SELECT serial, stage, key_fingerprint AS keyFingerprint, certificate_serial AS certificateSerial, certificate,
+           certificate_fingerprint AS certificateFingerprint, failure_code AS failureCode, failure_message AS failureMessage
+         FROM units WHERE serial = ?`,
+      ),
+      upsert: db.prepare(
+        `INSERT INTO units (serial, stage, updated_at) VALUES (?, 'reserved', ?)
+         ON CONFLICT (serial) DO UPDATE SET stage = 'reserved', key_fingerprint = NULL, certificate_serial = NULL,
+           failure_code = NULL, failure_message = NULL, updated_at = excluded.updated_at`,
+      ),
+      seenKey: db.prepare("SELECT serial FROM seen_keys WHERE key_fingerprint = ?").pluck(),
+      addKey: db.prepare("INSERT INTO seen_keys (key_fingerprint, serial, seen_at) VALUES (?, ?, ?)"),
+      keyed: db.prepare("UPDATE units SET stage = 'keyed', key_fingerprint = ?, updated_at = ? WHERE serial = ?"),
+      intent: db.prepare("UPDATE units SET stage = 'intent', certificate_serial = ?, updated_at = ? WHERE serial = ?"),
+      issued: db.prepare("UPDATE units SET stage = 'issued', certificate = ?, certificate_fingerprint = ?, updated_at = ? WHERE serial = ?"),
+      delivered: db.prepare("UPDATE units SET stage = 'delivered', updated_at = ? WHERE serial = ?"),
+      failed: db.prepare("UPDATE units SET stage = 'failed', failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ? AND stage NOT IN ('issued', 'delivered')"),
+      failedIssued: db.prepare("UPDATE units SET failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ?"),
+      enqueue: db.prepare("INSERT OR IGNORE INTO outbox (serial, certificate, queued_at) VALUES (?, ?, ?)"),
+      inFlight: db.prepare("SELECT serial FROM units WHERE stage IN ('reserved', 'keyed', 'intent', 'issued') ORDER BY serial").pluck(),
+      counts: db.prepare("SELECT stage, COUNT(*) AS n FROM units GROUP BY stage"),
+      pending: db.prepare("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").pluck(),
+    };
+  }
+
+  get(serial: string): UnitRow | undefined {
+    return this.stmts.get.get(serial) as UnitRow | undefined;
+  }
+
+  private now(): string {
+    return this.clock.now().toISOString();
+  }
+
+  begin(serial: string): void {
+    this.stmts.upsert.run(serial, this.now());
+  }
+
+  /**
+   * Records the unit's new public key; refuses one any unit presented before (a weak RNG
+   * or a cloned key), certified or not. Returns the serial that had it, if any.
+   */
+  recordKey(serial: string, keyFingerprint: string): string | undefined {
+    return this.db.transaction(() => {
+      const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
+      if (had !== undefined && had !== serial) return had;
+      if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
+      this.stmts.keyed.run(keyFingerprint, this.now(), serial);
+      return undefined;
+    })();
+  }
+
+  intent(serial: string, certificateSerial: string): void {
+    this.stmts.intent.run(certificateSerial, this.now(), serial);
+  }
+
+  issued(serial: string, certificatePem: string, fingerprint: string): void {
+    this.stmts.issued.run(certificatePem, fingerprint, this.now(), serial);
+  }
+
+  delivered(serial: string, certificatePem: string): void {
+    this.stmts.delivered.run(this.now(), serial);
+    this.stmts.enqueue.run(serial, certificatePem, this.now());
+  }
+
+  /** A unit that did not make it; an issued unit keeps its certificate (a retry delivers it). */
+  failed(serial: string, code: string, message: string): void {
+    const r = this.stmts.failed.run(code, message, this.now(), serial);
+    if (r.changes === 0) this.stmts.failedIssued.run(code, message, this.now(), serial);
+  }
+
+  /** Serials a killed run left half-way, lowest first: a new run resumes these first. */
+  inFlight(): string[] {
+    return this.stmts.inFlight.all() as string[];
+  }
+
+  counts(): Record<UnitStage, number> {
+    const out: Record<UnitStage, number> = { reserved: 0, keyed: 0, intent: 0, issued: 0, delivered: 0, failed: 0 };
+    for (const r of this.stmts.counts.all() as Array<{ stage: UnitStage; n: number }>) out[r.stage] = r.n;
+    return out;
+  }
+
+  pendingUploads(): number {
+    return this.stmts.pending.get() as number;
+  }
+}

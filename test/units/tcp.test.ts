@@ -1,0 +1,191 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { createServer, type Server, type Socket } from "node:net";
+import { FrameDecoder, MAX_FRAME_BYTES, TcpFixture, encodeFrame, type UnitLink } from "../../units/index.js";
+
+const unhandled: unknown[] = [];
+process.on("unhandledRejection", (e) => unhandled.push(e));
+
+const servers: Server[] = [];
+afterAll(async () => {
+  for (const server of servers) {
+    // Every link the tests opened was closed: the fake units soon hold no connection.
+    const open = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await open()).toBe(0);
+    await new Promise((resolve) => server.close(resolve));
+  }
+  expect(unhandled).toEqual([]);
+});
+
+const HELLO = { serial: "SN000001", model: "Fake", hwType: "1.3.6.1.4.1.32473.1.1", firmware: "0.1", protocol: 1 };
+
+type Req = { id: number; op: string } & Record<string, unknown>;
+
+/** A hand-driven unit: hello is answered properly, everything else by `script`. */
+async function fakeUnit(script: (req: Req, socket: Socket, answer: (result: unknown) => void) => void): Promise<TcpFixture & { port: number }> {
+  const server = createServer((socket) => {
+    const decoder = new FrameDecoder();
+    socket.on("error", () => {});
+    socket.on("data", (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk).frames) {
+        const req = frame as Req;
+        const answer = (result: unknown) => !socket.destroyed && socket.write(encodeFrame({ v: 1, id: req.id, ok: true, result }));
+        if (req.op === "hello") answer(HELLO);
+        else script(req, socket, answer);
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return Object.assign(new TcpFixture("127.0.0.1", port, { timeoutMs: 150 }), { port });
+}
+
+async function link(fixture: TcpFixture): Promise<UnitLink> {
+  const l = await fixture.next();
+  if (!l) throw new Error("no unit");
+  return l;
+}
+
+describe("TcpFixture and its links, against hand-driven units", () => {
+  it("times a request out, ignores its late answer, and keeps the link usable", async () => {
+    let first = true;
+    const fixture = await fakeUnit((req, _socket, answer) => {
+      const result = { serial: "SN000001", state: "new" };
+      if (first) {
+        first = false;
+        setTimeout(() => answer(result), 300);
+      } else {
+        answer(result);
+      }
+    });
+    const l = await link(fixture);
+    await expect(l.status()).rejects.toMatchObject({ code: "UNIT_TIMEOUT", serial: "SN000001", message: expect.stringContaining("unit SN000001 at 127.0.0.1") });
+    expect(await l.status()).toEqual({ serial: "SN000001", state: "new" });
+    await new Promise((r) => setTimeout(r, 250)); // the late answer arrives and is dropped
+    expect(await l.status()).toEqual({ serial: "SN000001", state: "new" });
+    await l.close();
+  });
+
+  it("an oversized frame, an answer to nothing, a malformed result or a changed serial is UNIT_PROTOCOL", async () => {
+    const fixture = await fakeUnit((req, socket, answer) => {
+      if (req.op === "status") {
+        const header = Buffer.alloc(4);
+        header.writeUInt32BE(MAX_FRAME_BYTES + 1);
+        socket.write(header);
+      } else if (req.op === "genkey") {
+        socket.write(encodeFrame({ v: 1, id: 9999, ok: true, result: {} }));
+      } else if (req.alg === undefined && req.op === "install" && (req.certificate as string) === "bad-shape") {
+        answer({ fingerprint: "not hex" });
+      } else {
+        answer({ fingerprint: "0".repeat(64) });
+      }
+    });
+    await expect((await link(fixture)).status()).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/a frame of 65537 bytes, over the 65536-byte limit/) });
+    await expect((await link(fixture)).genkey("EC-P256")).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/answer to request 9999, which is not outstanding/) });
+    await expect((await link(fixture)).install("bad-shape", [])).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/install result with no SHA-256 hex fingerprint/) });
+
+    const liar = await fakeUnit((_req, _socket, answer) => answer({ serial: "SN000002", state: "new" }));
+    await expect((await link(liar)).status()).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/naming serial SN000002, not SN000001/) });
+  });
+
+  it("refuses a hello whose fields are not what the protocol allows", async () => {
+    for (const bad of [{ ...HELLO, serial: "../../etc" }, { ...HELLO, hwType: "not.an.oid" }, { ...HELLO, model: "x\u001b[2J" }, { ...HELLO, protocol: 2 }, { ...HELLO, firmware: "y".repeat(500) }]) {
+      const server = createServer((socket) => {
+        socket.on("error", () => {});
+        socket.once("data", (chunk: Buffer) => {
+          const id = (new FrameDecoder().push(chunk).frames[0] as Req).id;
+          socket.write(encodeFrame({ v: 1, id, ok: true, result: bad }));
+        });
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const fixture = new TcpFixture("127.0.0.1", (server.address() as { port: number }).port, { timeoutMs: 1000 });
+      const l = await link(fixture);
+      await expect(l.hello()).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/the unit at 127\.0\.0\.1:\d+ broke the link protocol \(a hello result with /) });
+      await expect(l.status()).rejects.toMatchObject({ code: "UNIT_PROTOCOL" });
+      await l.close();
+    }
+  });
+
+  it("keeps a refusing unit's code and makes its message one safe line", async () => {
+    const fixture = await fakeUnit((req, socket) => {
+      socket.write(encodeFrame({ v: 1, id: req.id, ok: false, error: { code: "KEY_MISMATCH", message: "line one\nline two\u202e\u0007" } }));
+    });
+    const l = await link(fixture);
+    const e = await l.install("x", []).catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: "UNIT_REFUSED", unitCode: "KEY_MISMATCH", serial: "SN000001" });
+    expect((e as Error).message).toBe("unit SN000001 at 127.0.0.1:" + (fixture as unknown as { port: number }).port + " refused install: KEY_MISMATCH: line one line two  ");
+    await l.close();
+  });
+
+  it("a unit that hangs up rejects what is outstanding with UNIT_DISCONNECTED; close() does the same and is idempotent", async () => {
+    const fixture = await fakeUnit((req, socket) => {
+      if (req.op === "genkey") socket.destroy();
+    });
+    const a = await link(fixture);
+    await expect(a.genkey("RSA-2048")).rejects.toMatchObject({ code: "UNIT_DISCONNECTED", message: expect.stringMatching(/unit SN000001 .* was closed by the unit: reseat the unit and retry/) });
+    await a.close();
+
+    const b = await link(fixture);
+    const pending = expect(b.status()).rejects.toMatchObject({ code: "UNIT_DISCONNECTED", message: expect.stringMatching(/closed by the station/) });
+    await b.close();
+    await b.close();
+    await pending;
+    await expect(b.status()).rejects.toMatchObject({ code: "UNIT_DISCONNECTED" });
+  });
+
+  it("a fixture nobody listens on is FIXTURE_UNREACHABLE", async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    await new Promise((resolve) => server.close(resolve));
+    await expect(new TcpFixture("127.0.0.1", port).next()).rejects.toMatchObject({ code: "FIXTURE_UNREACHABLE", kind: "unavailable", message: expect.stringMatching(/ECONNREFUSED/) });
+  });
+});
+
+describe("FrameDecoder", () => {
+  const frames = [{ a: 1 }, { b: "ü".repeat(1000) }, { c: [1, 2, 3] }];
+  const stream = Buffer.concat(frames.map((f) => encodeFrame(f)));
+
+  it("finds the same frames however the stream is split", () => {
+    for (const size of [1, 2, 3, 5, 64, stream.length]) {
+      const d = new FrameDecoder();
+      const got: unknown[] = [];
+      for (let i = 0; i < stream.length; i += size) got.push(...d.push(stream.subarray(i, i + size)).frames);
+      expect(got).toEqual(frames);
+    }
+  });
+
+  it("accepts exactly 64 KiB, refuses one byte more before reading it, and keeps frames before garbage", () => {
+    const big = { x: "y".repeat(MAX_FRAME_BYTES - 8) };
+    expect(Buffer.byteLength(JSON.stringify(big))).toBe(MAX_FRAME_BYTES);
+    expect(new FrameDecoder().push(encodeFrame(big)).frames).toEqual([big]);
+    expect(() => encodeFrame({ x: "y".repeat(MAX_FRAME_BYTES) })).toThrow(/larger than the 65536-byte frame limit/);
+
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_FRAME_BYTES + 1);
+    const r = new FrameDecoder().push(Buffer.concat([encodeFrame({ ok: 1 }), header]));
+    expect(r.frames).toEqual([{ ok: 1 }]);
+    expect(r.error).toMatchObject({ code: "UNIT_PROTOCOL" });
+  });
+
+  it("refuses empty frames, invalid UTF-8, non-JSON and non-objects, and stays failed", () => {
+    const raw = (payload: Buffer) => {
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(payload.length);
+      return Buffer.concat([h, payload]);
+    };
+    for (const [bytes, why] of [
+      [Buffer.alloc(4), /empty frame/],
+      [raw(Buffer.from([0x7b, 0xff, 0x7d])), /not UTF-8 JSON/],
+      [raw(Buffer.from("{nope")), /not UTF-8 JSON/],
+      [raw(Buffer.from("[1]")), /not a JSON object/],
+      [raw(Buffer.from("null")), /not a JSON object/],
+    ] as const) {
+      const d = new FrameDecoder();
+      expect(d.push(bytes).error?.message).toMatch(why);
+      expect(d.push(encodeFrame({ fine: true }))).toMatchObject({ frames: [], error: { code: "UNIT_PROTOCOL" } });
+    }
+  });
+});

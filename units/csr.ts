@@ -1,0 +1,102 @@
+import type { KeyObject } from "node:crypto";
+import type { UnitKeyAlgorithm } from "./protocol.js";
+
+/**
+ * The few DER structures a unit writes, encoded directly (X.690 §10) rather than through
+ * @peculiar/asn1-schema: building one CertificationRequestInfo with the schema classes
+ * cost ~400 µs, ten times the key generation, and the simulator sits on the station
+ * bench's hot path. Only encoding lives here; every CSR made here is parsed back by
+ * pki's `checkCsr` (and by `openssl req -verify` in the tests), so a mistake cannot
+ * pass silently.
+ */
+
+function length(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  if (n <= 0xff) return Buffer.from([0x81, n]);
+  if (n <= 0xffff) return Buffer.from([0x82, n >> 8, n & 0xff]);
+  return Buffer.from([0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
+}
+
+function tlv(tag: number, ...content: Uint8Array[]): Buffer {
+  const body = content.length === 1 ? content[0]! : Buffer.concat(content);
+  return Buffer.concat([Buffer.from([tag]), length(body.length), body]);
+}
+
+const seq = (...c: Uint8Array[]) => tlv(0x30, ...c);
+const hex = (h: string) => Buffer.from(h, "hex");
+
+/** X.680 §41.4 PrintableString: A-Z a-z 0-9 space ' ( ) + , - . / : = ? */
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]+$/;
+
+export function isPrintableString(s: string): boolean {
+  return PRINTABLE.test(s);
+}
+
+const OID_SERIAL_NUMBER = hex("0603550405"); // 2.5.4.5 (X.520)
+const INTEGER_ZERO = hex("020100");
+const EMPTY_ATTRIBUTES = hex("a000"); // [0] IMPLICIT SET OF Attribute, empty
+// RFC 5758 §3.2: ecdsa-with-SHA256, parameters absent.
+const ALG_ECDSA_SHA256 = hex("300a06082a8648ce3d040302");
+// RFC 4055 §5: sha256WithRSAEncryption, parameters NULL.
+const ALG_RSA_SHA256 = hex("300d06092a864886f70d01010b0500");
+
+/** RFC 2986 §4.1 CertificationRequestInfo: version 0, subject serialNumber=<serial>, the key, no attributes. */
+export function certificationRequestInfo(serial: string, spki: Uint8Array): Buffer {
+  if (!isPrintableString(serial)) throw new Error(`serial ${JSON.stringify(serial)} is not a PrintableString`);
+  const subject = seq(tlv(0x31, seq(OID_SERIAL_NUMBER, tlv(0x13, Buffer.from(serial, "latin1")))));
+  return seq(INTEGER_ZERO, subject, spki, EMPTY_ATTRIBUTES);
+}
+
+/** RFC 2986 §4.2 CertificationRequest; `signature` is DER ECDSA-Sig-Value for EC, the PKCS#1 v1.5 block for RSA. */
+export function certificationRequest(info: Uint8Array, algorithm: UnitKeyAlgorithm, signature: Uint8Array): Buffer {
+  const alg = algorithm === "EC-P256" ? ALG_ECDSA_SHA256 : ALG_RSA_SHA256;
+  return seq(info, alg, tlv(0x03, Buffer.from([0]), signature));
+}
+
+export function toPem(label: string, der: Uint8Array): string {
+  const b64 = Buffer.from(der).toString("base64");
+  let body = "";
+  for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + "\n";
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
+}
+
+function derInteger(unsigned: Uint8Array): Buffer {
+  let i = 0;
+  while (i < unsigned.length - 1 && unsigned[i] === 0) i++;
+  const v = unsigned.subarray(i);
+  return tlv(0x02, (v[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), v]) : v);
+}
+
+/** RFC 3279 §2.2.3 ECDSA-Sig-Value from the r||s form PKCS#11 and WebCrypto return. */
+export function p1363ToDer(sig: Uint8Array): Buffer {
+  const half = sig.length / 2;
+  return seq(derInteger(sig.subarray(0, half)), derInteger(sig.subarray(half)));
+}
+
+// RFC 5480 §2 SubjectPublicKeyInfo for id-ecPublicKey on secp256r1, up to the BIT STRING content.
+const P256_SPKI_PREFIX = hex("3059301306072a8648ce3d020106082a8648ce3d030107034200");
+// RFC 5958 OneAsymmetricKey v0 with the same AlgorithmIdentifier, wrapping RFC 5915
+// ECPrivateKey { version 1, privateKey OCTET STRING (32) ... } (parameters omitted, as
+// OpenSSL writes it) ...
+const P256_PKCS8_PREFIX = hex("308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420");
+// ... and [1] publicKey BIT STRING (the uncompressed point).
+const P256_PKCS8_PUBLIC = hex("a144034200");
+
+/**
+ * DER SPKI and PKCS#8 of a P-256 key pair from its JWK (~10 µs), where OpenSSL 3's
+ * encoders take ~200 µs for the two. Falls back to them for anything unexpected.
+ */
+export function p256Encodings(privateKey: KeyObject, publicKey: KeyObject): { spki: Buffer; pkcs8: Buffer } {
+  const jwk = privateKey.export({ format: "jwk" });
+  const d = Buffer.from(jwk.d ?? "", "base64url");
+  const x = Buffer.from(jwk.x ?? "", "base64url");
+  const y = Buffer.from(jwk.y ?? "", "base64url");
+  if (jwk.crv !== "P-256" || d.length !== 32 || x.length !== 32 || y.length !== 32) {
+    return { spki: publicKey.export({ type: "spki", format: "der" }), pkcs8: privateKey.export({ type: "pkcs8", format: "der" }) };
+  }
+  const point = Buffer.concat([Buffer.from([4]), x, y]);
+  return {
+    spki: Buffer.concat([P256_SPKI_PREFIX, point]),
+    pkcs8: Buffer.concat([P256_PKCS8_PREFIX, d, P256_PKCS8_PUBLIC, point]),
+  };
+}

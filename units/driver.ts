@@ -1,0 +1,36 @@
+import type { GenkeyResult, HelloResult, InstallResult, StatusResult, UnitKeyAlgorithm } from "./protocol.js";
+
+/**
+ * One unit in one fixture slot, as a station drives it. Implementations speak the unit link
+ * protocol (protocol.ts) over whatever reaches the unit: TCP to the simulator today, a
+ * serial console or a JTAG bridge later.
+ *
+ * Every method rejects with a `UnitError`: UNIT_TIMEOUT, UNIT_DISCONNECTED, UNIT_PROTOCOL,
+ * or UNIT_REFUSED (the unit answered ok:false; `unitCode` holds its code). Results are
+ * checked for shape and size before they are returned, but they remain the unit's claims:
+ * the station still checks the CSR (pki `checkCsr`) and compares fingerprints.
+ */
+export interface UnitLink {
+  /** Who the unit says it is. */
+  hello(): Promise<HelloResult>;
+  /** Has the unit make a new key pair and return its CSR (PEM). */
+  genkey(alg: UnitKeyAlgorithm): Promise<GenkeyResult>;
+  /** Hands the unit its IDevID and the chain up to (not including) the vendor root. */
+  install(certificatePem: string, chainPems: readonly string[]): Promise<InstallResult>;
+  /** Where the unit is: new, keyed or provisioned (with its certificate's fingerprint). */
+  status(): Promise<StatusResult>;
+  /** Ends the link; outstanding requests reject with UNIT_DISCONNECTED. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The factory line's supply of units: each call yields the unit in the next free slot.
+ * Resolves undefined when the fixture has no more units (then and afterwards); rejects only
+ * with FIXTURE_UNREACHABLE, when the fixture cannot be reached at all. A unit that fails
+ * from its first word on is still yielded: its link's calls reject with that unit's failure,
+ * so the station records it against the unit and the line goes on. Calls may overlap: a
+ * station with K slots keeps K links open.
+ */
+export interface UnitFixture {
+  next(): Promise<UnitLink | undefined>;
+}
