@@ -44,7 +44,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   parser = stationCommands(parser, io);
   parser = unitCommands(parser, io);
   parser = ledgerCommands(parser, io);
-  parser = demoCommand(parser, io);
+  parser = demoCommand(parser, io, main);
   let output = "";
   try {
     await parser.parseAsync(argv, {}, (_err: unknown, _argv: unknown, text: string) => {

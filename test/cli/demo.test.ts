@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { idmint, oneLineError, openssl, scratch } from "../helpers.js";
 
@@ -7,15 +7,18 @@ const s = scratch("demo");
 afterAll(() => s.cleanup());
 
 describe("idmint demo", () => {
-  it("runs the story end to end, twice in the same home, and everything it issued verifies with openssl", () => {
+  it("tells the whole story, twice in the same home, and everything it issued verifies with openssl", () => {
     const home = join(s.dir, "demo");
     for (let run = 0; run < 2; run++) {
-      const r = idmint(["demo", "--home", home, "--units", "3", "--json"]);
+      const r = idmint(["demo", "--home", home, "--units", "6", "--slots", "3", "--json"]);
       expect(r.code, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout) as { units: Array<{ path: string; chainVerified: boolean }>; ledger: { entries: number; checkpoints: number; uncovered: number } };
-      expect(out.units).toHaveLength(3);
-      expect(out.ledger).toMatchObject({ entries: 6, checkpoints: 1, uncovered: 0 });
-      const v = openssl(["verify", "-CAfile", join(home, "pki", "root.pem"), "-untrusted", join(home, "pki", "factory-ca.pem"), ...out.units.map((u) => u.path)]);
+      const out = JSON.parse(r.stdout);
+      expect(out.line).toMatchObject({ units: 6, provisioned: 6, failed: 0 });
+      expect(out.ledger).toMatchObject({ ok: true, checkpoints: 1, uncovered: 0 });
+      expect(out.reconciled).toMatchObject({ ok: true, allocated: 6, provisioned: 6, anomalies: [] });
+      const certs = readdirSync(join(home, "certs")).map((f) => join(home, "certs", f));
+      expect(certs).toHaveLength(6);
+      const v = openssl(["verify", "-CAfile", join(home, "pki", "root.pem"), "-untrusted", join(home, "pki", "factory-ca.pem"), ...certs]);
       expect(v.code, v.stderr).toBe(0);
     }
   });
