@@ -2,6 +2,7 @@ import yargs, { type Argv } from "yargs";
 import { IdmintError, isIdmintError } from "../core/index.js";
 import { caCommands } from "./commands/ca.js";
 import { demoCommand } from "./commands/demo.js";
+import { directoryCommands } from "./commands/directory.js";
 import { ledgerCommands } from "./commands/ledger.js";
 import { serialsCommands } from "./commands/serials.js";
 import { stationCommands } from "./commands/station.js";
@@ -44,6 +45,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   parser = stationCommands(parser, io);
   parser = unitCommands(parser, io);
   parser = ledgerCommands(parser, io);
+  parser = directoryCommands(parser, io);
   parser = demoCommand(parser, io, main);
   let output = "";
   try {

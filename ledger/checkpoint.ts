@@ -75,7 +75,9 @@ export function openCheckpoint(note: string, expectedOrigin: string, stationSpki
     ours++;
     let ok = false;
     try {
-      ok = nodeVerify("sha256", Buffer.from(text, "utf8"), { key, dsaEncoding: "der" }, sig.subarray(4));
+      // The hash follows the key, as signCheckpoint's signer does (P-384 keys sign SHA-384).
+      const hash = key.asymmetricKeyDetails?.namedCurve === "secp384r1" ? "sha384" : "sha256";
+      ok = nodeVerify(hash, Buffer.from(text, "utf8"), { key, dsaEncoding: "der" }, sig.subarray(4));
     } catch {
       ok = false;
     }

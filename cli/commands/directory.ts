@@ -1,0 +1,159 @@
+import type { Argv } from "yargs";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { CoreError, type Home } from "../../core/index.js";
+import { openDirectoryStore, startDirectory, type DirectoryLoggerOptions } from "../../directory/index.js";
+import { parseCertificate, x509 } from "../../pki/index.js";
+import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
+import { clockOf, homeOf, pinnedRoot, readInputFile } from "../context.js";
+import { report, type GlobalArgs, type Io } from "../io.js";
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
+
+function dbPathOf(home: Home, option: string | undefined): string {
+  return option ?? join(home.root, "directory.db");
+}
+
+function existingDb(home: Home, option: string | undefined): string {
+  const path = dbPathOf(home, option);
+  if (!existsSync(path)) {
+    throw new CoreError("state", "HOME_NOT_INITIALISED", `no directory store at ${path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --db`);
+  }
+  return path;
+}
+
+/** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
+function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = () => {};
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      dispose();
+      resolve(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    dispose = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+  });
+  return { stopped, dispose };
+}
+
+export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
+  return yargs.command("directory", "the directory server (RFC 8886 key server): publish IDevIDs by serial, hold stations to their ledgers (vendor)", (y) =>
+    y
+      .command(
+        "serve",
+        "run the directory: public reads of published IDevIDs, signed uploads from stations; stops on SIGINT/SIGTERM",
+        (c) =>
+          c
+            .option("port", { type: "number", demandOption: true, describe: "TCP port (0: any free port; the URL printed says which)" })
+            .option("host", { type: "string", default: "127.0.0.1", describe: "address to listen on (0.0.0.0 for every interface)" })
+            .option("tls-cert", { type: "string", describe: "serve HTTPS with this certificate chain (PEM); needs --tls-key" })
+            .option("tls-key", { type: "string", describe: "the TLS private key (PEM); needs --tls-cert" })
+            .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+            .option("root", { type: "string", describe: "the pinned vendor root (default HOME/pki/root.pem)" })
+            .option("factory-ca", { type: "string", array: true, describe: "factory CA certificates whose IDevIDs may be published (default HOME/pki/factory-ca.pem)" })
+            .option("log-level", { choices: LOG_LEVELS, default: "info" as const, describe: "JSON log lines on stderr from this level up" })
+            .example("$0 directory serve --port 8443 --host 0.0.0.0 --tls-cert dir.pem --tls-key dir.key", "serve HTTPS on every interface"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const port = args.port;
+          if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--port ${String(port)} is not a TCP port: give 0-65535`);
+          if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new CoreError("usage", "CONFIG_INVALID", "--tls-cert and --tls-key go together: give both or neither");
+          const tls = args.tlsCert && args.tlsKey ? { cert: readInputFile(args.tlsCert, "the TLS certificate"), key: readInputFile(args.tlsKey, "the TLS key") } : undefined;
+          const root = pinnedRoot(home, args.root);
+          const factoryCas = (args.factoryCa ?? [home.pkiFile("factory-ca")]).map((p): x509.X509Certificate => parseCertificate(readInputFile(String(p), "the factory CA certificate"), String(p)));
+          const dbPath = dbPathOf(home, args.db);
+          const logger: DirectoryLoggerOptions = { level: args.logLevel, stream: { write: (line) => io.err(line) } };
+          // Handlers first, so a signal during start-up still stops the server cleanly.
+          const { stopped, dispose } = stopSignal();
+          try {
+            const dir = await startDirectory({ dbPath, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io) });
+            if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: dbPath }) + "\n");
+            else io.out(`listening on ${dir.url}\n`);
+            const signal = await stopped;
+            await dir.close();
+            if (!args.json) io.out(`stopped (${signal})\n`);
+          } finally {
+            dispose();
+          }
+        },
+      )
+      .command("allocations", "the serials each station may publish", (a) =>
+        a
+          .command(
+            "add <file>",
+            "verify a signed allocation list against the vendor root and register its serials for its station",
+            (c) =>
+              c
+                .positional("file", { type: "string", demandOption: true, describe: "the signed allocation list (from `idmint serials allocate`)" })
+                .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+                .option("root", { type: "string", describe: "the pinned vendor root (default HOME/pki/root.pem)" })
+                .example("$0 directory allocations add po7.json", "let station-1 publish the serials of order PO-7"),
+            async (args) => {
+              const home = homeOf(args, io);
+              const file = args.file as string;
+              const text = readInputFile(file, "allocation list").toString("utf8");
+              let doc: unknown;
+              try {
+                doc = JSON.parse(text);
+              } catch {
+                throw new SerialsError("input", "ALLOCATION_INVALID", `${file} is not JSON: give the signed list \`idmint serials allocate\` wrote`);
+              }
+              const now = clockOf(io).now();
+              const { allocation, serials } = await openAllocation(doc, pinnedRoot(home, args.root), now);
+              const store = openDirectoryStore(dbPathOf(home, args.db));
+              let r;
+              try {
+                r = await store.addAllocation({ allocationId: allocation.allocationId, station: allocation.station, digest: allocationDigest(allocation), serials }, now.toISOString());
+              } finally {
+                await store.close();
+              }
+              report(io, args, { allocationId: allocation.allocationId, station: allocation.station, added: r.added, count: r.count }, () => [
+                r.added
+                  ? `registered ${allocation.allocationId}: ${r.count} serials for station ${allocation.station}`
+                  : `${allocation.allocationId} was already registered; nothing changed`,
+              ]);
+            },
+          )
+          .demandCommand(1, "name a subcommand: add"),
+      )
+      .command(
+        "conflicts",
+        "certificates stations uploaded for serials that already had another one: kept, never published",
+        (c) =>
+          c
+            .option("serial", { type: "string", describe: "only this serial" })
+            .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+            .example("$0 directory conflicts --json", "every conflict, with the refused certificates"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const store = openDirectoryStore(existingDb(home, args.db));
+          let conflicts;
+          try {
+            conflicts = await store.conflicts(args.serial);
+          } finally {
+            await store.close();
+          }
+          const rows = conflicts.map((c) => ({
+            serial: c.serial,
+            station: c.station,
+            publishedFingerprint: c.heldFingerprint,
+            refusedFingerprint: c.fingerprint,
+            ledgerIndex: c.ledgerIndex,
+            receivedAt: c.receivedAt,
+            certificate: new x509.X509Certificate(new Uint8Array(c.der)).toString("pem"),
+            checkpoint: c.checkpointNote,
+          }));
+          report(io, args, { conflicts: rows }, () =>
+            rows.length === 0
+              ? ["no conflict"]
+              : rows.map((r) => `${r.serial}: station ${r.station} uploaded ${r.refusedFingerprint.slice(0, 16)} (ledger entry ${r.ledgerIndex}, ${r.receivedAt}); published is ${r.publishedFingerprint.slice(0, 16)}`),
+          );
+        },
+      )
+      .demandCommand(1, "name a subcommand: serve, allocations or conflicts"),
+  );
+}

@@ -1,0 +1,109 @@
+import { IdmintError, type ErrorKind } from "../core/index.js";
+
+export type DirectoryErrorCode =
+  /** The client could not reach the directory, or it did not answer in time. */
+  | "DIRECTORY_UNREACHABLE"
+  /** The directory answered with a refusal (4xx); `status` and `reason` say which. */
+  | "REFUSED"
+  /** The directory holds nothing under that name (404). */
+  | "NOT_FOUND"
+  /** The directory answered something that is not what the protocol promises (5xx, wrong type, wrong certificate). */
+  | "BAD_RESPONSE"
+  /** `directory allocations add`: the list's serials already belong to another allocation or station. */
+  | "ALLOCATION_CONFLICT"
+  /** A value handed to the library is malformed (serial or station syntax, an upload to sign). */
+  | "INVALID"
+  /** The server's configuration (root, factory CA, TLS files, address) is unusable. */
+  | "CONFIG_INVALID";
+
+/**
+ * Why the directory refused an upload: the `error.code` of a refusal's JSON body, and the
+ * reason a client's REFUSED error carries. The HTTP status of each is in `REFUSAL_STATUS`.
+ */
+export type RefusalReason =
+  | "MALFORMED"
+  | "TOO_LARGE"
+  | "UNSIGNED"
+  | "STATION_UNKNOWN"
+  | "SIGNATURE_INVALID"
+  | "CHECKPOINT_INVALID"
+  | "REPLAY"
+  | "HISTORY_REWRITTEN"
+  | "INCONSISTENT"
+  | "PREVIOUS_SIZE_MISMATCH"
+  | "CHAIN_INVALID"
+  | "PROFILE_VIOLATION"
+  | "LEDGER_MISMATCH"
+  | "PROOF_INVALID"
+  | "SERIAL_UNALLOCATED"
+  | "SERIAL_NOT_ALLOWED"
+  | "CONFLICT"
+  | "BUSY"
+  | "INTERNAL";
+
+/** The status table of directory/README.md, in code. */
+export const REFUSAL_STATUS: Record<RefusalReason, number> = {
+  MALFORMED: 400,
+  TOO_LARGE: 413,
+  UNSIGNED: 401,
+  STATION_UNKNOWN: 401,
+  SIGNATURE_INVALID: 401,
+  CHECKPOINT_INVALID: 422,
+  REPLAY: 409,
+  HISTORY_REWRITTEN: 409,
+  INCONSISTENT: 409,
+  PREVIOUS_SIZE_MISMATCH: 409,
+  CHAIN_INVALID: 422,
+  PROFILE_VIOLATION: 422,
+  LEDGER_MISMATCH: 422,
+  PROOF_INVALID: 422,
+  SERIAL_UNALLOCATED: 403,
+  SERIAL_NOT_ALLOWED: 403,
+  CONFLICT: 409,
+  BUSY: 409,
+  INTERNAL: 500,
+};
+
+export class DirectoryError extends IdmintError<DirectoryErrorCode> {
+  /** The HTTP status, for REFUSED, NOT_FOUND and BAD_RESPONSE. */
+  readonly status?: number;
+  /** The directory's reason, for REFUSED. */
+  readonly reason?: RefusalReason;
+  /** The checkpoint size the directory holds for the station, when a refusal names it (409s about history). */
+  readonly acceptedSize?: number;
+
+  constructor(
+    kind: ErrorKind,
+    code: DirectoryErrorCode,
+    message: string,
+    options?: { cause?: unknown; status?: number; reason?: RefusalReason; acceptedSize?: number },
+  ) {
+    super(kind, code, message, options);
+    this.status = options?.status;
+    this.reason = options?.reason;
+    this.acceptedSize = options?.acceptedSize;
+  }
+}
+
+/**
+ * An upload the server will not take. `message` is what the station is told (safe: it names
+ * the failed check and the serial, never a stack, a path or another station's data);
+ * `detail` and `cause` are what the server logs.
+ */
+export class Refusal extends Error {
+  readonly reason: RefusalReason;
+  readonly status: number;
+  readonly detail?: string;
+  readonly serial?: string;
+  readonly acceptedSize?: number;
+
+  constructor(reason: RefusalReason, message: string, options?: { detail?: string; cause?: unknown; serial?: string; acceptedSize?: number }) {
+    super(message, { cause: options?.cause });
+    this.name = "Refusal";
+    this.reason = reason;
+    this.status = REFUSAL_STATUS[reason];
+    this.detail = options?.detail;
+    this.serial = options?.serial;
+    this.acceptedSize = options?.acceptedSize;
+  }
+}
