@@ -4,3 +4,5 @@ export { acquireRunLock } from "./lock.js";
 export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";
+export { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
+export type { OutboxCounts } from "./store.js";

@@ -30,7 +30,18 @@ const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    // A certificate the directory refused for good (e.g. a conflict) is kept out of later batches.
+    version: 2,
+    sql: "ALTER TABLE outbox ADD COLUMN refused TEXT;",
+  },
 ];
+
+export interface OutboxCounts {
+  pending: number;
+  sent: number;
+  refused: number;
+}
 
 export type UnitStage = "reserved" | "keyed" | "intent" | "issued" | "delivered" | "failed";
 
@@ -77,7 +88,13 @@ export class UnitStore {
       enqueue: db.prepare("INSERT OR IGNORE INTO outbox (serial, certificate, queued_at) VALUES (?, ?, ?)"),
       inFlight: db.prepare("SELECT serial FROM units WHERE stage IN ('reserved', 'keyed', 'intent', 'issued') ORDER BY serial").pluck(),
       counts: db.prepare("SELECT stage, COUNT(*) AS n FROM units GROUP BY stage"),
-      pending: db.prepare("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").pluck(),
+      pending: db.prepare("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND refused IS NULL").pluck(),
+      outboxCounts: db.prepare(
+        "SELECT SUM(sent_at IS NULL AND refused IS NULL) AS pending, SUM(sent_at IS NOT NULL) AS sent, SUM(refused IS NOT NULL) AS refused FROM outbox",
+      ),
+      nextBatch: db.prepare("SELECT serial, certificate FROM outbox WHERE sent_at IS NULL AND refused IS NULL ORDER BY queued_at, serial LIMIT ?"),
+      sent: db.prepare("UPDATE outbox SET sent_at = ? WHERE serial = ? AND sent_at IS NULL"),
+      refuse: db.prepare("UPDATE outbox SET refused = ? WHERE serial = ?"),
     };
   }
 
@@ -139,5 +156,24 @@ export class UnitStore {
 
   pendingUploads(): number {
     return this.stmts.pending.get() as number;
+  }
+
+  outbox(): OutboxCounts {
+    const r = this.stmts.outboxCounts.get() as { pending: number | null; sent: number | null; refused: number | null };
+    return { pending: r.pending ?? 0, sent: r.sent ?? 0, refused: r.refused ?? 0 };
+  }
+
+  /** The oldest certificates still waiting for the directory. */
+  nextUploads(limit: number): Array<{ serial: string; certificate: string }> {
+    return this.stmts.nextBatch.all(limit) as Array<{ serial: string; certificate: string }>;
+  }
+
+  markSent(serials: readonly string[]): void {
+    const at = this.now();
+    for (const s of serials) this.stmts.sent.run(at, s);
+  }
+
+  markRefused(serial: string, reason: string): void {
+    this.stmts.refuse.run(reason, serial);
   }
 }

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { CoreError, EXIT_CODES, openDb, systemRandom, writeFileAtomic } from "../../core/index.js";
 import { openExtract, stationOrigin } from "../../ledger/index.js";
 import { SerialsError, VendorRegister, openAllocation, openUsageReport, reconcile, type Allocation, type SerialRange, type SignedDocument } from "../../serials/index.js";
+import { UnitStore } from "../../station/index.js";
 import { clockOf, homeOf, pinnedRoot, readInputFile, readJsonFile, withHsm, withStation } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 
@@ -121,12 +122,13 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           home.readConfig();
-          const rows = await withStation(home, io, ({ serials }) => serials.status());
-          report(io, args, { allocations: rows }, () =>
-            rows.length === 0
+          const { rows, uploads } = await withStation(home, io, ({ db, serials }) => ({ rows: serials.status(), uploads: new UnitStore(db, clockOf(io)).outbox() }));
+          report(io, args, { allocations: rows, uploads }, () => [
+            ...(rows.length === 0
               ? ["no allocation imported yet: run idmint serials import FILE"]
-              : rows.map((r) => `${r.allocationId} (order ${r.order}, ${r.model}): ${r.allocated} allocated, ${r.provisioned} provisioned, ${r.scrapped} scrapped, ${r.reserved} reserved, ${r.available} remaining`),
-          );
+              : rows.map((r) => `${r.allocationId} (order ${r.order}, ${r.model}): ${r.allocated} allocated, ${r.provisioned} provisioned, ${r.scrapped} scrapped, ${r.reserved} reserved, ${r.available} remaining`)),
+            `uploads to the directory: ${uploads.sent} sent, ${uploads.pending} pending${uploads.refused ? `, ${uploads.refused} refused` : ""}`,
+          ]);
         },
       )
       .command(

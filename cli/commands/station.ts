@@ -1,13 +1,16 @@
 import type { Argv } from "yargs";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, systemRandom, writeFileAtomic } from "../../core/index.js";
+import { CoreError, EXIT_CODES, systemRandom, writeFileAtomic } from "../../core/index.js";
 import { parseCertificate } from "../../pki/index.js";
 import { signDocument } from "../../serials/index.js";
-import { STEPS, StationError, UnitStore, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { DirectoryClient } from "../../directory/index.js";
+import type { Hsm } from "../../hsm/index.js";
+import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
 import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitFixture } from "../../units/index.js";
-import { clockOf, homeOf, stationIdentity, withHsm, withStation } from "../context.js";
-import { report, type GlobalArgs, type Io } from "../io.js";
+import { clockOf, homeOf, stationIdentity, withHsm, withStation, type StationStores } from "../context.js";
+import type { Home, IdmintConfig } from "../../core/index.js";
+import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
 
 /**
@@ -32,6 +35,31 @@ function parseFixture(value: string): { host: string; port: number } {
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+function uploader(home: Home, config: IdmintConfig, io: Io, stores: StationStores, hsm: Hsm, directory: string, batchSize: number): Uploader {
+  const station = stationIdentity(home, config);
+  return new Uploader(
+    {
+      db: stores.db,
+      ledger: stores.ledger,
+      units: new UnitStore(stores.db, clockOf(io)),
+      client: new DirectoryClient(directory),
+      stationId: config.station.id,
+      stationCertificatePem: station.certificatePem,
+      signer: hsm.signer(config.keys.station),
+      origin: station.origin,
+    },
+    { batchSize },
+  );
+}
+
+function uploadLines(r: UploadResult): string[] {
+  return [
+    `uploaded ${r.uploaded} certificates in ${r.batches} batches; ${r.pending} still pending${r.refused.length ? `, ${r.refused.length} refused` : ""}`,
+    ...r.refused.map((x) => `  refused ${x.serial}: ${x.reason}`),
+    ...(r.pending > 0 && r.lastError ? [`  last error: ${r.lastError}`] : []),
+  ];
 }
 
 function unitTokenUri(config: { simulator?: { unitTokenUri: string } }): string {
@@ -91,6 +119,8 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("slow-ms", { type: "number", default: 5_000, describe: "--sim: how long a unit with the slow fault takes to answer" })
             .option("alg", { choices: ["EC-P256", "RSA-2048"] as const, default: "EC-P256" as const, describe: "the key the units generate" })
             .option("timeout-ms", { type: "number", default: 10_000, describe: "how long a unit may take to answer one request" })
+            .option("directory", { type: "string", describe: "upload certificates to this directory server in the background" })
+            .option("upload-wait", { type: "number", default: 10, describe: "--directory: seconds to keep trying the last uploads once the line is done" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
@@ -106,8 +136,9 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
           const release = acquireRunLock(join(home.root, "station.lock"));
           try {
-            const summary = await withStation(home, io, ({ db, ledger, serials }) =>
+            const { summary, uploads } = await withStation(home, io, (stores) =>
               withHsm(config, io, async (hsm) => {
+                const { db, ledger, serials } = stores;
                 const units = new UnitStore(db, clockOf(io));
                 let sim: UnitSimulator | undefined;
                 let fixture: UnitFixture;
@@ -147,8 +178,12 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                   reached,
                 };
                 const bar = progress(io, { total, json: args.json, label: "units" });
+                // The directory is fed in the background; it being down never stops the line.
+                const background = args.directory ? uploader(home, config, io, stores, hsm, args.directory, 200) : undefined;
+                const uploading = background?.runInBackground(2_000, () => undefined);
+                let line;
                 try {
-                  return await runLine({
+                  line = await runLine({
                     fixture,
                     slots: args.slots,
                     ctx,
@@ -156,21 +191,46 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                   });
                 } finally {
                   bar.done();
+                  background?.stop();
+                  await uploading;
                   await sim?.close();
                 }
+                const uploads = args.directory ? await uploader(home, config, io, stores, hsm, args.directory, 200).flush(Math.max(0, args.uploadWait) * 1000).catch((e: Error) => ({ error: e.message })) : undefined;
+                return { summary: line, uploads };
               }),
             );
+            const summaryUploads = uploads && "error" in uploads ? { error: uploads.error } : uploads;
             const counts = await withStation(home, io, ({ db, serials }) => ({ serials: serials.status(), pendingUploads: new UnitStore(db, clockOf(io)).pendingUploads() }));
-            report(io, args, { ...summary, allocations: counts.serials, pendingUploads: counts.pendingUploads }, () => [
+            report(io, args, { ...summary, allocations: counts.serials, pendingUploads: counts.pendingUploads, ...(summaryUploads ? { uploads: summaryUploads } : {}) }, () => [
               `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
               ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
               `certificates in ${home.certsDir}; ${counts.pendingUploads} waiting for upload`,
+              ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
             ]);
           } finally {
             release();
           }
         },
       )
-      .demandCommand(1, "name a subcommand: run or report"),
+      .command(
+        "upload",
+        "push the certificates waiting in the outbox to the directory, with a fresh signed checkpoint",
+        (c) =>
+          c
+            .option("directory", { type: "string", demandOption: true, describe: "the directory server's URL" })
+            .option("batch", { type: "number", default: 200, describe: "certificates per upload" })
+            .option("retry-for", { type: "number", default: 60, describe: "seconds to keep retrying while the directory is unreachable" })
+            .example("$0 station upload --directory https://directory.example", "upload everything pending"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const config = home.readConfig();
+          if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("usage", "CONFIG_INVALID", "--batch must be a whole number from 1 to 1000");
+          if (!(args.retryFor >= 0)) throw new CoreError("usage", "CONFIG_INVALID", "--retry-for must be a number of seconds");
+          const r = await withStation(home, io, (stores) => withHsm(config, io, (hsm) => uploader(home, config, io, stores, hsm, args.directory, args.batch).flush(args.retryFor * 1000)));
+          report(io, args, r, () => uploadLines(r));
+          if (r.pending > 0) throw new ReportedFailure(`${r.pending} certificates are still pending (${r.lastError ?? "directory unreachable"}): run idmint station upload again later`, EXIT_CODES.unavailable);
+        },
+      )
+      .demandCommand(1, "name a subcommand: run, upload or report"),
   );
 }
