@@ -4,6 +4,7 @@ import { caCommands } from "./commands/ca.js";
 import { demoCommand } from "./commands/demo.js";
 import { directoryCommands } from "./commands/directory.js";
 import { ledgerCommands } from "./commands/ledger.js";
+import { operatorCommands } from "./commands/operator.js";
 import { serialsCommands } from "./commands/serials.js";
 import { stationCommands } from "./commands/station.js";
 import { unitCommands } from "./commands/unit.js";
@@ -46,6 +47,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   parser = unitCommands(parser, io);
   parser = ledgerCommands(parser, io);
   parser = directoryCommands(parser, io);
+  parser = operatorCommands(parser, io);
   parser = demoCommand(parser, io, main);
   let output = "";
   try {

@@ -11,6 +11,7 @@ export type HsmErrorCode =
   | "PIN_SOURCE"
   | "KEY_NOT_FOUND"
   | "KEY_EXISTS"
+  | "KEY_NOT_PERMITTED"
   | "URI_INVALID"
   | "UNSUPPORTED_ALGORITHM"
   | "PKCS11";

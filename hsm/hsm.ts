@@ -22,6 +22,16 @@ export interface HsmOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** How `createKey` makes a key pair beyond the defaults (sensitive, never extractable, sign only). */
+export interface CreateKeyOptions {
+  /**
+   * EC keys only: CKA_DERIVE=true, so the private key can also agree keys (CKM_ECDH1_DERIVE,
+   * see `deriveEcdh`); a unit's IDevID key needs it so operators can encrypt to the unit
+   * (RFC 8886 §4). Default false: a CA key signs and does nothing else.
+   */
+  derive?: boolean;
+}
+
 export interface KeyInfo {
   token: string;
   label: string;
@@ -239,9 +249,13 @@ export class Hsm {
   }
 
   /** Generates a key pair as token objects, sensitive and never extractable; refuses to replace one. */
-  createKey(uriText: string, algorithm: KeyAlgorithm): Signer {
+  createKey(uriText: string, algorithm: KeyAlgorithm, options: CreateKeyOptions = {}): Signer {
     const uri = parsePkcs11Uri(uriText);
     if (uri.object === undefined) throw new HsmError("URI_INVALID", `to create a key the URI needs object=LABEL: ${uriText.split("?")[0]}`, { kind: "input" });
+    const derive = options.derive === true;
+    if (derive && !algorithm.startsWith("EC-")) {
+      throw new HsmError("UNSUPPORTED_ALGORITHM", `only EC keys can be made for key agreement (derive), not ${algorithm}`, { kind: "input" });
+    }
     const login = this.login(uri);
     if (this.find(login.session, this.keyTemplate({ object: uri.object }, pkcs11js.CKO_PRIVATE_KEY)).length > 0) {
       throw new HsmError("KEY_EXISTS", `a key ${describeKey(uri)} already exists: idmint never replaces a key; remove it by hand or choose another label`, { kind: "state" });
@@ -259,9 +273,10 @@ export class Hsm {
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: true },
       // A signing key does nothing else: SoftHSM would otherwise default these to true.
+      // `derive` adds ECDH (CKM_ECDH1_DERIVE, see deriveEcdh) for keys that must also agree keys.
       { type: pkcs11js.CKA_DECRYPT, value: false },
       { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_DERIVE, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: derive },
     ];
     const pub: pkcs11js.Template = [...common, { type: pkcs11js.CKA_PRIVATE, value: false }, { type: pkcs11js.CKA_VERIFY, value: true }];
     let mech: pkcs11js.Mechanism;
@@ -287,6 +302,83 @@ export class Hsm {
       this.p11.C_DestroyObject(login.session, pair.privateKey);
       this.p11.C_DestroyObject(login.session, pair.publicKey);
       throw pkcs11Failure(`reading the new key ${describeKey(uri)}`, e);
+    }
+  }
+
+  /**
+   * ECDH between an EC private key in the token and a peer's public point (uncompressed,
+   * 0x04||X||Y): CKM_ECDH1_DERIVE (PKCS#11 mechanisms §2.3, elliptic curve) with the null KDF (SoftHSM offers no
+   * other), so the token returns Z, the shared secret's x-coordinate, and the caller runs
+   * its KDF (e.g. RFC 5753 §3.1.2 for CMS). Z is derived as a session object that is
+   * extractable and not sensitive, read once and destroyed at once; the private key never
+   * leaves the token. The key must have been made with `derive: true`.
+   */
+  deriveEcdh(uriText: string, peerPoint: Uint8Array): Uint8Array {
+    const uri = parsePkcs11Uri(uriText);
+    const login = this.login(uri);
+    let pair: { privateKey: Handle; publicKey: Handle } | undefined;
+    let algorithm: KeyAlgorithm;
+    try {
+      pair = this.findKeyPair(uri, login);
+      if (!pair) throw new HsmError("KEY_NOT_FOUND", `no private key ${describeKey(uri)}: check the key URI`);
+      algorithm = this.readPublicKey(login.session, pair.publicKey).algorithm;
+    } catch (e) {
+      throw pkcs11Failure(`looking up ${describeKey(uri)}`, e);
+    }
+    if (algorithm !== "EC-P256" && algorithm !== "EC-P384") {
+      throw new HsmError("UNSUPPORTED_ALGORITHM", `${describeKey(uri)} is an ${algorithm} key: ECDH needs an EC key`, { kind: "input" });
+    }
+    const curve = CURVES[algorithm];
+    const fieldBytes = (curve.sigBytes / 2) as number;
+    const point = Buffer.from(peerPoint);
+    // SEC 1 §3.2.2 public key validation, before the token sees the point: Node refuses a
+    // point that is not on the curve.
+    const onCurve =
+      point.length === 1 + 2 * fieldBytes &&
+      point[0] === 0x04 &&
+      (() => {
+        try {
+          createPublicKey({ key: { kty: "EC", crv: curve.jwk, x: point.subarray(1, 1 + fieldBytes).toString("base64url"), y: point.subarray(1 + fieldBytes).toString("base64url") }, format: "jwk" });
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+    if (!onCurve) throw new HsmError("UNSUPPORTED_ALGORITHM", `the peer's public key is not an uncompressed point on ${curve.jwk}`, { kind: "input" });
+
+    const mechanism: pkcs11js.Mechanism = {
+      mechanism: pkcs11js.CKM_ECDH1_DERIVE,
+      parameter: { type: pkcs11js.CK_PARAMS_EC_DH, kdf: pkcs11js.CKD_NULL, publicData: point } as pkcs11js.ECDH1,
+    };
+    const template: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      { type: pkcs11js.CKA_SENSITIVE, value: false },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: true },
+      { type: pkcs11js.CKA_VALUE_LEN, value: fieldBytes },
+    ];
+    let secret: Handle;
+    try {
+      secret = this.p11.C_DeriveKey(login.session, mechanism, pair.privateKey, template);
+    } catch (e) {
+      const r = ckr(e);
+      if (r?.name === "CKR_KEY_FUNCTION_NOT_PERMITTED" || r?.name === "CKR_KEY_TYPE_INCONSISTENT") {
+        throw new HsmError("KEY_NOT_PERMITTED", `${describeKey(uri)} may not derive (CKA_DERIVE is false, ${r.name}): it was made for signing only; a key that agrees keys must be made with derive allowed`, { cause: e });
+      }
+      throw pkcs11Failure(`deriving an ECDH secret with ${describeKey(uri)}`, e);
+    }
+    try {
+      const [value] = this.p11.C_GetAttributeValue(login.session, secret, [{ type: pkcs11js.CKA_VALUE }]);
+      return new Uint8Array(value!.value as Buffer);
+    } catch (e) {
+      throw pkcs11Failure(`reading the ECDH secret of ${describeKey(uri)}`, e);
+    } finally {
+      try {
+        this.p11.C_DestroyObject(login.session, secret);
+      } catch {
+        // A session object dies with its session at the latest (close()).
+      }
     }
   }
 

@@ -31,3 +31,26 @@ export { UnitSimulator, SIM_HOST, SIM_LIMITS, type UnitSimulatorOptions, type Se
 export { UNIT_FAULTS, parseFaultSpec, type UnitFault, type FaultSpec } from "./faults.js";
 export { unitFiles, readSoftUnitKey, type UnitFiles, type StoredUnitState, type KeyRef } from "./store.js";
 export type { Pkcs11KeystoreOptions } from "./keystore.js";
+export {
+  decryptForUnit,
+  decryptWithKey,
+  parseEnvelope,
+  openEnvelope,
+  unframe,
+  softRecipientKey,
+  tokenRecipientKey,
+  recipientIdentity,
+  eccCmsSharedInfo,
+  x963Kdf,
+  UnitDecryptError,
+  MAX_ENCRYPTED_INPUT_BYTES,
+  type UnitDecryptErrorCode,
+  type UnitDecryptOptions,
+  type UnitDecryptResult,
+  type DecryptResult,
+  type EncryptedResult,
+  type RecipientKey,
+  type RecipientIdentity,
+  type Envelope,
+  type Framing,
+} from "./decrypt.js";

@@ -1,10 +1,11 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, DEFAULT_HW_TYPE_OID, type IdmintConfig } from "../../core/index.js";
+import { CoreError, DEFAULT_HW_TYPE_OID, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
-import { UNIT_FAULTS, UnitError, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../units/index.js";
+import { MAX_ENCRYPTED_INPUT_BYTES, UNIT_FAULTS, UnitError, UnitSimulator, decryptForUnit, parseFaultSpec, type SimKeystoreOptions } from "../../units/index.js";
 import { homeOf, readInputFile } from "../context.js";
-import type { GlobalArgs, Io } from "../io.js";
+import { report, type GlobalArgs, type Io } from "../io.js";
+import { assertNewOutput, readBoundedInput } from "./operator.js";
 
 /** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
 function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
@@ -25,7 +26,7 @@ function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void }
 }
 
 export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
-  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture", (y) =>
+  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, and their side of RFC 8886 (decrypt)", (y) =>
     y
       .command(
         "sim",
@@ -107,6 +108,60 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           if (!args.json) io.out(`stopped after handing out ${sim.served} of ${sim.count} units\n`);
         },
       )
-      .demandCommand(1, "name a subcommand: sim"),
+      .command(
+        "decrypt",
+        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its key file, or ECDH inside its token",
+        (c) =>
+          c
+            .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept under HOME/units/SERIAL by `station run --sim` or `unit sim`" })
+            .option("in", { type: "string", demandOption: true, describe: "the encrypted configuration (e.g. from `idmint operator encrypt` or `openssl cms -encrypt -binary -aes256`)" })
+            .option("out", { type: "string", demandOption: true, describe: "where to write the configuration, mode 0600 (must not exist; written only on success)" })
+            .option("require-encrypted", {
+              type: "boolean",
+              default: false,
+              describe: "refuse input that is not encrypted (RFC 8886 §4.3); without it, text with no CMS framing (DER, PEM, S/MIME) is passed through unchanged",
+            })
+            .option("pkcs11-token", { type: "string", describe: "for a unit whose key is in a token: the token, as a PKCS#11 URI with pin-source (default: simulator.unitTokenUri of the home)" })
+            .option("pkcs11-module", { type: "string", describe: "for a unit whose key is in a token: the PKCS#11 module (default: hsm.module of the home, else SoftHSM2)" })
+            .example("$0 unit decrypt --serial SN000042 --in SN000042.cfg.cms --out router.cfg --require-encrypted", "SN000042 decrypts its configuration; plaintext is refused")
+            .example("$0 unit decrypt --serial SN000042 --in cfg.cms --out router.cfg --json", "the same, saying whether it was encrypted and with which algorithms"),
+        (args) => {
+          const home = homeOf(args, io);
+          assertNewOutput(args.out);
+          const input = readBoundedInput(args.in, "the encrypted configuration", MAX_ENCRYPTED_INPUT_BYTES);
+          const config: IdmintConfig | undefined = home.hasConfig() ? home.readConfig() : undefined;
+          const tokenUri = args["pkcs11-token"] ?? config?.simulator?.unitTokenUri;
+          const token = tokenUri
+            ? {
+                tokenUri,
+                module: args["pkcs11-module"] ?? config?.hsm.module ?? findSoftHsmModule(),
+                softhsmConf: args["pkcs11-module"] === undefined ? config?.hsm.softhsmConf : undefined,
+                env: io.env,
+              }
+            : undefined;
+          const { keystore, result } = decryptForUnit({ unitsDir: home.unitsDir, serial: args.serial, input, requireEncrypted: args["require-encrypted"], token });
+          // The configuration may carry secrets: only the owner reads it.
+          writeFileAtomic(args.out, result.plaintext, 0o600);
+          const bytes = result.plaintext.byteLength;
+          if (!result.encrypted) {
+            report(io, args, { serial: args.serial, encrypted: false, bytes, out: args.out }, () => [
+              `${args.serial}: the input is not encrypted; passed through unchanged (RFC 8886 §4.3; --require-encrypted refuses it)`,
+              `written to ${args.out}`,
+            ]);
+            return;
+          }
+          const how = keystore === "pkcs11" ? "its key in the token (ECDH inside the token)" : "its key file";
+          report(
+            io,
+            args,
+            { serial: args.serial, encrypted: true, bytes, out: args.out, keystore, framing: result.framing, keyEncryption: result.keyEncryption, keyWrap: result.keyWrap, contentEncryption: result.contentEncryption },
+            () => [
+              `${args.serial}: decrypted ${bytes} bytes with ${how} (${result.keyEncryption}${result.keyWrap ? `, ${result.keyWrap}` : ""}, ${result.contentEncryption})`,
+              `written to ${args.out}`,
+            ],
+          );
+        },
+      )
+      .demandCommand(1, "name a subcommand: sim or decrypt"),
   );
 }

@@ -1,0 +1,121 @@
+import type { Argv } from "yargs";
+import { existsSync, statSync } from "node:fs";
+import { CoreError, writeFileAtomic } from "../../core/index.js";
+import { MAX_CONTENT_BYTES, OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
+import { parseCertificate } from "../../pki/index.js";
+import { clockOf, readInputFile } from "../context.js";
+import { report, type GlobalArgs, type Io } from "../io.js";
+
+/** `--out` is written once, atomically, and never over an existing file. */
+export function assertNewOutput(path: string): void {
+  if (existsSync(path)) throw new CoreError("input", "FILE_EXISTS", `--out ${path} already exists: choose another path or remove it`);
+}
+
+/** Reads an input file, refusing one larger than `max` bytes before reading it. */
+export function readBoundedInput(path: string, what: string, max: number): Buffer {
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // readInputFile says what is wrong with the path.
+  }
+  if (size > max) throw new OperatorError("INPUT_TOO_LARGE", `${what} ${path} is ${size} bytes, more than ${max}: give the configuration file itself`);
+  return readInputFile(path, what);
+}
+
+/** The SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it. */
+function opensslFingerprint(hex: string): string {
+  return hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+}
+
+export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
+  return yargs.command("operator", "the operator's side of RFC 8886: fetch a device's IDevID from the directory, check it, encrypt its configuration to it", (y) =>
+    y
+      .command(
+        "fetch",
+        "fetch a device certificate by serial from the directory and check it: chain to the pinned vendor root, subject serialNumber and hardwareModuleName = serial, no expiry, keyUsage; prints its SHA-256 fingerprint",
+        (c) =>
+          c
+            .option("directory", { type: "string", demandOption: true, describe: "the directory's URL, http(s)://host[:port]" })
+            .option("serial", { type: "string", demandOption: true, describe: "the device's serial number (as on its label)" })
+            .option("root", { type: "string", demandOption: true, describe: "the vendor root certificate you pinned (PEM or DER), obtained out of band" })
+            .option("chain", {
+              type: "string",
+              array: true,
+              describe: "the vendor's factory CA certificate(s), PEM: checked against --root, used to reach it (the directory serves only the device certificate)",
+            })
+            .option("out", { type: "string", demandOption: true, describe: "where to write the checked device certificate, PEM (must not exist)" })
+            .option("timeout-ms", { type: "number", default: 30_000, describe: "how long the directory may take to answer" })
+            .example("$0 operator fetch --directory https://directory.example --serial SN000042 --root vendor-root.pem --chain factory-ca.pem --out SN000042.pem", "fetch and check SN000042's IDevID"),
+        async (args) => {
+          const timeoutMs = args["timeout-ms"];
+          if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new CoreError("usage", "CONFIG_INVALID", "--timeout-ms must be a whole number of milliseconds");
+          assertNewOutput(args.out);
+          const root = parseCertificate(readInputFile(args.root, "the vendor root certificate"), args.root);
+          const chain = (args.chain ?? []).flatMap((p) => parseCertificates(readInputFile(String(p), "the CA certificate file"), String(p)));
+          const device = await fetchDeviceCertificate({ directory: args.directory, serial: args.serial, root, chain, clock: clockOf(io), client: { timeoutMs } });
+          writeFileAtomic(args.out, device.pem);
+          report(
+            io,
+            args,
+            {
+              serial: device.serial,
+              fingerprint: device.fingerprint,
+              out: args.out,
+              subject: device.subject,
+              issuer: device.issuer,
+              certificateSerial: device.certificateSerial,
+              key: device.key,
+              keyUsage: device.keyUsage,
+              hwType: device.hwType,
+              path: device.path,
+              directory: args.directory,
+            },
+            () => [
+              `${device.serial}: IDevID checked (chains to ${device.path[device.path.length - 1]} via ${device.path[1]}; serialNumber and hardwareModuleName ${device.serial}; no expiry; ${device.key}, keyUsage ${device.keyUsage.join(", ")})`,
+              `SHA-256 fingerprint ${opensslFingerprint(device.fingerprint)}`,
+              `written to ${args.out}`,
+            ],
+          );
+        },
+      )
+      .command(
+        "encrypt",
+        "encrypt a configuration to a device certificate as CMS EnvelopedData that `openssl cms -decrypt` reads: ECDH (SHA-256 KDF, AES-256 key wrap) for EC keys, RSA-OAEP (SHA-256) for RSA keys, AES-256-CBC content",
+        (c) =>
+          c
+            .option("cert", { type: "string", demandOption: true, describe: "the device certificate (PEM or DER), e.g. from `idmint operator fetch`" })
+            .option("in", { type: "string", demandOption: true, describe: "the configuration to encrypt" })
+            .option("out", { type: "string", demandOption: true, describe: "where to write the CMS (must not exist)" })
+            .option("pem", { type: "boolean", default: false, describe: "write PEM (-----BEGIN CMS-----) instead of DER" })
+            .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.cms", "encrypt router.cfg so only unit SN000042 can read it")
+            .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.pem --pem", "the same, as PEM"),
+        (args) => {
+          assertNewOutput(args.out);
+          const cert = parseCertificate(readInputFile(args.cert, "the device certificate"), args.cert);
+          const content = readBoundedInput(args.in, "the configuration", MAX_CONTENT_BYTES);
+          const r = encryptToCertificate(cert, content);
+          const data = args.pem ? cmsPem(r.der) : r.der;
+          writeFileAtomic(args.out, data);
+          report(
+            io,
+            args,
+            {
+              out: args.out,
+              format: args.pem ? "pem" : "der",
+              bytes: content.byteLength,
+              recipient: r.recipient,
+              keyEncryption: r.keyEncryption,
+              keyWrap: r.keyWrap,
+              contentEncryption: r.contentEncryption,
+            },
+            () => [
+              `encrypted ${content.byteLength} bytes to ${r.recipient.serialNumber ?? r.recipient.subject} (${r.recipient.key}; ${r.keyEncryption}${r.keyWrap ? `, ${r.keyWrap}` : ""}, ${r.contentEncryption})`,
+              `written to ${args.out} (${args.pem ? "PEM" : "DER"})`,
+            ],
+          );
+        },
+      )
+      .demandCommand(1, "name a subcommand: fetch or encrypt"),
+  );
+}

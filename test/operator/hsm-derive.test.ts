@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPublicKey, diffieHellman, generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Home } from "../../core/index.js";
+import { Hsm, formatPkcs11Uri, initEmbeddedHsm } from "../../hsm/index.js";
+import { decryptWithKey, tokenRecipientKey } from "../../units/index.js";
+import { encryptToCertificate } from "../../operator/index.js";
+import { run, scratch } from "../helpers.js";
+import { makePki } from "../units/pki-fixture.js";
+
+/** Hsm.deriveEcdh and createKey's `derive` option, on the embedded SoftHSM's unit-se token. */
+const s = scratch("operator-hsm");
+let home: Home;
+let hsm: Hsm;
+let pinFile: string;
+
+beforeAll(() => {
+  home = new Home(`${s.dir}/home`);
+  initEmbeddedHsm(home);
+  const config = home.readConfig();
+  pinFile = `${home.pinDir}/unit-se.pin`;
+  hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf });
+});
+
+afterAll(() => {
+  hsm?.close();
+  s.cleanup();
+});
+
+const keyUri = (object: string) => formatPkcs11Uri({ token: "unit-se", object, type: "private", pinSource: `file:${pinFile}` });
+
+function point(publicKey: ReturnType<typeof createPublicKey>): Buffer {
+  const jwk = publicKey.export({ format: "jwk" });
+  return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, "base64url"), Buffer.from(jwk.y!, "base64url")]);
+}
+
+function tokenUsage(label: string): string {
+  const config = home.readConfig();
+  const r = run("pkcs11-tool", ["--module", config.hsm.module, "--token-label", "unit-se", "--login", "--pin", "env:IDMINT_TEST_PIN", "-O", "--type", "privkey"], {
+    env: { ...process.env, SOFTHSM2_CONF: config.hsm.softhsmConf, IDMINT_TEST_PIN: readFileSync(pinFile, "utf8").trim() },
+  });
+  expect(r.code, r.stderr).toBe(0);
+  const block = r.stdout.split("Private Key Object").find((b) => b.includes(`label:      ${label}\n`));
+  return /Usage:\s+(.*)/.exec(block ?? "")?.[1]?.trim() ?? "(not found)";
+}
+
+describe("ECDH in the token", () => {
+  it("a key made with derive agrees the same Z as Node does from the other side, and stays sensitive and non-extractable", () => {
+    for (const alg of ["EC-P256", "EC-P384"] as const) {
+      const uri = keyUri(`derive-${alg}`);
+      const signer = hsm.createKey(uri, alg, { derive: true });
+      const peer = generateKeyPairSync("ec", { namedCurve: alg === "EC-P256" ? "P-256" : "P-384" });
+      const z = hsm.deriveEcdh(uri, point(peer.publicKey));
+      const expected = diffieHellman({ privateKey: peer.privateKey, publicKey: createPublicKey({ key: Buffer.from(signer.publicKeySpki), format: "der", type: "spki" }) });
+      expect(Buffer.from(z)).toEqual(expected);
+      expect(z).toHaveLength(alg === "EC-P256" ? 32 : 48);
+      expect(hsm.listKeys(uri).find((k) => k.label === `derive-${alg}`)).toMatchObject({ sensitive: true, extractable: false });
+    }
+    expect(tokenUsage("derive-EC-P256")).toBe("sign, derive");
+  });
+
+  it("keys made without the option (every CA key) may not derive: KEY_NOT_PERMITTED in one line; RSA keys cannot be made for it", () => {
+    const uri = keyUri("sign-only");
+    hsm.createKey(uri, "EC-P256");
+    expect(tokenUsage("sign-only")).toBe("sign");
+    const peer = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    expect(() => hsm.deriveEcdh(uri, point(peer.publicKey))).toThrowError(expect.objectContaining({ code: "KEY_NOT_PERMITTED", kind: "hsm", message: expect.stringMatching(/^sign-only in token unit-se may not derive/) }));
+    // A unit whose token key predates `derive` says so when asked to decrypt.
+    const signOnly = tokenRecipientKey(hsm, uri, hsm.signer(uri).publicKeySpki, "unit OLD0001");
+    expect(() => signOnly.type === "ec" && signOnly.ecdh(point(peer.publicKey))).toThrowError(expect.objectContaining({ code: "UNIT_KEY", kind: "hsm", message: expect.stringMatching(/^unit OLD0001's key in the token may not derive/) }));
+    expect(() => hsm.createKey(keyUri("rsa-derive"), "RSA-2048", { derive: true })).toThrowError(expect.objectContaining({ code: "UNSUPPORTED_ALGORITHM" }));
+    expect(hsm.listKeys(keyUri("x")).some((k) => k.label === "rsa-derive")).toBe(false);
+  });
+
+  it("refuses a point that is not on the curve before the token sees it, and a missing key", () => {
+    const uri = keyUri("derive-EC-P256");
+    const p = point(generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey);
+    p[64]! ^= 0x01;
+    expect(() => hsm.deriveEcdh(uri, p)).toThrowError(/not an uncompressed point on P-256/);
+    expect(() => hsm.deriveEcdh(uri, p.subarray(0, 33))).toThrowError(/not an uncompressed point on P-256/);
+    expect(() => hsm.deriveEcdh(keyUri("no-such-key"), p)).toThrowError(expect.objectContaining({ code: "KEY_NOT_FOUND" }));
+  });
+
+  it("a configuration encrypted to the token key's IDevID opens with ECDH in the token", async () => {
+    const uri = keyUri("unit-key");
+    const signer = hsm.createKey(uri, "EC-P256", { derive: true });
+    const cert = await (await makePki()).issue(signer.publicKeySpki, "TOK0001");
+    const cms = encryptToCertificate(cert, Buffer.from("secret config\n")).der;
+    const r = decryptWithKey(cms, tokenRecipientKey(hsm, uri, signer.publicKeySpki));
+    expect(r).toMatchObject({ encrypted: true, keyEncryption: "dhSinglePass-stdDH-sha256kdf-scheme" });
+    expect(Buffer.from(r.plaintext).toString()).toBe("secret config\n");
+  });
+});
