@@ -14,6 +14,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ledgerBenchmark } from "./ledger.js";
+import { stationBenchmark } from "./station.js";
 
 /** One measured number. `key` is stable (scripts read it from the JSON); `label` is for people. */
 export interface Figure {
@@ -44,7 +45,7 @@ export interface Benchmark {
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.
-const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark];
 
 const MB = 1024 * 1024;
 

@@ -1,3 +1,5 @@
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { Certificate } from "@peculiar/asn1-x509";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
@@ -143,6 +145,13 @@ function pemOf(der: Uint8Array): string {
 }
 
 function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext, bodyLimitBytes: number): void {
+  const caPems = ctx.anchors.factoryCas.map((ca) => ({ subject: Buffer.from(AsnConvert.serialize(AsnConvert.parse(ca.rawData, Certificate).tbsCertificate.subject)), pem: pemOf(new Uint8Array(ca.rawData)) }));
+  // The issuer is read from the DER without a full parse: this sits on the hot read path.
+  const issuerPem = (der: Uint8Array): string => {
+    if (caPems.length === 1) return caPems[0]!.pem;
+    const issuer = Buffer.from(AsnConvert.serialize(AsnConvert.parse(der, Certificate).tbsCertificate.issuer));
+    return caPems.find((c) => c.subject.equals(issuer))?.pem ?? "";
+  };
   const notFound = (reply: FastifyReply, what: string) =>
     reply.code(404).header("cache-control", "no-store").send({ ok: false, error: { code: "NOT_FOUND", message: `the directory holds no ${what}` } });
   const badName = (reply: FastifyReply, what: string) =>
@@ -151,7 +160,7 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
   // RFC 8886 §3.2 / §4.2: an operator fetches a device's certificate by its serial number.
   app.get<{ Params: { name: string } }>("/certificates/:name", async (request, reply) => {
     const options = candidates(request.params.name);
-    if (options.length === 0) return badName(reply, "serial (1-64 of A-Z a-z 0-9 . _ -)");
+    if (options.length === 0) return badName(reply, "serial (1-64 of A-Z a-z 0-9 . -)");
     for (const { serial, format } of options) {
       const cert = await store.certificate(serial);
       if (!cert) continue;
@@ -159,7 +168,9 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
       reply.header("etag", etag).header("cache-control", CERTIFICATE_CACHE);
       if (notModified(request, etag)) return reply.code(304).send();
       if (format === "der") return reply.type(DER_TYPE).send(Buffer.from(cert.der));
-      if (format === "pem") return reply.type(PEM_TYPE).send(pemOf(cert.der));
+      // application/pem-certificate-chain: the device certificate first, then its factory CA,
+      // so an operator needs only the vendor root to check it (RFC 8555 §9.1 order).
+      if (format === "pem") return reply.type(PEM_TYPE).send(pemOf(cert.der) + issuerPem(cert.der));
       const checkpoint = await store.checkpointAt(cert.station, cert.checkpointSize);
       if (!checkpoint) throw new Error(`published ${serial} refers to checkpoint ${cert.checkpointSize} of ${cert.station}, which the store lacks`);
       const base = `/certificates/${encodeURIComponent(serial)}`;
