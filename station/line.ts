@@ -27,14 +27,28 @@ function percentile(sorted: number[], p: number): number {
  */
 export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: LineContext; onUnit?: (o: UnitOutcome) => void }): Promise<LineSummary> {
   const started = performance.now();
-  const outcomes: UnitOutcome[] = [];
+  // Only counts and stage times are kept, not the outcomes: a long run must not grow memory.
+  const stageNames = ["hello", "reserve", "genkey", "check", "sign", "store", "install", "total"] as const;
+  const times = new Map<TimedStage, number[]>(stageNames.map((n) => [n, []]));
+  const failures: Record<string, number> = {};
+  let units = 0;
+  let provisioned = 0;
+  let resumed = 0;
   const slot = async () => {
     for (;;) {
       const link = await p.fixture.next();
       if (!link) return;
       try {
         const outcome = await provisionUnit(link, p.ctx);
-        outcomes.push(outcome);
+        units++;
+        if (outcome.status === "provisioned") {
+          provisioned++;
+          if (outcome.resumed) resumed++;
+        } else {
+          const code = outcome.code ?? "UNKNOWN";
+          failures[code] = (failures[code] ?? 0) + 1;
+        }
+        for (const [stage, ms] of Object.entries(outcome.ms) as Array<[TimedStage, number]>) times.get(stage)?.push(ms);
         p.onUnit?.(outcome);
       } finally {
         await link.close();
@@ -43,22 +57,19 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   };
   await Promise.all(Array.from({ length: p.slots }, slot));
   const seconds = (performance.now() - started) / 1000;
-  const failures: Record<string, number> = {};
-  for (const o of outcomes) if (o.status === "failed") failures[o.code ?? "UNKNOWN"] = (failures[o.code ?? "UNKNOWN"] ?? 0) + 1;
   const stages: LineSummary["stages"] = {};
-  for (const stage of ["hello", "reserve", "genkey", "check", "sign", "store", "install", "total"] as const) {
-    const values = outcomes.map((o) => o.ms[stage]).filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+  for (const stage of stageNames) {
+    const values = times.get(stage)!.sort((a, b) => a - b);
     if (values.length) stages[stage] = { p50: Number(percentile(values, 50).toFixed(3)), p99: Number(percentile(values, 99).toFixed(3)) };
   }
-  const provisioned = outcomes.filter((o) => o.status === "provisioned").length;
   return {
-    units: outcomes.length,
+    units,
     provisioned,
-    resumed: outcomes.filter((o) => o.status === "provisioned" && o.resumed).length,
-    failed: outcomes.length - provisioned,
+    resumed,
+    failed: units - provisioned,
     failures,
     seconds: Number(seconds.toFixed(3)),
-    unitsPerSecond: Number((outcomes.length / Math.max(seconds, 1e-9)).toFixed(1)),
+    unitsPerSecond: Number((units / Math.max(seconds, 1e-9)).toFixed(1)),
     stages,
   };
 }
