@@ -1,6 +1,6 @@
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { systemClock, type Clock } from "../core/index.js";
@@ -237,6 +237,8 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
   const bodyLimitBytes = options.bodyLimitBytes ?? DIRECTORY_DEFAULTS.bodyLimitBytes;
   const ctx: UploadContext = { anchors, store, clock, clockSkewMs: options.clockSkewMs ?? DIRECTORY_DEFAULTS.clockSkewMs };
 
+  // Loaded here, not at the top: every other idmint command would pay for it at start-up.
+  const { default: Fastify } = await import("fastify");
   const app = Fastify({
     logger: options.logger ? { level: options.logger.level ?? "info", stream: options.logger.stream } : false,
     bodyLimit: bodyLimitBytes,
