@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { CoreError, Home, fixedClock, openDb, systemClock, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
@@ -90,4 +90,39 @@ export function readJsonFile(path: string, what: string): unknown {
 export function pinnedRoot(home: Home, path?: string): x509.X509Certificate {
   const p = path ?? home.pkiFile("root");
   return parseCertificate(readInputFile(p, "the vendor root certificate"), p);
+}
+
+/** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
+export function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = () => {};
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      dispose();
+      resolve(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    dispose = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+  });
+  return { stopped, dispose };
+}
+
+/** Every command that writes --out refuses to replace a file. */
+export function assertNewOutput(path: string): void {
+  if (existsSync(path)) throw new CoreError("input", "FILE_EXISTS", `--out ${path} already exists: choose another path or remove it`);
+}
+
+/** Reads an input file, refusing one larger than `max` bytes before reading it. */
+export function readBoundedInput(path: string, what: string, max: number): Buffer {
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // readInputFile says what is wrong with the path.
+  }
+  if (size > max) throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} is ${size} bytes, more than ${max}: give the file itself`);
+  return readInputFile(path, what);
 }

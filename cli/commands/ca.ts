@@ -4,7 +4,7 @@ import { CoreError, Home, sha256Hex, systemClock, systemRandom, writeFileAtomic,
 import type { Ledger } from "../../ledger/index.js";
 import type { Hsm } from "../../hsm/index.js";
 import { PkiError, assertStationId, checkCsr, issueIdevid, newCertificateSerial, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
-import { homeOf, readInputFile, withHsm, withLedger } from "../context.js";
+import { assertNewOutput, homeOf, readInputFile, withHsm, withLedger } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function fingerprint(cert: x509.X509Certificate): string {
@@ -126,9 +126,7 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if (existsSync(args.out)) {
-            throw new CoreError("input", "FILE_EXISTS", `--out ${args.out} already exists: choose another path or remove it`);
-          }
+          assertNewOutput(args.out);
           const csr = readInputFile(args.csr, "CSR file");
           const { cert, keyType } = await withLedger(home, (ledger) =>
             withHsm(config, io, (hsm) => issueFromCsr({ hsm, ledger, home, config, csr, serial: args.serial, commonName: args.cn })),

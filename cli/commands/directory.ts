@@ -5,7 +5,7 @@ import { CoreError, type Home } from "../../core/index.js";
 import { openDirectoryStore, startDirectory, type DirectoryLoggerOptions } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";
 import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
-import { clockOf, homeOf, pinnedRoot, readInputFile } from "../context.js";
+import { clockOf, homeOf, pinnedRoot, readInputFile, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -20,24 +20,6 @@ function existingDb(home: Home, option: string | undefined): string {
     throw new CoreError("state", "HOME_NOT_INITIALISED", `no directory store at ${path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --db`);
   }
   return path;
-}
-
-/** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
-function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = () => {};
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      dispose();
-      resolve(signal);
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    dispose = () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    };
-  });
-  return { stopped, dispose };
 }
 
 export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {

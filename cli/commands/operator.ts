@@ -1,27 +1,9 @@
 import type { Argv } from "yargs";
-import { existsSync, statSync } from "node:fs";
 import { CoreError, writeFileAtomic } from "../../core/index.js";
 import { MAX_CONTENT_BYTES, OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
 import { parseCertificate } from "../../pki/index.js";
-import { clockOf, readInputFile } from "../context.js";
+import { assertNewOutput, clockOf, readBoundedInput, readInputFile } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
-
-/** `--out` is written once, atomically, and never over an existing file. */
-export function assertNewOutput(path: string): void {
-  if (existsSync(path)) throw new CoreError("input", "FILE_EXISTS", `--out ${path} already exists: choose another path or remove it`);
-}
-
-/** Reads an input file, refusing one larger than `max` bytes before reading it. */
-export function readBoundedInput(path: string, what: string, max: number): Buffer {
-  let size = 0;
-  try {
-    size = statSync(path).size;
-  } catch {
-    // readInputFile says what is wrong with the path.
-  }
-  if (size > max) throw new OperatorError("INPUT_TOO_LARGE", `${what} ${path} is ${size} bytes, more than ${max}: give the configuration file itself`);
-  return readInputFile(path, what);
-}
 
 /** The SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it. */
 function opensslFingerprint(hex: string): string {

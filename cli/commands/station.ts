@@ -1,5 +1,5 @@
 import type { Argv } from "yargs";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreError, EXIT_CODES, systemRandom, writeFileAtomic } from "../../core/index.js";
 import { parseCertificate } from "../../pki/index.js";
@@ -8,7 +8,7 @@ import { DirectoryClient } from "../../directory/index.js";
 import type { Hsm } from "../../hsm/index.js";
 import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
 import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitFixture } from "../../units/index.js";
-import { clockOf, homeOf, stationIdentity, withHsm, withStation, type StationStores } from "../context.js";
+import { assertNewOutput, clockOf, homeOf, stationIdentity, withHsm, withStation, type StationStores } from "../context.js";
 import type { Home, IdmintConfig } from "../../core/index.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
@@ -88,7 +88,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if (existsSync(args.out)) throw new CoreError("input", "FILE_EXISTS", `--out ${args.out} already exists: choose another path or remove it`);
+          assertNewOutput(args.out);
           const station = stationIdentity(home, config);
           const doc = await withStation(home, io, ({ ledger, serials }) =>
             withHsm(config, io, async (hsm) => {

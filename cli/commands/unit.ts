@@ -3,27 +3,8 @@ import { existsSync } from "node:fs";
 import { CoreError, DEFAULT_HW_TYPE_OID, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
 import { MAX_ENCRYPTED_INPUT_BYTES, UNIT_FAULTS, UnitError, UnitSimulator, decryptForUnit, parseFaultSpec, type SimKeystoreOptions } from "../../units/index.js";
-import { homeOf, readInputFile } from "../context.js";
+import { assertNewOutput, homeOf, readBoundedInput, readInputFile, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
-import { assertNewOutput, readBoundedInput } from "./operator.js";
-
-/** Resolves once the process is asked to stop (SIGINT or SIGTERM); `dispose` removes the handlers. */
-function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = () => {};
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      dispose();
-      resolve(signal);
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    dispose = () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    };
-  });
-  return { stopped, dispose };
-}
 
 export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
   return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, and their side of RFC 8886 (decrypt)", (y) =>
