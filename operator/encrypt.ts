@@ -2,7 +2,7 @@ import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { constants, createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, type KeyObject } from "node:crypto";
 import { sha256Hex, systemRandom, type Random } from "../core/index.js";
-import { x509 } from "../pki/index.js";
+import { eccCmsSharedInfo, x963Kdf, x509 } from "../pki/index.js";
 import { OperatorError } from "./errors.js";
 
 /**
@@ -105,31 +105,6 @@ export function keyUsageNames(usages: number): string[] {
   return names.filter(([f]) => (usages & f) !== 0).map(([, n]) => n);
 }
 
-/** RFC 5753 §7.2 ECC-CMS-SharedInfo, without entityUInfo (no ukm is sent). */
-function eccCmsSharedInfo(wrapOid: string, kekBits: number): Uint8Array {
-  const bits = Buffer.alloc(4);
-  bits.writeUInt32BE(kekBits);
-  return new Uint8Array(
-    new asn1js.Sequence({
-      value: [
-        new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: wrapOid })] }),
-        new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 2 }, value: [new asn1js.OctetString({ valueHex: bits })] }),
-      ],
-    }).toBER(false),
-  );
-}
-
-/** ANSI X9.63 KDF (SEC 1 §3.6.1) with SHA-256. */
-function x963KdfSha256(z: Uint8Array, sharedInfo: Uint8Array, bytes: number): Buffer {
-  const out: Buffer[] = [];
-  for (let counter = 1; out.length * 32 < bytes; counter++) {
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(counter);
-    out.push(createHash("sha256").update(z).update(c).update(sharedInfo).digest());
-  }
-  return Buffer.concat(out).subarray(0, bytes);
-}
-
 const RFC3394_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
 
 function keyAgreeRecipient(cert: pkijs.Certificate, recipient: RecipientKeyInfo, cek: Buffer): pkijs.RecipientInfo {
@@ -139,7 +114,8 @@ function keyAgreeRecipient(cert: pkijs.Certificate, recipient: RecipientKeyInfo,
   const jwk = ephemeral.publicKey.export({ format: "jwk" });
   const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x ?? "", "base64url"), Buffer.from(jwk.y ?? "", "base64url")]);
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient.key });
-  const kek = x963KdfSha256(z, eccCmsSharedInfo(OID.aes256Wrap, 256), 32);
+  // No ukm is sent, so ECC-CMS-SharedInfo has no entityUInfo (RFC 5753 §7.2).
+  const kek = Buffer.from(x963Kdf("sha256", z, eccCmsSharedInfo(OID.aes256Wrap, undefined, 256), 32));
   z.fill(0);
   const wrap = createCipheriv("id-aes256-wrap", kek, RFC3394_IV);
   const wrapped = Buffer.concat([wrap.update(cek), wrap.final()]);

@@ -16,3 +16,4 @@ export { checkCsr, type CheckedCsr } from "./csr.js";
 export { runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
 export { checkChain, parseCertificate } from "./chain.js";
+export { eccCmsSharedInfo, x963Kdf, type KdfHash } from "./cms-kdf.js";

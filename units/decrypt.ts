@@ -4,7 +4,7 @@ import { createDecipheriv, createHash, createPublicKey, diffieHellman, privateDe
 import { readFileSync } from "node:fs";
 import { IdmintError, type ErrorKind } from "../core/index.js";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri } from "../hsm/index.js";
-import { assertSerialSyntax, parseCertificate, x509 } from "../pki/index.js";
+import { assertSerialSyntax, eccCmsSharedInfo, parseCertificate, x963Kdf, x509, type KdfHash } from "../pki/index.js";
 import type { Pkcs11KeystoreOptions } from "./keystore.js";
 import { readSoftUnitKey, readUnitState, unitFiles } from "./store.js";
 
@@ -76,7 +76,7 @@ const OID = {
   pSpecified: "1.2.840.113549.1.1.9",
 } as const;
 
-type HashName = "sha1" | "sha224" | "sha256" | "sha384" | "sha512";
+type HashName = KdfHash;
 
 const HASHES: Record<string, HashName> = {
   "1.3.14.3.2.26": "sha1",
@@ -267,37 +267,6 @@ export function unframe(input: Uint8Array): { framing: Framing; der: Uint8Array 
 
 // ---------------------------------------------------------------------------------------
 // RFC 5753 §7.2: the KDF of ANSI X9.63 (SEC 1 §3.6.1) over ECC-CMS-SharedInfo.
-
-/**
- * ECC-CMS-SharedInfo ::= SEQUENCE { keyInfo AlgorithmIdentifier, entityUInfo [0] EXPLICIT
- * OCTET STRING OPTIONAL, suppPubInfo [2] EXPLICIT OCTET STRING }. keyInfo is the wrap
- * algorithm with absent parameters (RFC 5753 §7.2 for AES wraps); entityUInfo is the ukm
- * and only when the sender sent one. PKI.js #335: its ECCCMSSharedInfo writes an empty
- * entityUInfo when the ukm is absent (OpenSSL never sends one), which changes the derived
- * key; this encoding leaves it out, as RFC 5753 and OpenSSL do.
- */
-export function eccCmsSharedInfo(wrapOid: string, ukm: Uint8Array | undefined, kekBits: number): Uint8Array {
-  const items: asn1js.AsnType[] = [new asn1js.Sequence({ value: [new asn1js.ObjectIdentifier({ value: wrapOid })] })];
-  if (ukm !== undefined) items.push(new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 0 }, value: [new asn1js.OctetString({ valueHex: ukm })] }));
-  const bits = Buffer.alloc(4);
-  bits.writeUInt32BE(kekBits);
-  items.push(new asn1js.Constructed({ idBlock: { tagClass: 3, tagNumber: 2 }, value: [new asn1js.OctetString({ valueHex: bits })] }));
-  return new Uint8Array(new asn1js.Sequence({ value: items }).toBER(false));
-}
-
-/** ANSI X9.63 KDF: Hash(Z || counter || SharedInfo) for counter = 1, 2, ... until `bytes` are made. */
-export function x963Kdf(hash: HashName, z: Uint8Array, sharedInfo: Uint8Array, bytes: number): Uint8Array {
-  const out: Buffer[] = [];
-  let made = 0;
-  for (let counter = 1; made < bytes; counter++) {
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(counter);
-    const block = createHash(hash).update(z).update(c).update(sharedInfo).digest();
-    out.push(block);
-    made += block.length;
-  }
-  return new Uint8Array(Buffer.concat(out).subarray(0, bytes));
-}
 
 // ---------------------------------------------------------------------------------------
 // The envelope.

@@ -40,8 +40,6 @@ export {
   softRecipientKey,
   tokenRecipientKey,
   recipientIdentity,
-  eccCmsSharedInfo,
-  x963Kdf,
   UnitDecryptError,
   MAX_ENCRYPTED_INPUT_BYTES,
   type UnitDecryptErrorCode,

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { systemClock, systemRandom } from "../../core/index.js";
 import { checkDeviceCertificate, cmsPem, encryptToCertificate, OperatorError } from "../../operator/index.js";
 import { issueEndEntity, x509 } from "../../pki/index.js";
-import { decryptWithKey, eccCmsSharedInfo, parseEnvelope, recipientIdentity, softRecipientKey, unframe, UnitDecryptError, type RecipientKey } from "../../units/index.js";
+import { decryptWithKey, parseEnvelope, recipientIdentity, softRecipientKey, unframe, UnitDecryptError, type RecipientKey } from "../../units/index.js";
+import { eccCmsSharedInfo } from "../../pki/index.js";
 import { openssl, scratch } from "../helpers.js";
 import { makePki, softSigner, type TestPki } from "../units/pki-fixture.js";
 
