@@ -8,6 +8,9 @@ import { describeKey, formatPkcs11Uri, parsePkcs11Uri, readPin, type Pkcs11Uri }
 
 type Handle = Buffer;
 
+/** PKCS#11 §2.1.8: the OAEP label is given as data (here empty); pkcs11js has no constant for it. */
+const CKZ_DATA_SPECIFIED = 1;
+
 const CURVES = {
   "EC-P256": { oid: "1.2.840.10045.3.1.7", jwk: "P-256", sigBytes: 64 },
   "EC-P384": { oid: "1.3.132.0.34", jwk: "P-384", sigBytes: 96 },
@@ -30,7 +33,16 @@ export interface CreateKeyOptions {
    * (RFC 8886 §4). Default false: a CA key signs and does nothing else.
    */
   derive?: boolean;
+  /**
+   * RSA keys only: CKA_DECRYPT=true, so the private key can also decrypt (CKM_RSA_PKCS, see
+   * `decryptRsa`); a unit's RSA IDevID key needs it so operators can encrypt to the unit by
+   * key transport (RFC 8886 §4). Default false: a CA key signs and does nothing else.
+   */
+  decrypt?: boolean;
 }
+
+/** The RSA encryption padding `decryptRsa` undoes in the token. */
+export type RsaPadding = "pkcs1" | "oaep-sha1";
 
 export interface KeyInfo {
   token: string;
@@ -256,6 +268,10 @@ export class Hsm {
     if (derive && !algorithm.startsWith("EC-")) {
       throw new HsmError("UNSUPPORTED_ALGORITHM", `only EC keys can be made for key agreement (derive), not ${algorithm}`, { kind: "input" });
     }
+    const decrypt = options.decrypt === true;
+    if (decrypt && !algorithm.startsWith("RSA-")) {
+      throw new HsmError("UNSUPPORTED_ALGORITHM", `only RSA keys can be made for decryption (decrypt), not ${algorithm}`, { kind: "input" });
+    }
     const login = this.login(uri);
     if (this.find(login.session, this.keyTemplate({ object: uri.object }, pkcs11js.CKO_PRIVATE_KEY)).length > 0) {
       throw new HsmError("KEY_EXISTS", `a key ${describeKey(uri)} already exists: idmint never replaces a key; remove it by hand or choose another label`, { kind: "state" });
@@ -273,8 +289,9 @@ export class Hsm {
       { type: pkcs11js.CKA_EXTRACTABLE, value: false },
       { type: pkcs11js.CKA_SIGN, value: true },
       // A signing key does nothing else: SoftHSM would otherwise default these to true.
-      // `derive` adds ECDH (CKM_ECDH1_DERIVE, see deriveEcdh) for keys that must also agree keys.
-      { type: pkcs11js.CKA_DECRYPT, value: false },
+      // `derive` adds ECDH (CKM_ECDH1_DERIVE, see deriveEcdh) for keys that must also agree keys;
+      // `decrypt` adds RSA decryption (see decryptRsa) for keys that must also open key transport.
+      { type: pkcs11js.CKA_DECRYPT, value: decrypt },
       { type: pkcs11js.CKA_UNWRAP, value: false },
       { type: pkcs11js.CKA_DERIVE, value: derive },
     ];
@@ -379,6 +396,71 @@ export class Hsm {
       } catch {
         // A session object dies with its session at the latest (close()).
       }
+    }
+  }
+
+  /**
+   * RSA decryption inside the token (C_DecryptInit/C_Decrypt, PKCS#11 mechanisms §2.1):
+   * CKM_RSA_PKCS (PKCS #1 v1.5 type 2, e.g. CMS rsaEncryption key transport) or
+   * CKM_RSA_PKCS_OAEP with SHA-1, MGF1-SHA-1 and the empty label (SoftHSM 2.6 offers no
+   * other OAEP hash). Returns the message, or undefined when the ciphertext does not
+   * decrypt under this key (bad padding, which is what a ciphertext for another key gives:
+   * CKR_ENCRYPTED_DATA_INVALID, or CKR_GENERAL_ERROR from SoftHSM 2.6.1; or not the
+   * modulus's length: CKR_ENCRYPTED_DATA_LEN_RANGE). The private key never leaves the token; it must have been made with
+   * `decrypt: true`. A session per call, closed before returning, so a failed operation
+   * never stays active on a session something else uses.
+   */
+  decryptRsa(uriText: string, ciphertext: Uint8Array, padding: RsaPadding): Uint8Array | undefined {
+    const uri = parsePkcs11Uri(uriText);
+    const login = this.login(uri);
+    let pair: { privateKey: Handle; publicKey: Handle } | undefined;
+    let algorithm: KeyAlgorithm;
+    try {
+      pair = this.findKeyPair(uri, login);
+      if (!pair) throw new HsmError("KEY_NOT_FOUND", `no private key ${describeKey(uri)}: check the key URI`);
+      algorithm = this.readPublicKey(login.session, pair.publicKey).algorithm;
+    } catch (e) {
+      throw pkcs11Failure(`looking up ${describeKey(uri)}`, e);
+    }
+    if (algorithm !== "RSA-2048" && algorithm !== "RSA-3072") {
+      throw new HsmError("UNSUPPORTED_ALGORITHM", `${describeKey(uri)} is an ${algorithm} key: RSA decryption needs an RSA key`, { kind: "input" });
+    }
+    const mechanism: pkcs11js.Mechanism =
+      padding === "pkcs1"
+        ? { mechanism: pkcs11js.CKM_RSA_PKCS }
+        : {
+            mechanism: pkcs11js.CKM_RSA_PKCS_OAEP,
+            parameter: { type: pkcs11js.CK_PARAMS_RSA_OAEP, hashAlg: pkcs11js.CKM_SHA_1, mgf: pkcs11js.CKG_MGF1_SHA1, source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
+          };
+    const out = Buffer.alloc(Number(algorithm.slice(4)) / 8);
+    const session = this.openSession(login.slot);
+    try {
+      try {
+        this.p11.C_DecryptInit(session, mechanism, pair.privateKey);
+      } catch (e) {
+        const r = ckr(e);
+        if (r?.name === "CKR_KEY_FUNCTION_NOT_PERMITTED" || r?.name === "CKR_KEY_TYPE_INCONSISTENT") {
+          throw new HsmError("KEY_NOT_PERMITTED", `${describeKey(uri)} may not decrypt (CKA_DECRYPT is false, ${r.name}): it was made for signing only; a key that opens key transport must be made with decrypt allowed`, { cause: e });
+        }
+        if (r?.name === "CKR_MECHANISM_INVALID" || r?.name === "CKR_MECHANISM_PARAM_INVALID" || r?.name === "CKR_ARGUMENTS_BAD") {
+          throw new HsmError("UNSUPPORTED_ALGORITHM", `the token cannot decrypt with ${padding === "pkcs1" ? "CKM_RSA_PKCS" : "CKM_RSA_PKCS_OAEP (SHA-1)"} (${r.name})`, { cause: e });
+        }
+        throw pkcs11Failure(`decrypting with ${describeKey(uri)}`, e);
+      }
+      try {
+        return new Uint8Array(this.p11.C_Decrypt(session, Buffer.from(ciphertext), out));
+      } catch (e) {
+        const r = ckr(e);
+        // PKCS#11 says CKR_ENCRYPTED_DATA_INVALID for a bad block; SoftHSM 2.6.1 says
+        // CKR_GENERAL_ERROR for any failure of the RSA operation itself (bad padding, or a
+        // ciphertext not below the modulus). After C_DecryptInit accepted key and mechanism,
+        // either means: this key does not open this ciphertext.
+        if (r?.name === "CKR_ENCRYPTED_DATA_INVALID" || r?.name === "CKR_ENCRYPTED_DATA_LEN_RANGE" || r?.name === "CKR_GENERAL_ERROR") return undefined;
+        throw pkcs11Failure(`decrypting with ${describeKey(uri)}`, e);
+      }
+    } finally {
+      out.fill(0);
+      this.closeSession(session);
     }
   }
 

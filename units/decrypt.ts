@@ -3,7 +3,7 @@ import * as pkijs from "pkijs";
 import { createDecipheriv, createHash, createPublicKey, diffieHellman, privateDecrypt, randomBytes, constants, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { IdmintError, type ErrorKind } from "../core/index.js";
-import { Hsm, formatPkcs11Uri, parsePkcs11Uri } from "../hsm/index.js";
+import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type RsaPadding } from "../hsm/index.js";
 import { assertSerialSyntax, eccCmsSharedInfo, parseCertificate, x963Kdf, x509, type KdfHash } from "../pki/index.js";
 import type { Pkcs11KeystoreOptions } from "./keystore.js";
 import { readSoftUnitKey, readUnitState, unitFiles } from "./store.js";
@@ -146,14 +146,54 @@ export type RecipientKey =
     }
   | {
       type: "rsa";
+      /** Where the RSA decryption runs, for messages: "key file" or "token". */
       where: string;
-      /** The RSA private key, for OAEP (Node checks it) and for the raw operation (PKCS #1 v1.5 is unpadded here). */
-      privateKey: KeyObject;
+      /** k, the length of the modulus in bytes: a ciphertext of any other length is not for this key. */
+      modulusBytes: number;
+      /**
+       * RSAES-OAEP (RFC 8017 §7.1.2) with `hash`, MGF1 with the same hash and the empty label:
+       * the message, or undefined when this key does not open the ciphertext. Throws when the
+       * key's holder cannot do OAEP with that hash at all (a token: SoftHSM 2.6 has SHA-1 only).
+       */
+      decryptOaep(hash: HashName, ciphertext: Uint8Array): Uint8Array | undefined;
+      /**
+       * RSAES-PKCS1-v1_5 (RFC 8017 §7.2.2) of a k-byte ciphertext, with the RFC 3218 §2.3.2
+       * countermeasure: a bad block, or a message that is not `length` bytes, gives `length`
+       * random bytes instead, so a bad padding fails like a wrong key, at the content.
+       */
+      decryptPkcs1(ciphertext: Uint8Array, length: number): Uint8Array;
     };
 
 /** A recipient key from a private key held in memory (the soft keystore's key.pem). */
 export function softRecipientKey(privateKey: KeyObject): RecipientKey {
-  if (privateKey.asymmetricKeyType === "rsa") return { type: "rsa", where: "key file", privateKey };
+  if (privateKey.asymmetricKeyType === "rsa") {
+    return {
+      type: "rsa",
+      where: "key file",
+      modulusBytes: Math.ceil((privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8),
+      decryptOaep(hash, ciphertext) {
+        try {
+          return new Uint8Array(privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, ciphertext));
+        } catch {
+          return undefined;
+        }
+      },
+      decryptPkcs1(ciphertext, length) {
+        let block: Buffer;
+        try {
+          // Node refuses PKCS #1 v1.5 private decryption (CVE-2023-46809): do the raw RSA
+          // operation and unpad here, without branching on where a bad block is bad.
+          block = privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, ciphertext);
+        } catch {
+          return new Uint8Array(randomBytes(length));
+        }
+        const message = unpadPkcs1Type2(block, length);
+        const cek = new Uint8Array(message ?? randomBytes(length));
+        block.fill(0);
+        return cek;
+      },
+    };
+  }
   if (privateKey.asymmetricKeyType !== "ec") {
     throw new UnitDecryptError("UNIT_KEY", `the unit's key is ${privateKey.asymmetricKeyType ?? "of an unknown type"}: only EC and RSA keys can decrypt`, { kind: "input" });
   }
@@ -170,15 +210,15 @@ export function softRecipientKey(privateKey: KeyObject): RecipientKey {
   };
 }
 
-/** A recipient key in a PKCS#11 token: ECDH runs in the token (Hsm.deriveEcdh), the private key never leaves it. */
+/**
+ * A recipient key in a PKCS#11 token: ECDH (Hsm.deriveEcdh) or RSA decryption
+ * (Hsm.decryptRsa) runs in the token, the private key never leaves it.
+ */
 export function tokenRecipientKey(hsm: Hsm, keyUri: string, spki: Uint8Array, unitName = "the unit"): RecipientKey {
   const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+  if (key.asymmetricKeyType === "rsa") return tokenRsaRecipientKey(hsm, keyUri, key, unitName);
   if (key.asymmetricKeyType !== "ec") {
-    throw new UnitDecryptError(
-      "UNIT_KEY",
-      `the unit's key in the token is ${key.asymmetricKeyType?.toUpperCase() ?? "not EC"}: idmint decrypts inside a token with EC keys only (SoftHSM 2.6 has no RSA-OAEP with SHA-256)`,
-      { kind: "input" },
-    );
+    throw new UnitDecryptError("UNIT_KEY", `the unit's key in the token is ${key.asymmetricKeyType?.toUpperCase() ?? "of an unknown type"}: only EC and RSA keys can decrypt`, { kind: "input" });
   }
   const curveOid = CURVE_BY_NAME[key.asymmetricKeyDetails?.namedCurve ?? ""];
   if (!curveOid) throw new UnitDecryptError("UNIT_KEY", `the unit's key in the token is on an unsupported curve`, { kind: "input" });
@@ -195,6 +235,43 @@ export function tokenRecipientKey(hsm: Hsm, keyUri: string, spki: Uint8Array, un
         }
         throw e;
       }
+    },
+  };
+}
+
+function tokenRsaRecipientKey(hsm: Hsm, keyUri: string, publicKey: KeyObject, unitName: string): RecipientKey {
+  const decrypt = (ciphertext: Uint8Array, padding: RsaPadding): Uint8Array | undefined => {
+    try {
+      return hsm.decryptRsa(keyUri, ciphertext, padding);
+    } catch (e) {
+      if (e instanceof IdmintError && e.code === "KEY_NOT_PERMITTED") {
+        throw new UnitDecryptError("UNIT_KEY", `${unitName}'s key in the token may not decrypt (CKA_DECRYPT is false: it was made before unit keys allowed decryption), so it cannot decrypt: provision a new unit`, { kind: "hsm", cause: e });
+      }
+      throw e;
+    }
+  };
+  return {
+    type: "rsa",
+    where: "token",
+    modulusBytes: Math.ceil((publicKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8),
+    decryptOaep(hash, ciphertext) {
+      // SoftHSM 2.6 does CKM_RSA_PKCS_OAEP with SHA-1 only (MGF1-SHA-1, empty label).
+      if (hash !== "sha1") {
+        throw new UnitDecryptError(
+          "CMS_UNSUPPORTED",
+          `the input uses RSAES-OAEP with ${hash}, which ${unitName}'s token cannot decrypt (it does OAEP with SHA-1 only): encrypt with \`openssl cms -encrypt\` (PKCS #1 v1.5, its default) or with OAEP and SHA-1`,
+        );
+      }
+      return decrypt(ciphertext, "oaep-sha1");
+    },
+    decryptPkcs1(ciphertext, length) {
+      // The token unpads (CKM_RSA_PKCS) and fails on a bad block (decryptRsa gives undefined):
+      // that, or a message of the wrong length, becomes a random
+      // key as in the key file's case (RFC 3218 §2.3.2), so it fails like a wrong key.
+      const message = decrypt(ciphertext, "pkcs1");
+      if (message !== undefined && message.length === length) return message;
+      message?.fill(0);
+      return new Uint8Array(randomBytes(length));
     },
   };
 }
@@ -487,12 +564,14 @@ function ktriCandidate(ktri: pkijs.KeyTransRecipientInfo, contentKeyBytes: numbe
       rid,
       tryOpen(key) {
         if (key.type !== "rsa") return undefined;
-        try {
-          const cek = privateDecrypt({ key: key.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, encryptedKey);
-          return cek.length === contentKeyBytes ? { cek: new Uint8Array(cek), keyEncryption: `id-RSAES-OAEP (${hash})` } : undefined;
-        } catch {
+        if (encryptedKey.length !== key.modulusBytes) return undefined;
+        const cek = key.decryptOaep(hash, encryptedKey);
+        if (cek === undefined) return undefined;
+        if (cek.length !== contentKeyBytes) {
+          cek.fill(0);
           return undefined;
         }
+        return { cek, keyEncryption: `id-RSAES-OAEP (${hash})` };
       },
     };
   }
@@ -503,19 +582,9 @@ function ktriCandidate(ktri: pkijs.KeyTransRecipientInfo, contentKeyBytes: numbe
       rid,
       tryOpen(key) {
         if (key.type !== "rsa") return undefined;
-        const k = Math.ceil((key.privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8);
-        if (encryptedKey.length !== k) return undefined;
-        let block: Buffer;
-        try {
-          // Node refuses PKCS #1 v1.5 private decryption (CVE-2023-46809): do the raw RSA
-          // operation and unpad here, with RFC 3218 §2.3.2's countermeasure: a bad block
-          // gives a random key, so it fails like a wrong key, at the content.
-          block = privateDecrypt({ key: key.privateKey, padding: constants.RSA_NO_PADDING }, encryptedKey);
-        } catch {
-          return undefined;
-        }
-        const cek = unpadPkcs1Type2(block, contentKeyBytes) ?? randomBytes(contentKeyBytes);
-        return { cek: new Uint8Array(cek), keyEncryption: "rsaEncryption (PKCS #1 v1.5)" };
+        if (encryptedKey.length !== key.modulusBytes) return undefined;
+        // RFC 3218 §2.3.2: a bad block gives a random key, so it fails like a wrong key, at the content.
+        return { cek: key.decryptPkcs1(encryptedKey, contentKeyBytes), keyEncryption: "rsaEncryption (PKCS #1 v1.5)" };
       },
     };
   }

@@ -132,10 +132,11 @@ export class Pkcs11Keystore implements UnitKeystore {
   async generate(serial: string, algorithm: UnitKeyAlgorithm): Promise<UnitKey> {
     const object = `unit-${serial}-${randomBytes(4).toString("hex")}`;
     // Hsm.createKey: CKA_TOKEN, CKA_SENSITIVE, CKA_EXTRACTABLE=false (PKCS#11 §4.9). An EC
-    // IDevID carries keyAgreement, so its key may also derive (ECDH): that is how the unit
+    // IDevID carries keyAgreement, so its key may also derive (ECDH); an RSA IDevID carries
+    // keyEncipherment, so its key may also decrypt (key transport): that is how the unit
     // opens configurations operators encrypt to it (RFC 8886 §4, `unit decrypt`).
     const ec = algorithm === "EC-P256";
-    const signer = this.hsm.createKey(this.keyUri(object), algorithm, { derive: ec });
+    const signer = this.hsm.createKey(this.keyUri(object), algorithm, ec ? { derive: true } : { decrypt: true });
     return {
       algorithm,
       spki: Buffer.from(signer.publicKeySpki),

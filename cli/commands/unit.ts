@@ -91,7 +91,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
       )
       .command(
         "decrypt",
-        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its key file, or ECDH inside its token",
+        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its key file, or ECDH or RSA decryption inside its token",
         (c) =>
           c
             .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept under HOME/units/SERIAL by `station run --sim` or `unit sim`" })
@@ -131,7 +131,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             ]);
             return;
           }
-          const how = keystore === "pkcs11" ? "its key in the token (ECDH inside the token)" : "its key file";
+          const how = keystore === "pkcs11" ? `its key in the token (${result.recipient === "key transport" ? "RSA decryption" : "ECDH"} inside the token)` : "its key file";
           report(
             io,
             args,

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPublicKey, diffieHellman, generateKeyPairSync } from "node:crypto";
+import { constants, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Home } from "../../core/index.js";
 import { Hsm, formatPkcs11Uri, initEmbeddedHsm } from "../../hsm/index.js";
@@ -89,5 +89,31 @@ describe("ECDH in the token", () => {
     const r = decryptWithKey(cms, tokenRecipientKey(hsm, uri, signer.publicKeySpki));
     expect(r).toMatchObject({ encrypted: true, keyEncryption: "dhSinglePass-stdDH-sha256kdf-scheme" });
     expect(Buffer.from(r.plaintext).toString()).toBe("secret config\n");
+  });
+});
+
+describe("RSA decryption in the token", () => {
+  it("a key made with decrypt opens PKCS #1 v1.5 and OAEP-SHA-1 blocks; another key's block gives undefined; CA-style keys may not decrypt", () => {
+    const uri = keyUri("rsa-decrypt");
+    const signer = hsm.createKey(uri, "RSA-2048", { decrypt: true });
+    const pub = createPublicKey({ key: Buffer.from(signer.publicKeySpki), format: "der", type: "spki" });
+    const cek = randomBytes(32);
+    const v15 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_PADDING }, cek);
+    expect(Buffer.from(hsm.decryptRsa(uri, v15, "pkcs1")!)).toEqual(cek);
+    const oaep = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha1" }, cek);
+    expect(Buffer.from(hsm.decryptRsa(uri, oaep, "oaep-sha1")!)).toEqual(cek);
+    expect(hsm.listKeys(uri).find((k) => k.label === "rsa-decrypt")).toMatchObject({ sensitive: true, extractable: false });
+    expect(tokenUsage("rsa-decrypt")).toMatch(/decrypt/);
+
+    const other = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey;
+    expect(hsm.decryptRsa(uri, publicEncrypt({ key: other, padding: constants.RSA_PKCS1_PADDING }, cek), "pkcs1")).toBeUndefined();
+    expect(hsm.decryptRsa(uri, v15.subarray(1), "pkcs1")).toBeUndefined();
+
+    const signOnly = keyUri("rsa-sign-only");
+    hsm.createKey(signOnly, "RSA-2048");
+    expect(tokenUsage("rsa-sign-only")).toBe("sign");
+    expect(() => hsm.decryptRsa(signOnly, v15, "pkcs1")).toThrowError(expect.objectContaining({ code: "KEY_NOT_PERMITTED", message: expect.stringMatching(/^rsa-sign-only in token unit-se may not decrypt/) }));
+    expect(() => hsm.createKey(keyUri("ec-decrypt"), "EC-P256", { decrypt: true })).toThrowError(expect.objectContaining({ code: "UNSUPPORTED_ALGORITHM" }));
+    expect(() => hsm.decryptRsa(keyUri("derive-EC-P256"), v15, "pkcs1")).toThrowError(expect.objectContaining({ code: "UNSUPPORTED_ALGORITHM" }));
   });
 });
