@@ -322,6 +322,19 @@ export class Hsm {
     }
   }
 
+  /** An existing key pair and its algorithm, for the operations other than signing. */
+  private existingKey(uriText: string): { uri: Pkcs11Uri; login: TokenLogin; pair: { privateKey: Handle; publicKey: Handle }; algorithm: KeyAlgorithm } {
+    const uri = parsePkcs11Uri(uriText);
+    const login = this.login(uri);
+    try {
+      const pair = this.findKeyPair(uri, login);
+      if (!pair) throw new HsmError("KEY_NOT_FOUND", `no private key ${describeKey(uri)}: check the key URI`);
+      return { uri, login, pair, algorithm: this.readPublicKey(login.session, pair.publicKey).algorithm };
+    } catch (e) {
+      throw pkcs11Failure(`looking up ${describeKey(uri)}`, e);
+    }
+  }
+
   /**
    * ECDH between an EC private key in the token and a peer's public point (uncompressed,
    * 0x04||X||Y): CKM_ECDH1_DERIVE (PKCS#11 mechanisms §2.3, elliptic curve) with the null KDF (SoftHSM offers no
@@ -331,17 +344,7 @@ export class Hsm {
    * leaves the token. The key must have been made with `derive: true`.
    */
   deriveEcdh(uriText: string, peerPoint: Uint8Array): Uint8Array {
-    const uri = parsePkcs11Uri(uriText);
-    const login = this.login(uri);
-    let pair: { privateKey: Handle; publicKey: Handle } | undefined;
-    let algorithm: KeyAlgorithm;
-    try {
-      pair = this.findKeyPair(uri, login);
-      if (!pair) throw new HsmError("KEY_NOT_FOUND", `no private key ${describeKey(uri)}: check the key URI`);
-      algorithm = this.readPublicKey(login.session, pair.publicKey).algorithm;
-    } catch (e) {
-      throw pkcs11Failure(`looking up ${describeKey(uri)}`, e);
-    }
+    const { uri, login, pair, algorithm } = this.existingKey(uriText);
     if (algorithm !== "EC-P256" && algorithm !== "EC-P384") {
       throw new HsmError("UNSUPPORTED_ALGORITHM", `${describeKey(uri)} is an ${algorithm} key: ECDH needs an EC key`, { kind: "input" });
     }
@@ -411,17 +414,7 @@ export class Hsm {
    * never stays active on a session something else uses.
    */
   decryptRsa(uriText: string, ciphertext: Uint8Array, padding: RsaPadding): Uint8Array | undefined {
-    const uri = parsePkcs11Uri(uriText);
-    const login = this.login(uri);
-    let pair: { privateKey: Handle; publicKey: Handle } | undefined;
-    let algorithm: KeyAlgorithm;
-    try {
-      pair = this.findKeyPair(uri, login);
-      if (!pair) throw new HsmError("KEY_NOT_FOUND", `no private key ${describeKey(uri)}: check the key URI`);
-      algorithm = this.readPublicKey(login.session, pair.publicKey).algorithm;
-    } catch (e) {
-      throw pkcs11Failure(`looking up ${describeKey(uri)}`, e);
-    }
+    const { uri, login, pair, algorithm } = this.existingKey(uriText);
     if (algorithm !== "RSA-2048" && algorithm !== "RSA-3072") {
       throw new HsmError("UNSUPPORTED_ALGORITHM", `${describeKey(uri)} is an ${algorithm} key: RSA decryption needs an RSA key`, { kind: "input" });
     }
