@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { directoryBenchmark } from "./directory.js";
 import { ledgerBenchmark } from "./ledger.js";
 import { stationBenchmark } from "./station.js";
 
@@ -45,7 +46,7 @@ export interface Benchmark {
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.
-const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark];
 
 const MB = 1024 * 1024;
 
