@@ -37,6 +37,8 @@ export interface DirectoryOptions {
   requestTimeoutMs?: number;
   /** How far ahead of this server's clock a station's clock may run (certificate notBefore). */
   clockSkewMs?: number;
+  /** Published certificates kept in memory for .crt/.der reads (0: none). */
+  certificateCacheEntries?: number;
   clock?: Clock;
 }
 
@@ -53,7 +55,35 @@ export const DIRECTORY_DEFAULTS = {
   bodyLimitBytes: 8 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   clockSkewMs: 5 * 60_000,
+  /** Published certificates kept in memory for .crt/.der reads (about 0.7 KB each). */
+  certificateCacheEntries: 100_000,
 } as const;
+
+/**
+ * The published certificates most recently read, by serial: a published certificate never
+ * changes, so serving it from memory is always right, and it spares the SQLite read that
+ * dominates a GET (bench/README.md, directory). Least recently used entries leave first;
+ * unknown serials are never cached.
+ */
+class PublishedCache {
+  private readonly entries = new Map<string, { der: Buffer; etag: string }>();
+  constructor(private readonly max: number) {}
+
+  get(serial: string): { der: Buffer; etag: string } | undefined {
+    const hit = this.entries.get(serial);
+    if (hit) {
+      this.entries.delete(serial);
+      this.entries.set(serial, hit);
+    }
+    return hit;
+  }
+
+  set(serial: string, value: { der: Buffer; etag: string }): void {
+    if (this.max <= 0) return;
+    this.entries.set(serial, value);
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+  }
+}
 
 /** Published certificates never change (a conflicting one is never published), so caches may keep them. */
 const CERTIFICATE_CACHE = "public, max-age=3600";
@@ -144,7 +174,7 @@ function pemOf(der: Uint8Array): string {
   return `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
 }
 
-function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext, bodyLimitBytes: number): void {
+function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext, bodyLimitBytes: number, cache: PublishedCache): void {
   const caPems = ctx.anchors.factoryCas.map((ca) => ({ subject: Buffer.from(AsnConvert.serialize(AsnConvert.parse(ca.rawData, Certificate).tbsCertificate.subject)), pem: pemOf(new Uint8Array(ca.rawData)) }));
   // The issuer is read from the DER without a full parse: this sits on the hot read path.
   const issuerPem = (der: Uint8Array): string => {
@@ -162,15 +192,26 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
     const options = candidates(request.params.name);
     if (options.length === 0) return badName(reply, "serial (1-64 of A-Z a-z 0-9 . -)");
     for (const { serial, format } of options) {
+      if (format !== "json") {
+        let hit = cache.get(serial);
+        if (!hit) {
+          const published = await store.certificate(serial);
+          if (!published) continue;
+          hit = { der: Buffer.from(published.der), etag: `"${published.fingerprint}"` };
+          cache.set(serial, hit);
+        }
+        reply.header("etag", hit.etag).header("cache-control", CERTIFICATE_CACHE);
+        if (notModified(request, hit.etag)) return reply.code(304).send();
+        if (format === "der") return reply.type(DER_TYPE).send(hit.der);
+        // application/pem-certificate-chain: the device certificate first, then its factory CA,
+        // so an operator needs only the vendor root to check it (RFC 8555 §9.1 order).
+        return reply.type(PEM_TYPE).send(pemOf(hit.der) + issuerPem(hit.der));
+      }
       const cert = await store.certificate(serial);
       if (!cert) continue;
       const etag = `"${cert.fingerprint}"`;
       reply.header("etag", etag).header("cache-control", CERTIFICATE_CACHE);
       if (notModified(request, etag)) return reply.code(304).send();
-      if (format === "der") return reply.type(DER_TYPE).send(Buffer.from(cert.der));
-      // application/pem-certificate-chain: the device certificate first, then its factory CA,
-      // so an operator needs only the vendor root to check it (RFC 8555 §9.1 order).
-      if (format === "pem") return reply.type(PEM_TYPE).send(pemOf(cert.der) + issuerPem(cert.der));
       const checkpoint = await store.checkpointAt(cert.station, cert.checkpointSize);
       if (!checkpoint) throw new Error(`published ${serial} refers to checkpoint ${cert.checkpointSize} of ${cert.station}, which the store lacks`);
       const base = `/certificates/${encodeURIComponent(serial)}`;
@@ -262,7 +303,7 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
     request.log.error({ err: error }, "request failed");
     return reply.code(500).header("cache-control", "no-store").send({ ok: false, error: { code: "INTERNAL", message: "internal error; the directory logged the cause" }, requestId: request.id });
   });
-  routes(app, store, ctx, bodyLimitBytes);
+  routes(app, store, ctx, bodyLimitBytes, new PublishedCache(options.certificateCacheEntries ?? DIRECTORY_DEFAULTS.certificateCacheEntries));
 
   const host = options.host ?? DIRECTORY_DEFAULTS.host;
   try {
