@@ -303,7 +303,11 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
     request.log.error({ err: error }, "request failed");
     return reply.code(500).header("cache-control", "no-store").send({ ok: false, error: { code: "INTERNAL", message: "internal error; the directory logged the cause" }, requestId: request.id });
   });
-  routes(app, store, ctx, bodyLimitBytes, new PublishedCache(options.certificateCacheEntries ?? DIRECTORY_DEFAULTS.certificateCacheEntries));
+  const cacheEntries = options.certificateCacheEntries ?? DIRECTORY_DEFAULTS.certificateCacheEntries;
+  const cache = new PublishedCache(cacheEntries);
+  // Preloaded oldest first, so the newest certificates are the last to be evicted.
+  if (cacheEntries > 0) for (const c of (await store.recentCertificates(cacheEntries)).reverse()) cache.set(c.serial, { der: Buffer.from(c.der), etag: `"${c.fingerprint}"` });
+  routes(app, store, ctx, bodyLimitBytes, cache);
 
   const host = options.host ?? DIRECTORY_DEFAULTS.host;
   try {

@@ -86,6 +86,8 @@ export interface DirectoryStore {
   checkpointAt(station: string, size: number): Promise<AcceptedCheckpoint | undefined>;
   allocationOf(serial: string): Promise<{ station: string; allocationId: string } | undefined>;
   certificate(serial: string): Promise<PublishedCertificate | undefined>;
+  /** The most recently published certificates, newest first: what a starting server preloads. */
+  recentCertificates(limit: number): Promise<Array<{ serial: string; der: Uint8Array; fingerprint: string }>>;
   /** Registers a verified allocation; the same list again is a no-op ({ added: false }). */
   addAllocation(a: AllocationRecord, at: string): Promise<{ added: boolean; count: number }>;
   commitUpload(c: UploadCommit): Promise<CommitOutcome>;
@@ -260,6 +262,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
   async certificate(serial: string): Promise<PublishedCertificate | undefined> {
     const row = this.stmts.certificate.get(serial) as CertificateRow | undefined;
     return row && toCertificate(row);
+  }
+
+  async recentCertificates(limit: number): Promise<Array<{ serial: string; der: Uint8Array; fingerprint: string }>> {
+    return this.db.prepare("SELECT serial, der, fingerprint FROM directory_certificates ORDER BY rowid DESC LIMIT ?").all(limit) as Array<{ serial: string; der: Uint8Array; fingerprint: string }>;
   }
 
   async addAllocation(a: AllocationRecord, at: string): Promise<{ added: boolean; count: number }> {
