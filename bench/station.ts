@@ -23,15 +23,14 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { spawnSync } from "node:child_process";
 import { initCa } from "../cli/commands/ca.js";
-import { withStation } from "../cli/context.js";
+import { stationLineContext, withStation } from "../cli/context.js";
 import type { Io } from "../cli/io.js";
-import { Home, openDb, systemClock, systemRandom, writeFileAtomic, type IdmintConfig } from "../core/index.js";
+import { Home, openDb, systemClock, type IdmintConfig } from "../core/index.js";
 import { Hsm, initEmbeddedHsm, parsePkcs11Uri, readPin } from "../hsm/index.js";
 import { ckr } from "../hsm/errors.js";
 import { Pkcs11Module } from "../hsm/module.js";
-import { parseCertificate } from "../pki/index.js";
 import type { Allocation } from "../serials/index.js";
-import { UnitStore, acquireRunLock, runLine, type LineContext, type LineSummary } from "../station/index.js";
+import { UnitStore, acquireRunLock, runLine, type LineSummary } from "../station/index.js";
 import type { TimedStage } from "../station/pipeline.js";
 import { TcpFixture, UnitSimulator } from "../units/index.js";
 import type { BenchContext, Benchmark, Figure } from "./run.js";
@@ -220,10 +219,10 @@ interface LineHooks {
 
 /** One `station run --sim COUNT --slots SLOTS` (soft keystore, EC-P256 units, no faults), in this process. */
 async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}): Promise<LineSummary> {
-  const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
   const release = acquireRunLock(join(home.root, "station.lock"));
   try {
-    return await withStation(home, quietIo, async ({ db, ledger, serials }) => {
+    return await withStation(home, quietIo, async (stores) => {
+      const { db, serials } = stores;
       const hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: process.env });
       try {
         const units = new UnitStore(db, systemClock);
@@ -242,19 +241,7 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
           slowMs: SLOW_MS,
         });
         const fixture = new TcpFixture("127.0.0.1", sim.port, { timeoutMs: UNIT_TIMEOUT_MS });
-        const ctx: LineContext = {
-          db,
-          ledger,
-          serials,
-          units,
-          ca: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")), chainPems: [caPem] },
-          profile: config.profile,
-          owner: `station:${config.station.id}`,
-          keyAlgorithm: "EC-P256",
-          clock: systemClock,
-          random: systemRandom,
-          publish: (serial, pem) => writeFileAtomic(join(home.certsDir, `${serial}.pem`), pem),
-        };
+        const ctx = stationLineContext(home, config, stores, hsm, { units, keyAlgorithm: "EC-P256", clock: systemClock });
         try {
           hooks.beforeUnits?.();
           const summary = await runLine({ fixture, slots, ctx, onUnit: hooks.onUnit });

@@ -1,9 +1,12 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { CoreError, Home, fixedClock, openDb, systemClock, type Clock, type Db, type IdmintConfig } from "../core/index.js";
+import { join } from "node:path";
+import { CoreError, Home, fixedClock, openDb, systemClock, systemRandom, writeFileAtomic, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
 import { parseCertificate, x509 } from "../pki/index.js";
 import { SerialStore } from "../serials/index.js";
+import type { LineContext, UnitStore } from "../station/index.js";
+import type { UnitKeyAlgorithm } from "../units/index.js";
 import type { GlobalArgs, Io } from "./io.js";
 
 export function homeOf(args: GlobalArgs, io: Io): Home {
@@ -125,4 +128,32 @@ export function readBoundedInput(path: string, what: string, max: number): Buffe
   }
   if (size > max) throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} is ${size} bytes, more than ${max}: give the file itself`);
   return readInputFile(path, what);
+}
+
+/**
+ * The line's context for this home's station: its stores, the factory CA in the HSM, the
+ * profile, and certificates published to HOME/certs/SERIAL.pem.
+ */
+export function stationLineContext(
+  home: Home,
+  config: IdmintConfig,
+  stores: StationStores,
+  hsm: Hsm,
+  p: { units: UnitStore; keyAlgorithm: UnitKeyAlgorithm; clock: Clock; reached?: LineContext["reached"] },
+): LineContext {
+  const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
+  return {
+    db: stores.db,
+    ledger: stores.ledger,
+    serials: stores.serials,
+    units: p.units,
+    ca: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")), chainPems: [caPem] },
+    profile: config.profile,
+    owner: `station:${config.station.id}`,
+    keyAlgorithm: p.keyAlgorithm,
+    clock: p.clock,
+    random: systemRandom,
+    publish: (serial, pem) => writeFileAtomic(join(home.certsDir, `${serial}.pem`), pem),
+    reached: p.reached,
+  };
 }

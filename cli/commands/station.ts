@@ -1,14 +1,13 @@
 import type { Argv } from "yargs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, EXIT_CODES, systemRandom, writeFileAtomic } from "../../core/index.js";
-import { parseCertificate } from "../../pki/index.js";
+import { CoreError, EXIT_CODES, writeFileAtomic } from "../../core/index.js";
 import { signDocument } from "../../serials/index.js";
 import { DirectoryClient } from "../../directory/index.js";
 import type { Hsm } from "../../hsm/index.js";
 import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
 import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitFixture } from "../../units/index.js";
-import { assertNewOutput, clockOf, homeOf, stationIdentity, withHsm, withStation, type StationStores } from "../context.js";
+import { assertNewOutput, clockOf, homeOf, stationIdentity, stationLineContext, withHsm, withStation, type StationStores } from "../context.js";
 import type { Home, IdmintConfig } from "../../core/index.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
@@ -133,7 +132,6 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
           const reached = crashHook(io);
-          const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
           const release = acquireRunLock(join(home.root, "station.lock"));
           try {
             const { summary, uploads } = await withStation(home, io, (stores) =>
@@ -163,20 +161,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                 } else {
                   fixture = new TcpFixture(target!.host, target!.port, { timeoutMs: args.timeoutMs });
                 }
-                const ctx: LineContext = {
-                  db,
-                  ledger,
-                  serials,
-                  units,
-                  ca: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")), chainPems: [caPem] },
-                  profile: config.profile,
-                  owner: `station:${config.station.id}`,
-                  keyAlgorithm: args.alg,
-                  clock: clockOf(io),
-                  random: systemRandom,
-                  publish: (serial, pem) => writeFileAtomic(join(home.certsDir, `${serial}.pem`), pem),
-                  reached,
-                };
+                const ctx = stationLineContext(home, config, stores, hsm, { units, keyAlgorithm: args.alg, clock: clockOf(io), reached });
                 const bar = progress(io, { total, json: args.json, label: "units" });
                 // The directory is fed in the background; it being down never stops the line.
                 const background = args.directory ? uploader(home, config, io, stores, hsm, args.directory, 200) : undefined;
