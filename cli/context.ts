@@ -1,11 +1,11 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, Home, fixedClock, openDb, systemClock, systemRandom, writeFileAtomic, type Clock, type Db, type IdmintConfig } from "../core/index.js";
+import { CoreError, Home, fixedClock, openDb, publishCopy, removeLeftoverTemporaries, systemClock, systemRandom, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
 import { parseCertificate, x509 } from "../pki/index.js";
 import { SerialStore } from "../serials/index.js";
-import type { LineContext, UnitStore } from "../station/index.js";
+import { GroupCommitter, type LineContext, type UnitStore } from "../station/index.js";
 import type { UnitKeyAlgorithm } from "../units/index.js";
 import type { GlobalArgs, Io } from "./io.js";
 
@@ -142,8 +142,11 @@ export function stationLineContext(
   p: { units: UnitStore; keyAlgorithm: UnitKeyAlgorithm; clock: Clock; reached?: LineContext["reached"] },
 ): LineContext {
   const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
+  mkdirSync(home.certsDir, { recursive: true });
+  // Callers hold the station's run lock: a temporary here is a killed run's half-published copy.
+  removeLeftoverTemporaries(home.certsDir);
   return {
-    db: stores.db,
+    commits: new GroupCommitter(stores.db),
     ledger: stores.ledger,
     serials: stores.serials,
     units: p.units,
@@ -153,7 +156,7 @@ export function stationLineContext(
     keyAlgorithm: p.keyAlgorithm,
     clock: p.clock,
     random: systemRandom,
-    publish: (serial, pem) => writeFileAtomic(join(home.certsDir, `${serial}.pem`), pem),
+    publish: (serial, pem) => publishCopy(join(home.certsDir, `${serial}.pem`), pem),
     reached: p.reached,
   };
 }

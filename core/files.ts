@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, existsSync, mkdirSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync, mkdirSync } from "node:fs";
+import { rename, rm, writeFile } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 
 /**
@@ -35,6 +36,33 @@ export function writeNewFiles(files: ReadonlyArray<{ path: string; data: string 
     }
   } catch (e) {
     for (const p of written) rmSync(p, { force: true });
+    throw e;
+  }
+}
+
+const TEMPORARY_SUFFIX = ".tmp";
+const LEFTOVER = /^\..+\.\d+\.tmp$/;
+
+/**
+ * Removes the temporaries a killed writer left in `dir` (`.NAME.PID.tmp`); call it only
+ * when no other process can be writing there (e.g. under the station's run lock).
+ */
+export function removeLeftoverTemporaries(dir: string): void {
+  for (const name of readdirSync(dir)) if (LEFTOVER.test(name)) rmSync(join(dir, name), { force: true });
+}
+
+/**
+ * Replaces a file through a temporary sibling and a rename, off the event loop and without
+ * fsync: for copies of what a database already holds durably (HOME/certs/SERIAL.pem), where
+ * readers must never see half a file but an OS crash may cost a copy that is made again.
+ */
+export async function publishCopy(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}${TEMPORARY_SUFFIX}`);
+  try {
+    await writeFile(tmp, data, { mode });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
     throw e;
   }
 }

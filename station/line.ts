@@ -11,6 +11,9 @@ export interface LineSummary {
   failures: Record<string, number>;
   seconds: number;
   unitsPerSecond: number;
+  /** SQLite commits the line made, and the unit state changes they carried (group commit). */
+  commits: number;
+  changesPerCommit: number;
   /** Milliseconds per stage over all units: median and 99th percentile. */
   stages: Partial<Record<TimedStage, { p50: number; p99: number }>>;
 }
@@ -27,8 +30,9 @@ function percentile(sorted: number[], p: number): number {
  */
 export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: LineContext; onUnit?: (o: UnitOutcome) => void }): Promise<LineSummary> {
   const started = performance.now();
+  const before = p.ctx.commits.stats;
   // Only counts and stage times are kept, not the outcomes: a long run must not grow memory.
-  const stageNames = ["hello", "reserve", "genkey", "check", "sign", "store", "install", "total"] as const;
+  const stageNames = ["hello", "reserve", "genkey", "check", "intent", "sign", "store", "install", "total"] as const;
   const times = new Map<TimedStage, number[]>(stageNames.map((n) => [n, []]));
   const failures: Record<string, number> = {};
   let units = 0;
@@ -62,6 +66,8 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
     const values = times.get(stage)!.sort((a, b) => a - b);
     if (values.length) stages[stage] = { p50: Number(percentile(values, 50).toFixed(3)), p99: Number(percentile(values, 99).toFixed(3)) };
   }
+  const after = p.ctx.commits.stats;
+  const commits = after.commits - before.commits;
   return {
     units,
     provisioned,
@@ -70,6 +76,8 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
     failures,
     seconds: Number(seconds.toFixed(3)),
     unitsPerSecond: Number((units / Math.max(seconds, 1e-9)).toFixed(1)),
+    commits,
+    changesPerCommit: Number(((after.changes - before.changes) / Math.max(commits, 1)).toFixed(2)),
     stages,
   };
 }

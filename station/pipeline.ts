@@ -1,21 +1,23 @@
-import { isIdmintError, sha256Hex, type Clock, type Db, type Random } from "../core/index.js";
+import { isIdmintError, sha256Hex, type Clock, type Random } from "../core/index.js";
 import type { Signer } from "../hsm/index.js";
 import type { Ledger } from "../ledger/index.js";
 import { assertSerialSyntax, checkCsr, issueIdevid, newCertificateSerial, type x509 } from "../pki/index.js";
 import type { SerialStore } from "../serials/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../units/index.js";
+import type { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
 import type { UnitStore } from "./store.js";
 
 /** The steps of one unit, in order; each is a place a crash test may kill the station. */
-export const STEPS = ["hello", "reserved", "genkey", "keyed", "intent", "signed", "issued", "installed", "delivered"] as const;
+export const STEPS = ["hello", "reserved", "genkey", "intent", "signed", "issued", "installed", "delivered"] as const;
 export type Step = (typeof STEPS)[number];
 
 /** Stages whose time the summary reports (p50/p99). */
-export type TimedStage = "hello" | "reserve" | "genkey" | "check" | "sign" | "store" | "install" | "total";
+export type TimedStage = "hello" | "reserve" | "genkey" | "check" | "intent" | "sign" | "store" | "install" | "total";
 
 export interface LineContext {
-  db: Db;
+  /** Every state change goes through here: durable before the unit's next step, grouped across slots. */
+  commits: GroupCommitter;
   ledger: Ledger;
   serials: SerialStore;
   units: UnitStore;
@@ -27,8 +29,8 @@ export interface LineContext {
   keyAlgorithm: UnitKeyAlgorithm;
   clock: Clock;
   random: Random;
-  /** Writes HOME/certs/SERIAL.pem for people and scripts. */
-  publish(serial: string, pem: string): void;
+  /** Writes HOME/certs/SERIAL.pem for people and scripts (a copy: SQLite holds the record). */
+  publish(serial: string, pem: string): Promise<void>;
   /** Called after each step; a test hook kills the process here. */
   reached?(step: Step, serial: string): void;
 }
@@ -92,10 +94,10 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     }
 
     const s = serial;
-    ctx.db.transaction(() => {
+    await ctx.commits.commit(() => {
       ctx.serials.reserve(s, ctx.owner);
       ctx.units.begin(s);
-    }).immediate();
+    });
     reserved = true;
     lap("reserve");
     ctx.reached?.("reserved", serial);
@@ -105,20 +107,21 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     ctx.reached?.("genkey", serial);
     const checked = await checkCsr(csr, serial);
     const keyFingerprint = sha256Hex(checked.publicKeySpki);
-    const had = ctx.units.recordKey(serial, keyFingerprint);
+    lap("check");
+
+    // Invariant 2: the ledger names the signature before the CA key makes it. The key is
+    // recorded in the same commit, so it is never certified without being on record.
+    const certificateSerial = newCertificateSerial(ctx.random);
+    const had = await ctx.commits.commit(() => {
+      const owner = ctx.units.recordKey(s, keyFingerprint, certificateSerial);
+      if (owner === undefined) ctx.ledger.append({ type: "signing.intent", serial: s, keyFingerprint, certificateSerial });
+      return owner;
+    });
     // The same unit showing its own key again after a resume is not a second unit.
-    if (had !== undefined && had !== serial) {
+    if (had !== undefined) {
       throw new StationError("verify", "KEY_REUSED", `unit ${serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
     }
-    lap("check");
-    ctx.reached?.("keyed", serial);
-
-    // Invariant 2: the ledger names the signature before the CA key makes it.
-    const certificateSerial = newCertificateSerial(ctx.random);
-    ctx.db.transaction(() => {
-      ctx.ledger.append({ type: "signing.intent", serial: s, keyFingerprint, certificateSerial });
-      ctx.units.intent(s, certificateSerial);
-    }).immediate();
+    lap("intent");
     ctx.reached?.("intent", serial);
 
     const cert = await issueIdevid({
@@ -136,20 +139,19 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
 
     const pem = cert.toString("pem") + "\n";
     const fingerprint = sha256Hex(new Uint8Array(cert.rawData));
-    ctx.db.transaction(() => {
+    await ctx.commits.commit(() => {
       ctx.units.issued(s, pem, fingerprint);
       ctx.serials.markProvisioned(s, ctx.owner, fingerprint);
       ctx.ledger.append({ type: "certificate.issued", serial: s, certificateSerial, certificateFingerprint: fingerprint });
-    }).immediate();
+    });
     reserved = false;
-    ctx.publish(serial, pem);
     lap("store");
     ctx.reached?.("issued", serial);
 
     return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false);
   } catch (e) {
     const f = failure(e);
-    if (serial !== undefined) recordFailure(ctx, serial, f, reserved);
+    if (serial !== undefined) await recordFailure(ctx, serial, f, reserved);
     ms.total = performance.now() - started;
     return { serial, status: "failed", code: f.code, reason: f.message, ms };
   }
@@ -166,17 +168,24 @@ async function deliver(
   lap: (s: TimedStage) => void,
   resumed: boolean,
 ): Promise<UnitOutcome> {
-  if (resumed) ctx.publish(serial, pem);
-  const ack = await link.install(pem, ctx.ca.chainPems);
+  // HOME/certs/SERIAL.pem is written while the unit installs; it is on disk before the
+  // unit counts as delivered, and a crash before that publishes it again on resume.
+  const published = ctx.publish(serial, pem);
+  let ack: { fingerprint: string };
+  try {
+    ack = await link.install(pem, ctx.ca.chainPems);
+  } finally {
+    await published;
+  }
   if (ack.fingerprint !== fingerprint) {
     throw new StationError("verify", "INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
   }
   lap("install");
   ctx.reached?.("installed", serial);
-  ctx.db.transaction(() => {
+  await ctx.commits.commit(() => {
     ctx.ledger.append({ type: "unit.delivered", serial, certificateFingerprint: fingerprint });
     ctx.units.delivered(serial, pem);
-  }).immediate();
+  });
   ctx.reached?.("delivered", serial);
   ms.total = performance.now() - started;
   return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed, ms };
@@ -192,14 +201,14 @@ async function confirmDelivered(link: UnitLink, serial: string, fingerprint: str
   throw new UnitFailure("SERIAL_PROVISIONED", `serial ${serial} was already provisioned and this unit does not hold its certificate: it may be a clone`);
 }
 
-function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, reserved: boolean): void {
+async function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, reserved: boolean): Promise<void> {
   try {
-    ctx.db.transaction(() => {
+    await ctx.commits.commit(() => {
       ctx.ledger.append({ type: "error", serial, stage: "provision", code: f.code, message: f.message.slice(0, 300) });
       ctx.units.failed(serial, f.code, f.message);
       // No certificate was signed for this unit: the serial may be used by a good unit later.
       if (reserved) ctx.serials.release(serial, ctx.owner, f.code);
-    }).immediate();
+    });
   } catch {
     // The failure is reported either way; a store that cannot record it fails the next unit too.
   }

@@ -43,6 +43,7 @@ export interface OutboxCounts {
   refused: number;
 }
 
+/** "keyed" is only found in stores of idmint 0.1 runs, which recorded the key and the intent apart. */
 export type UnitStage = "reserved" | "keyed" | "intent" | "issued" | "delivered" | "failed";
 
 export interface UnitRow {
@@ -79,8 +80,7 @@ export class UnitStore {
       ),
       seenKey: db.prepare("SELECT serial FROM seen_keys WHERE key_fingerprint = ?").pluck(),
       addKey: db.prepare("INSERT INTO seen_keys (key_fingerprint, serial, seen_at) VALUES (?, ?, ?)"),
-      keyed: db.prepare("UPDATE units SET stage = 'keyed', key_fingerprint = ?, updated_at = ? WHERE serial = ?"),
-      intent: db.prepare("UPDATE units SET stage = 'intent', certificate_serial = ?, updated_at = ? WHERE serial = ?"),
+      intent: db.prepare("UPDATE units SET stage = 'intent', key_fingerprint = ?, certificate_serial = ?, updated_at = ? WHERE serial = ?"),
       issued: db.prepare("UPDATE units SET stage = 'issued', certificate = ?, certificate_fingerprint = ?, updated_at = ? WHERE serial = ?"),
       delivered: db.prepare("UPDATE units SET stage = 'delivered', updated_at = ? WHERE serial = ?"),
       failed: db.prepare("UPDATE units SET stage = 'failed', failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ? AND stage NOT IN ('issued', 'delivered')"),
@@ -111,21 +111,18 @@ export class UnitStore {
   }
 
   /**
-   * Records the unit's new public key; refuses one any unit presented before (a weak RNG
-   * or a cloned key), certified or not. Returns the serial that had it, if any.
+   * Records the unit's new public key and the certificate serial the CA is about to sign
+   * for it; refuses a key any unit presented before (a weak RNG or a cloned key), certified
+   * or not, and then records nothing. Returns the serial that had the key, if another had it.
    */
-  recordKey(serial: string, keyFingerprint: string): string | undefined {
+  recordKey(serial: string, keyFingerprint: string, certificateSerial: string): string | undefined {
     return this.db.transaction(() => {
       const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
       if (had !== undefined && had !== serial) return had;
       if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
-      this.stmts.keyed.run(keyFingerprint, this.now(), serial);
+      this.stmts.intent.run(keyFingerprint, certificateSerial, this.now(), serial);
       return undefined;
     })();
-  }
-
-  intent(serial: string, certificateSerial: string): void {
-    this.stmts.intent.run(certificateSerial, this.now(), serial);
   }
 
   issued(serial: string, certificatePem: string, fingerprint: string): void {
