@@ -77,12 +77,21 @@ export class SerialStore {
   private readonly db: Db;
   private readonly ledger: AuditLog;
   private readonly clock: Clock;
+  // Prepared once: a station reserves and marks a serial per unit, ~1,000 times a second.
+  private readonly hot;
 
   constructor(db: Db, ledger: AuditLog, clock: Clock) {
     this.db = db;
     this.ledger = ledger;
     this.clock = clock;
     migrate(db, "serials", MIGRATIONS);
+    this.hot = {
+      get: db.prepare("SELECT serial, allocation_id AS allocationId, state, owner, certificate_fingerprint AS certificateFingerprint, reason FROM serials WHERE serial = ?"),
+      window: db.prepare("SELECT not_before, not_after FROM allocations WHERE id = ?"),
+      reserve: db.prepare("UPDATE serials SET state = 'reserved', owner = ?, updated_at = ? WHERE serial = ?"),
+      provisioned: db.prepare("UPDATE serials SET state = 'provisioned', certificate_fingerprint = ?, updated_at = ? WHERE serial = ? AND state = 'reserved' AND owner = ?"),
+      release: db.prepare("UPDATE serials SET state = 'available', owner = NULL, updated_at = ? WHERE serial = ? AND state = 'reserved' AND owner = ?"),
+    };
   }
 
   /**
@@ -126,9 +135,7 @@ export class SerialStore {
   }
 
   get(serial: string): SerialRow | undefined {
-    return this.db
-      .prepare("SELECT serial, allocation_id AS allocationId, state, owner, certificate_fingerprint AS certificateFingerprint, reason FROM serials WHERE serial = ?")
-      .get(serial) as SerialRow | undefined;
+    return this.hot.get.get(serial) as SerialRow | undefined;
   }
 
   private refuse(serial: string, row: SerialRow | undefined): never {
@@ -139,7 +146,7 @@ export class SerialStore {
   }
 
   private assertWindow(allocationId: string, serial: string): void {
-    const w = this.db.prepare("SELECT not_before, not_after FROM allocations WHERE id = ?").get(allocationId) as { not_before: string; not_after: string };
+    const w = this.hot.window.get(allocationId) as { not_before: string; not_after: string };
     const now = this.clock.now();
     if (now < new Date(w.not_before) || now > new Date(w.not_after)) {
       throw new SerialsError("verify", "ALLOCATION_WINDOW", `serial ${serial}'s allocation ${allocationId} is not valid now (until ${w.not_after}): ask the vendor for a current list`);
@@ -157,7 +164,7 @@ export class SerialStore {
         if (row?.state === "reserved" && row.owner === owner) return row;
         if (row?.state !== "available") this.refuse(serial, row);
         this.assertWindow(row.allocationId, serial);
-        this.db.prepare("UPDATE serials SET state = 'reserved', owner = ?, updated_at = ? WHERE serial = ?").run(owner, this.clock.now().toISOString(), serial);
+        this.hot.reserve.run(owner, this.clock.now().toISOString(), serial);
         this.ledger.append({ type: "serial.reserved", serial, allocationId: row.allocationId });
         return { ...row, state: "reserved" as const, owner };
       })
@@ -205,9 +212,7 @@ export class SerialStore {
 
   /** A reserved serial whose unit got its certificate; call inside the transaction that stores the certificate. */
   markProvisioned(serial: string, owner: string, certificateFingerprint: string): void {
-    const r = this.db
-      .prepare("UPDATE serials SET state = 'provisioned', certificate_fingerprint = ?, updated_at = ? WHERE serial = ? AND state = 'reserved' AND owner = ?")
-      .run(certificateFingerprint, this.clock.now().toISOString(), serial, owner);
+    const r = this.hot.provisioned.run(certificateFingerprint, this.clock.now().toISOString(), serial, owner);
     if (r.changes !== 1) throw new SerialsError("internal", "SERIAL_NOT_RESERVED", `serial ${serial} is not reserved by ${owner}`);
   }
 
@@ -215,7 +220,7 @@ export class SerialStore {
   release(serial: string, owner: string, reason: string): void {
     this.db
       .transaction(() => {
-        const r = this.db.prepare("UPDATE serials SET state = 'available', owner = NULL, updated_at = ? WHERE serial = ? AND state = 'reserved' AND owner = ?").run(this.clock.now().toISOString(), serial, owner);
+        const r = this.hot.release.run(this.clock.now().toISOString(), serial, owner);
         if (r.changes === 1) this.ledger.append({ type: "serial.released", serial, reason });
       })
       .immediate();
