@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { CoreError, Home, fixedClock, openDb, publishCopy, removeLeftoverTemporaries, systemClock, systemRandom, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
-import { parseCertificate, x509 } from "../pki/index.js";
+import { IdevidIssuer, parseCertificate, x509 } from "../pki/index.js";
 import { SerialStore } from "../serials/index.js";
 import { GroupCommitter, type LineContext, type UnitStore } from "../station/index.js";
 import type { UnitKeyAlgorithm } from "../units/index.js";
@@ -150,11 +150,17 @@ export function stationLineContext(
     ledger: stores.ledger,
     serials: stores.serials,
     units: p.units,
-    ca: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")), chainPems: [caPem] },
-    profile: config.profile,
+    ca: {
+      issuer: new IdevidIssuer({
+        issuer: { signer: hsm.signer(config.keys.factoryCa), certificate: parseCertificate(caPem, home.pkiFile("factory-ca")) },
+        profile: config.profile,
+        clock: p.clock,
+        random: systemRandom,
+      }),
+      chainPems: [caPem],
+    },
     owner: `station:${config.station.id}`,
     keyAlgorithm: p.keyAlgorithm,
-    clock: p.clock,
     random: systemRandom,
     publish: (serial, pem) => publishCopy(join(home.certsDir, `${serial}.pem`), pem),
     reached: p.reached,

@@ -8,10 +8,12 @@ export {
   issueFactoryCa,
   issueEndEntity,
   issueIdevid,
+  assertCertificateSerial,
   type IdevidParams,
   type SubjectName,
   type EndEntityPurpose,
 } from "./profiles.js";
+export { IdevidIssuer, type IssuedIdevid, type IdevidProfile, type IdevidRequest } from "./idevid-issuer.js";
 export { checkCsr, type CheckedCsr } from "./csr.js";
 export { runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";

@@ -173,12 +173,17 @@ function idevidKeyUsage(spki: Uint8Array<ArrayBuffer>): number {
   return x509.KeyUsageFlags.digitalSignature | (isEc ? x509.KeyUsageFlags.keyAgreement : x509.KeyUsageFlags.keyEncipherment);
 }
 
+/** A certificate serial chosen up front must have the shape `newCertificateSerial` gives (16 octets, positive). */
+export function assertCertificateSerial(certificateSerial: string): void {
+  if (!/^[4-7][0-9a-f]{31}$/.test(certificateSerial)) {
+    throw new PkiError("internal", "PROFILE_VIOLATION", `certificate serial ${certificateSerial} was not made by newCertificateSerial`);
+  }
+}
+
 /** The IEEE 802.1AR IDevID (§8): serialNumber in the subject, hardwareModuleName SAN, no expiry. */
 export function issueIdevid(p: IdevidParams): Promise<x509.X509Certificate> {
   assertSerialSyntax(p.serial);
-  if (p.certificateSerial !== undefined && !/^[4-7][0-9a-f]{31}$/.test(p.certificateSerial)) {
-    throw new PkiError("internal", "PROFILE_VIOLATION", `certificate serial ${p.certificateSerial} was not made by newCertificateSerial`);
-  }
+  if (p.certificateSerial !== undefined) assertCertificateSerial(p.certificateSerial);
   return issue({
     certificateSerial: p.certificateSerial,
     issuer: p.issuer,

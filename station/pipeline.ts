@@ -1,7 +1,6 @@
-import { isIdmintError, sha256Hex, type Clock, type Random } from "../core/index.js";
-import type { Signer } from "../hsm/index.js";
+import { isIdmintError, sha256Hex, type Random } from "../core/index.js";
 import type { Ledger } from "../ledger/index.js";
-import { assertSerialSyntax, checkCsr, issueIdevid, newCertificateSerial, type x509 } from "../pki/index.js";
+import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
 import type { SerialStore } from "../serials/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../units/index.js";
 import type { GroupCommitter } from "./commits.js";
@@ -21,13 +20,11 @@ export interface LineContext {
   ledger: Ledger;
   serials: SerialStore;
   units: UnitStore;
-  /** The factory CA's signer (in the HSM) and certificate. */
-  ca: { signer: Signer; certificate: x509.X509Certificate; chainPems: string[] };
-  profile: { organization: string; hwTypeOid: string };
+  /** The factory CA: its IDevID issuer (the key in the HSM) and the chain a unit is given. */
+  ca: { issuer: IdevidIssuer; chainPems: string[] };
   /** Whose reservations these are: the station, so a resumed run owns its own half-done units. */
   owner: string;
   keyAlgorithm: UnitKeyAlgorithm;
-  clock: Clock;
   random: Random;
   /** Writes HOME/certs/SERIAL.pem for people and scripts (a copy: SQLite holds the record). */
   publish(serial: string, pem: string): Promise<void>;
@@ -124,21 +121,12 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     lap("intent");
     ctx.reached?.("intent", serial);
 
-    const cert = await issueIdevid({
-      issuer: { signer: ctx.ca.signer, certificate: ctx.ca.certificate },
-      publicKeySpki: checked.publicKeySpki,
-      serial,
-      organization: ctx.profile.organization,
-      hwTypeOid: ctx.profile.hwTypeOid,
-      clock: ctx.clock,
-      random: ctx.random,
-      certificateSerial,
-    });
+    const cert = await ctx.ca.issuer.issue({ publicKeySpki: checked.publicKeySpki, serial, certificateSerial });
     lap("sign");
     ctx.reached?.("signed", serial);
 
-    const pem = cert.toString("pem") + "\n";
-    const fingerprint = sha256Hex(new Uint8Array(cert.rawData));
+    const pem = cert.pem + "\n";
+    const fingerprint = cert.fingerprint;
     await ctx.commits.commit(() => {
       ctx.units.issued(s, pem, fingerprint);
       ctx.serials.markProvisioned(s, ctx.owner, fingerprint);

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { Home, fixedClock, systemRandom, type KeyRole } from "../../core/index.js";
-import { Hsm, initEmbeddedHsm } from "../../hsm/index.js";
+import type { Hsm } from "../../hsm/index.js";
 import { issueIdevid, readHardwareModuleName, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
 import { scratch } from "../helpers.js";
+import { hsmCa } from "./hsm-ca.js";
 
 const s = scratch("idevid");
 let hsm: Hsm;
@@ -12,17 +13,7 @@ let home: Home;
 const issuedAt = new Date("2026-11-23T10:00:00.000Z");
 
 beforeAll(async () => {
-  home = new Home(`${s.dir}/home`);
-  initEmbeddedHsm(home);
-  const config = home.readConfig();
-  hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf });
-  certs = await runCeremony({
-    keys: { create: (role: KeyRole, alg) => hsm.createKey(config.keys[role], alg), destroy: (role: KeyRole) => hsm.destroyKey(config.keys[role]) },
-    organization: "Acme Routers",
-    stationId: "line-7",
-    clock: fixedClock(issuedAt),
-    random: systemRandom,
-  });
+  ({ home, hsm, certs } = await hsmCa(s.dir, issuedAt));
 });
 
 afterAll(() => {
