@@ -15,6 +15,7 @@ import {
   id_sha512,
   id_sha512WithRSAEncryption,
 } from "@peculiar/asn1-rsa";
+import { sha256Hex } from "../core/index.js";
 import { PkiError } from "./errors.js";
 import { assertSerialSyntax } from "./profiles.js";
 import { x509 } from "./x509.js";
@@ -22,6 +23,11 @@ import { x509 } from "./x509.js";
 export interface CheckedCsr {
   /** DER SubjectPublicKeyInfo of the unit's key: what the IDevID will certify. */
   publicKeySpki: Uint8Array<ArrayBuffer>;
+  /**
+   * SHA-256 (hex) of the key's canonical SPKI (an EC point uncompressed): one key has one
+   * fingerprint however the unit encoded it, so invariant 4 (no key certified twice) holds.
+   */
+  keyFingerprint: string;
   keyType: "EC-P256" | "EC-P384" | "EC-P521" | `RSA-${number}`;
   subjectSerial: string;
 }
@@ -77,7 +83,7 @@ function curves(): NamedCurveKey[] {
  * allowed curve goes in as JWK (OpenSSL still checks that it is on the curve) and its SPKI
  * is the canonical one. Any other key is re-encoded and read as SPKI, as before.
  */
-function publicKey(info: SubjectPublicKeyInfo): { spki: Uint8Array<ArrayBuffer>; key: KeyObject } {
+function publicKey(info: SubjectPublicKeyInfo): { spki: Uint8Array<ArrayBuffer>; canonical: boolean; key: KeyObject } {
   const point = Buffer.from(info.subjectPublicKey);
   const curve =
     info.algorithm.algorithm === id_ecPublicKey && info.algorithm.parameters && point[0] === 0x04
@@ -86,10 +92,19 @@ function publicKey(info: SubjectPublicKeyInfo): { spki: Uint8Array<ArrayBuffer>;
   if (curve) {
     const size = (point.length - 1) / 2;
     const jwk = { kty: "EC", crv: curve.jwkCurve, x: point.subarray(1, 1 + size).toString("base64url"), y: point.subarray(1 + size).toString("base64url") };
-    return { spki: new Uint8Array(Buffer.concat([curve.prefix, point])), key: createPublicKey({ key: jwk, format: "jwk" }) };
+    return { spki: new Uint8Array(Buffer.concat([curve.prefix, point])), canonical: true, key: createPublicKey({ key: jwk, format: "jwk" }) };
   }
   const spki = new Uint8Array(AsnConvert.serialize(info));
-  return { spki, key: createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }) };
+  return { spki, canonical: false, key: createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }) };
+}
+
+/** An allowed EC key with its point uncompressed, as OpenSSL writes a new key; any other key as the unit sent it. */
+function canonicalSpki(key: KeyObject, spki: Uint8Array): Uint8Array {
+  if (key.asymmetricKeyType !== "ec") return spki;
+  const jwk = key.export({ format: "jwk" });
+  const curve = curves().find((c) => c.jwkCurve === jwk.crv);
+  if (!curve || !jwk.x || !jwk.y) return spki;
+  return Buffer.concat([curve.prefix, Buffer.from([0x04]), Buffer.from(jwk.x, "base64url"), Buffer.from(jwk.y, "base64url")]);
 }
 
 // The signature algorithms WebCrypto verified for Pkcs10CertificateRequest, and nothing else.
@@ -143,9 +158,10 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
 
   let keyType: CheckedCsr["keyType"];
   let spki: Uint8Array<ArrayBuffer>;
+  let canonical: boolean;
   let key: KeyObject;
   try {
-    ({ spki, key } = publicKey(csr.certificationRequestInfo.subjectPKInfo));
+    ({ spki, canonical, key } = publicKey(csr.certificationRequestInfo.subjectPKInfo));
   } catch (e) {
     throw new PkiError("input", "CSR_KEY_REFUSED", "the CSR's public key cannot be read: the unit must use EC P-256/P-384/P-521 or RSA >= 2048", { cause: e });
   }
@@ -180,5 +196,5 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
     const found = serials.length === 0 ? "no serialNumber" : `serialNumber ${serials.join(", ")}`;
     throw new PkiError("input", "CSR_SERIAL_MISMATCH", `the CSR's subject has ${found}, not ${expectedSerial}: issue for the serial in the CSR or have the unit make a CSR with serialNumber=${expectedSerial}`);
   }
-  return { publicKeySpki: spki, keyType, subjectSerial: expectedSerial };
+  return { publicKeySpki: spki, keyFingerprint: sha256Hex(canonical ? spki : canonicalSpki(key, spki)), keyType, subjectSerial: expectedSerial };
 }

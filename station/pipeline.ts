@@ -1,4 +1,4 @@
-import { isIdmintError, sha256Hex, type Random } from "../core/index.js";
+import { isIdmintError, type Random } from "../core/index.js";
 import type { Ledger } from "../ledger/index.js";
 import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
 import type { SerialStore } from "../serials/index.js";
@@ -103,7 +103,7 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     lap("genkey");
     ctx.reached?.("genkey", serial);
     const checked = await checkCsr(csr, serial);
-    const keyFingerprint = sha256Hex(checked.publicKeySpki);
+    const keyFingerprint = checked.keyFingerprint;
     lap("check");
 
     // Invariant 2: the ledger names the signature before the CA key makes it. The key is

@@ -7,6 +7,7 @@ import { CertificationRequest } from "@peculiar/asn1-csr";
 import { AlgorithmIdentifier, SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { id_ecdsaWithSHA256 } from "@peculiar/asn1-ecc";
 import { id_RSASSA_PSS } from "@peculiar/asn1-rsa";
+import { sha256Hex } from "../../core/index.js";
 import { checkCsr, x509 } from "../../pki/index.js";
 import { openssl, scratch } from "../helpers.js";
 
@@ -72,6 +73,15 @@ describe("checkCsr accepts", () => {
       }
     });
   }
+
+  it("one key has one fingerprint, its point compressed or not", async () => {
+    const args = compressedP256Key();
+    const compressed = await checkCsr(csr("fingerprint-compressed", args), "SN000001");
+    const plain = await checkCsr(csr("fingerprint-plain", ["-key", join(s.dir, "compressed-plain.key")]), "SN000001");
+    expect(Buffer.from(compressed.publicKeySpki).equals(Buffer.from(plain.publicKeySpki))).toBe(false);
+    expect(compressed.keyFingerprint).toBe(plain.keyFingerprint);
+    expect(plain.keyFingerprint).toBe(sha256Hex(plain.publicKeySpki));
+  });
 
   it("self-signatures with SHA-1, SHA-512 and RSA-PSS, as WebCrypto verified them before", async () => {
     expect((await checkCsr(csr("ec-sha1", [...P256, "-sha1"]), "SN000001")).keyType).toBe("EC-P256");
