@@ -4,3 +4,4 @@ export { Home, KEY_ROLES, DEFAULT_HW_TYPE_OID, type IdmintConfig, type KeyRole }
 export { openDb, migrate, type Db, type Migration, type OpenDbOptions } from "./db.js";
 export { publishCopy, removeLeftoverTemporaries, writeFileAtomic, writeNewFiles } from "./files.js";
 export { sha256Hex } from "./fingerprint.js";
+export { siblingModule, siblingWorker } from "./modules.js";

@@ -1,12 +1,11 @@
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { createDecipheriv, createHash, createPublicKey, diffieHellman, privateDecrypt, randomBytes, constants, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { IdmintError, type ErrorKind } from "../core/index.js";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type RsaPadding } from "../hsm/index.js";
 import { assertSerialSyntax, eccCmsSharedInfo, parseCertificate, x963Kdf, x509, type KdfHash } from "../pki/index.js";
 import type { Pkcs11KeystoreOptions } from "./keystore.js";
-import { readSoftUnitKey, readUnitState, unitFiles } from "./store.js";
+import { softUnitKey, unitsDbPath, withUnitFlash } from "./store.js";
 
 /**
  * Device-side decryption of a configuration an operator encrypted to the unit's IDevID
@@ -139,14 +138,14 @@ export type RecipientKey =
       type: "ec";
       /** OID of the key's named curve. */
       curveOid: string;
-      /** Where the ECDH runs, for messages: "key file" or "token". */
+      /** Where the ECDH runs, for messages: "soft key" or "token". */
       where: string;
       /** Z, the x-coordinate of d·Q for the sender's point Q (SEC 1 §3.3.1; RFC 5753 §3.1.2 step 1). */
       ecdh(peerPoint: Uint8Array): Uint8Array;
     }
   | {
       type: "rsa";
-      /** Where the RSA decryption runs, for messages: "key file" or "token". */
+      /** Where the RSA decryption runs, for messages: "soft key" or "token". */
       where: string;
       /** k, the length of the modulus in bytes: a ciphertext of any other length is not for this key. */
       modulusBytes: number;
@@ -164,12 +163,12 @@ export type RecipientKey =
       decryptPkcs1(ciphertext: Uint8Array, length: number): Uint8Array;
     };
 
-/** A recipient key from a private key held in memory (the soft keystore's key.pem). */
+/** A recipient key from a private key held in memory (a soft-keystore unit's key). */
 export function softRecipientKey(privateKey: KeyObject): RecipientKey {
   if (privateKey.asymmetricKeyType === "rsa") {
     return {
       type: "rsa",
-      where: "key file",
+      where: "soft key",
       modulusBytes: Math.ceil((privateKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8),
       decryptOaep(hash, ciphertext) {
         try {
@@ -203,7 +202,7 @@ export function softRecipientKey(privateKey: KeyObject): RecipientKey {
   return {
     type: "ec",
     curveOid,
-    where: "key file",
+    where: "soft key",
     ecdh(point) {
       return new Uint8Array(diffieHellman({ privateKey, publicKey: ecPublicKey(curve.name, point) }));
     },
@@ -267,7 +266,7 @@ function tokenRsaRecipientKey(hsm: Hsm, keyUri: string, publicKey: KeyObject, un
     decryptPkcs1(ciphertext, length) {
       // The token unpads (CKM_RSA_PKCS) and fails on a bad block (decryptRsa gives undefined):
       // that, or a message of the wrong length, becomes a random
-      // key as in the key file's case (RFC 3218 §2.3.2), so it fails like a wrong key.
+      // key as in the soft key's case (RFC 3218 §2.3.2), so it fails like a wrong key.
       const message = decrypt(ciphertext, "pkcs1");
       if (message !== undefined && message.length === length) return message;
       message?.fill(0);
@@ -744,30 +743,28 @@ export function decryptForUnit(o: UnitDecryptOptions): UnitDecryptResult {
   } catch (e) {
     throw new UnitDecryptError("UNIT_KEY", (e as Error).message, { kind: "input", cause: e });
   }
-  const files = unitFiles(o.unitsDir, o.serial);
-  const state = readUnitState(files, o.serial);
-  if (!state) throw new UnitDecryptError("UNIT_KEY", `there is no unit ${o.serial} in ${o.unitsDir}: check the serial and --home (units keep their keys under HOME/units/SERIAL)`);
-  if (state.state === "new" || !state.key || !state.spki) throw new UnitDecryptError("UNIT_KEY", `unit ${o.serial} has no key yet: provision it first (idmint station run)`);
-  const spki = new Uint8Array(Buffer.from(state.spki, "base64"));
+  // Everything the unit holds is read first, so the flash is closed before a token opens.
+  const { unit, softKey } = withUnitFlash(o.unitsDir, (flash) => {
+    const unit = flash?.read(o.serial);
+    if (!unit) throw new UnitDecryptError("UNIT_KEY", `there is no unit ${o.serial} in ${o.unitsDir}: check the serial and --home (units keep their keys in HOME/units/units.db)`);
+    return { unit, softKey: unit.key?.keystore === "soft" ? softUnitKey(flash!, o.serial) : undefined };
+  });
+  if (unit.state === "new" || !unit.key || !unit.spki) throw new UnitDecryptError("UNIT_KEY", `unit ${o.serial} has no key yet: provision it first (idmint station run)`);
+  const spki = new Uint8Array(unit.spki);
   let identity: RecipientIdentity | undefined;
-  if (state.state === "provisioned") {
-    let text: string;
+  if (unit.state === "provisioned") {
+    const broken = (why: string, cause?: unknown) => new UnitDecryptError("UNIT_KEY", `unit ${o.serial}'s certificate ${why}: delete its row from ${unitsDbPath(o.unitsDir)} and provision it again`, { cause });
     try {
-      text = readFileSync(files.cert, "utf8");
+      identity = recipientIdentity(parseCertificate(unit.certificate!, `unit ${o.serial}'s certificate`));
     } catch (e) {
-      throw new UnitDecryptError("UNIT_KEY", `unit ${o.serial} is provisioned but ${files.cert} is unreadable: remove ${files.dir} and provision it again`, { cause: e });
+      throw broken("is unreadable", e);
     }
-    identity = recipientIdentity(parseCertificate(text, files.cert));
-    if (!Buffer.from(identity.spki).equals(Buffer.from(spki))) {
-      throw new UnitDecryptError("UNIT_KEY", `unit ${o.serial}'s certificate ${files.cert} is not for its key: remove ${files.dir} and provision it again`);
-    }
+    if (!Buffer.from(identity.spki).equals(unit.spki)) throw broken("is not for its key");
   }
   const unitName = `unit ${o.serial}`;
-  const ref = state.key;
-  if (ref.keystore === "soft") {
-    const result = decryptWithKey(o.input, () => softRecipientKey(readSoftUnitKey(o.unitsDir, o.serial)), { identity, requireEncrypted: o.requireEncrypted, unitName });
-    return { serial: o.serial, keystore: "soft", result };
-  }
+  const options = { identity, requireEncrypted: o.requireEncrypted, unitName };
+  const ref = unit.key;
+  if (ref.keystore === "soft") return { serial: o.serial, keystore: "soft", result: decryptWithKey(o.input, softRecipientKey(softKey!), options) };
   // The token is opened only when there is something to decrypt.
   let hsm: Hsm | undefined;
   try {
@@ -782,7 +779,7 @@ export function decryptForUnit(o: UnitDecryptOptions): UnitDecryptResult {
         const keyUri = formatPkcs11Uri({ token: token.token, serial: token.serial, object: ref.object, type: "private", pinSource: token.pinSource });
         return tokenRecipientKey(hsm, keyUri, spki, unitName);
       },
-      { identity, requireEncrypted: o.requireEncrypted, unitName },
+      options,
     );
     return { serial: o.serial, keystore: "pkcs11", result };
   } finally {

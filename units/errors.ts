@@ -12,7 +12,10 @@ import { IdmintError, type ErrorKind } from "../core/index.js";
  * - FIXTURE_UNREACHABLE: no connection to the fixture at all.
  * - SIM_OPTIONS, FAULT_SYNTAX, SIM_LISTEN: the simulator's options are wrong, a fault
  *   spec is malformed, or it cannot listen on the port asked for.
- * - UNIT_STATE: a simulated unit's files under the units directory are unreadable.
+ * - UNIT_STATE: a simulated unit's row in the units' flash (units.db) is unreadable.
+ * - UNIT_UNKNOWN, UNIT_NOT_READY, KEY_IN_TOKEN: `unit export` was asked for a unit the
+ *   flash does not hold, for a key or certificate the unit does not have yet, or for a key
+ *   that cannot leave its token.
  */
 export type UnitErrorCode =
   | "UNIT_TIMEOUT"
@@ -23,7 +26,10 @@ export type UnitErrorCode =
   | "SIM_OPTIONS"
   | "FAULT_SYNTAX"
   | "SIM_LISTEN"
-  | "UNIT_STATE";
+  | "UNIT_STATE"
+  | "UNIT_UNKNOWN"
+  | "UNIT_NOT_READY"
+  | "KEY_IN_TOKEN";
 
 const DEFAULT_KIND: Record<UnitErrorCode, ErrorKind> = {
   UNIT_TIMEOUT: "unavailable",
@@ -35,6 +41,9 @@ const DEFAULT_KIND: Record<UnitErrorCode, ErrorKind> = {
   FAULT_SYNTAX: "usage",
   SIM_LISTEN: "input",
   UNIT_STATE: "state",
+  UNIT_UNKNOWN: "state",
+  UNIT_NOT_READY: "state",
+  KEY_IN_TOKEN: "input",
 };
 
 export class UnitError extends IdmintError<UnitErrorCode> {

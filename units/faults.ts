@@ -5,9 +5,11 @@ import { UnitError } from "./errors.js";
  * real unit fails a station:
  * - bad-csr-signature: the CSR's signature is corrupted (no proof of possession).
  * - wrong-serial: the CSR names another serial than the unit's.
- * - duplicate-key: the unit reuses the key pair the simulator made last (of the same
- *   algorithm), as a unit with a weak RNG would; its CSR's public key equals an earlier
- *   unit's. With no earlier key of that algorithm it makes a fresh one.
+ * - duplicate-key: the unit reuses an earlier unit's key pair of the same algorithm, as a
+ *   unit with a weak RNG would: the key of the unit the simulator provisioned last, else the
+ *   key it made last, so that with many units on the line at once it is this unit's CSR,
+ *   not the earlier unit's, that repeats a key the station has seen. With no earlier key of
+ *   that algorithm it makes a fresh one.
  * - disconnect: on genkey the unit makes its key, then drops the connection unanswered.
  * - garbage: on genkey the unit makes its key, then answers with random bytes that are not
  *   a frame (their length prefix is always over the limit).

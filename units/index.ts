@@ -28,8 +28,10 @@ export {
 } from "./protocol.js";
 export { TcpFixture, DEFAULT_UNIT_TIMEOUT_MS, type TcpFixtureOptions } from "./tcp.js";
 export { UnitSimulator, SIM_HOST, SIM_LIMITS, type UnitSimulatorOptions, type SerialRange, type SerialList, type SimKeystoreOptions } from "./simulator.js";
+export { startSimulatorProcess, type SimulatorProcess, type SimProcessOptions } from "./sim-process.js";
 export { UNIT_FAULTS, parseFaultSpec, type UnitFault, type FaultSpec } from "./faults.js";
-export { unitFiles, readSoftUnitKey, type UnitFiles, type StoredUnitState, type KeyRef } from "./store.js";
+export { readUnitRecord, readSoftUnitKey, unitsDbPath, type UnitRecord, type KeyRef } from "./store.js";
+export { exportUnitPart, type UnitPart } from "./export.js";
 export type { Pkcs11KeystoreOptions } from "./keystore.js";
 export {
   decryptForUnit,

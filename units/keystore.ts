@@ -1,11 +1,10 @@
 import { generateKeyPair, generateKeyPairSync, randomBytes, sign as nodeSign, type KeyObject } from "node:crypto";
-import { existsSync } from "node:fs";
 import { promisify } from "node:util";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "../hsm/index.js";
-import { p1363ToDer, p256Encodings, toPem } from "./csr.js";
+import { p1363ToDer, p256Encodings } from "./csr.js";
 import { UnitError } from "./errors.js";
 import type { UnitKeyAlgorithm } from "./protocol.js";
-import { replaceFile, writeCommittedLater, type KeyRef, type UnitFiles } from "./store.js";
+import type { KeyRef } from "./store.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -15,6 +14,8 @@ export interface UnitKey {
   /** DER SubjectPublicKeyInfo. */
   readonly spki: Buffer;
   readonly ref: KeyRef;
+  /** Soft keystore only: the private key, PKCS#8 DER, which the unit keeps in its flash. */
+  readonly pkcs8?: Buffer;
   /** SHA-256 signature of `data` as X.509 carries it: DER ECDSA-Sig-Value, or the PKCS#1 v1.5 block. */
   sign(data: Uint8Array): Promise<Uint8Array>;
 }
@@ -22,37 +23,21 @@ export interface UnitKey {
 /** Where simulated units keep their keys: the unit's flash (soft) or its secure element (a PKCS#11 token). */
 export interface UnitKeystore {
   readonly kind: "soft" | "pkcs11";
-  /** Makes a new key pair for `serial` and stores it. */
-  generate(serial: string, algorithm: UnitKeyAlgorithm, files: UnitFiles): Promise<UnitKey>;
-  /** Gives `serial` a copy of an existing key (the duplicate-key fault: a weak RNG). */
-  adopt(serial: string, key: UnitKey, files: UnitFiles): UnitKey;
-  /** Removes a key the unit no longer uses (a token object; a soft key file is simply replaced). */
+  /** Makes a new key pair for `serial` (a token keeps it; a soft key is the caller's to store). */
+  generate(serial: string, algorithm: UnitKeyAlgorithm): Promise<UnitKey>;
+  /** Removes a key the unit no longer uses (a token object; a soft key is simply overwritten in the flash). */
   discard(ref: KeyRef): void;
   close(): void;
 }
 
-interface SoftKey extends UnitKey {
-  readonly pem: string;
-}
-
 /**
- * A unit's first key is written in place (state.json, written next, commits it); a key
- * that replaces one goes through a temporary file and a rename, so key.pem is never half
- * written.
- */
-function storeKey(files: UnitFiles, pem: string): void {
-  if (existsSync(files.key)) replaceFile(files.key, pem, 0o600);
-  else writeCommittedLater(files.key, pem, 0o600);
-}
-
-/**
- * Keys as node:crypto key pairs; the private key persisted as PKCS#8 PEM, mode 0600, at
- * `<unitsDir>/<serial>/key.pem` (for `unit decrypt` and tests).
+ * Keys as node:crypto key pairs; the private key goes with the key (PKCS#8 DER) into the
+ * unit's row of the units' flash (for `unit decrypt`, `unit export --key` and tests).
  */
 export class SoftKeystore implements UnitKeystore {
   readonly kind = "soft" as const;
 
-  async generate(_serial: string, algorithm: UnitKeyAlgorithm, files: UnitFiles): Promise<UnitKey> {
+  async generate(_serial: string, algorithm: UnitKeyAlgorithm): Promise<UnitKey> {
     let privateKey: KeyObject;
     let spki: Buffer;
     let pkcs8: Buffer;
@@ -68,25 +53,18 @@ export class SoftKeystore implements UnitKeystore {
       spki = pair.publicKey.export({ type: "spki", format: "der" });
       pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
     }
-    const key: SoftKey = {
+    return {
       algorithm,
       spki,
       ref: { keystore: "soft" },
-      pem: toPem("PRIVATE KEY", pkcs8),
+      pkcs8,
       // RSA keys sign PKCS#1 v1.5 by default; EC signatures come out DER-encoded.
       sign: async (data) => nodeSign("sha256", data, privateKey),
     };
-    storeKey(files, key.pem);
-    return key;
-  }
-
-  adopt(_serial: string, key: UnitKey, files: UnitFiles): UnitKey {
-    storeKey(files, (key as SoftKey).pem);
-    return key;
   }
 
   discard(): void {
-    // The key file is replaced by the next key; nothing else holds the key.
+    // The unit's row is overwritten with the next key; nothing else holds the key.
   }
 
   close(): void {}
@@ -146,10 +124,6 @@ export class Pkcs11Keystore implements UnitKeystore {
         return ec ? p1363ToDer(raw) : raw;
       },
     };
-  }
-
-  adopt(_serial: string, key: UnitKey): UnitKey {
-    return key;
   }
 
   discard(ref: KeyRef): void {

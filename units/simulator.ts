@@ -2,11 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DEFAULT_HW_TYPE_OID, sha256Hex, systemClock, type Clock } from "../core/index.js";
-import { PkiError, assertSerialSyntax, checkChain, parseCertificate, x509 } from "../pki/index.js";
+import { DEFAULT_HW_TYPE_OID, systemClock, type Clock } from "../core/index.js";
+import { assertSerialSyntax, parseCertificate, x509 } from "../pki/index.js";
 import { certificationRequest, certificationRequestInfo, toPem } from "./csr.js";
 import { UnitError } from "./errors.js";
 import { UNIT_FAULTS, type FaultSpec, type UnitFault } from "./faults.js";
+import { InstallChecker, Refusal } from "./install-check.js";
 import { Pkcs11Keystore, SoftKeystore, type Pkcs11KeystoreOptions, type UnitKey, type UnitKeystore } from "./keystore.js";
 import {
   MAX_IN_FLIGHT,
@@ -21,11 +22,10 @@ import {
   type ParsedRequest,
   type StatusResult,
   type UnitKeyAlgorithm,
-  type UnitRefusalCode,
   type UnitRequest,
   type UnitResponse,
 } from "./protocol.js";
-import { ensureUnitDir, readUnitState, unitFiles, writeCommittedLater, writeUnitState, type KeyRef, type StoredUnitState, type UnitFiles } from "./store.js";
+import { UnitFlash, type KeyRef, type UnitRecord } from "./store.js";
 
 export const SIM_HOST = "127.0.0.1";
 export const SIM_LIMITS = {
@@ -52,7 +52,7 @@ export interface SerialList {
 }
 
 export type UnitSimulatorOptions = (SerialRange | SerialList) & {
-  /** Where each unit keeps its files: `<unitsDir>/<serial>/{key.pem,cert.pem,chain.pem,state.json}`. */
+  /** Where the units keep their flash: one row per unit in `<unitsDir>/units.db` (see UnitFlash). */
   unitsDir: string;
   /** The vendor root certificate (PEM or DER) the units trust. */
   root: string | Uint8Array;
@@ -134,63 +134,21 @@ function listLine(l: SerialList): Line {
   };
 }
 
-/** A unit's refusal of a request: becomes an `ok: false` answer, never a thrown error. */
-class Refusal {
-  constructor(
-    readonly code: UnitRefusalCode,
-    readonly message: string,
-  ) {}
-}
-
 interface SimContext {
   keystore: UnitKeystore;
-  root: x509.X509Certificate;
+  flash: UnitFlash;
   clock: Clock;
   identity: { model: string; hwType: string; firmware: string };
-  /** The last key made per algorithm: what a duplicate-key unit reuses. */
+  /**
+   * What a duplicate-key unit reuses, per algorithm: the key of the unit provisioned last,
+   * which the station has certainly seen, else the key made last. (A key made last may still
+   * be on its way to the station when the copy arrives there, and the station would refuse
+   * its owner instead of the copy.)
+   */
   lastKey: Map<UnitKeyAlgorithm, UnitKey>;
+  provisionedKey: Map<UnitKeyAlgorithm, UnitKey>;
   line: Line;
-  chains: ChainChecker;
-}
-
-const derKey = (c: x509.X509Certificate) => Buffer.from(c.rawData).toString("base64");
-
-/**
- * pki's `checkChain` with a memory, because every unit on a line is handed the same
- * factory CA and @peculiar/x509 is slow (parsing a certificate ~0.5 ms, verifying the CA's
- * P-384 signature ~1.3 ms). A CA certificate that once chained to the root, byte for byte,
- * keeps doing so: later leaves are checked in full against it as the anchor, and only the
- * root's validity at `at` is rechecked here. Anything that fails the short path is checked
- * again the long way, so refusals carry checkChain's own reasons.
- */
-class ChainChecker {
-  private readonly parsed = new Map<string, x509.X509Certificate>();
-  private readonly proven = new Set<string>();
-
-  parse(pem: string): x509.X509Certificate {
-    let cert = this.parsed.get(pem);
-    if (!cert) {
-      cert = parseCertificate(pem, "a chain certificate");
-      if (this.parsed.size >= 32) this.parsed.clear();
-      this.parsed.set(pem, cert);
-    }
-    return cert;
-  }
-
-  async check(leaf: x509.X509Certificate, chain: readonly x509.X509Certificate[], root: x509.X509Certificate, at: Date): Promise<void> {
-    const rootValid = root.notBefore <= at && root.notAfter >= at;
-    const anchor = chain.find((ca) => ca.subject === leaf.issuer && this.proven.has(derKey(ca)));
-    if (anchor && rootValid) {
-      try {
-        await checkChain(leaf, [], anchor, at);
-        return;
-      } catch {
-        // Checked again in full below, for checkChain's own reason.
-      }
-    }
-    const path = await checkChain(leaf, chain, root, at);
-    for (const ca of path.slice(1, -1)) this.proven.add(derKey(ca));
-  }
+  installs: InstallChecker;
 }
 
 function sameRef(a: KeyRef, b: KeyRef): boolean {
@@ -199,25 +157,26 @@ function sameRef(a: KeyRef, b: KeyRef): boolean {
 
 /** One simulated unit: its identity, its key and certificate, and what it does with each op. */
 class SimUnit {
-  private s: StoredUnitState;
-  /** Why the unit cannot work (its state file is unreadable); it answers every request INTERNAL. */
+  private s: UnitRecord;
+  /** The key this unit made or copied in this run (a unit keyed in an earlier run has only its record). */
+  private key: UnitKey | undefined;
+  /** Why the unit cannot work (its row is unreadable); it answers every request INTERNAL. */
   private readonly broken: string | undefined;
 
   constructor(
     private readonly ctx: SimContext,
     readonly index: number,
     readonly serial: string,
-    readonly files: UnitFiles,
     readonly faults: ReadonlySet<UnitFault>,
   ) {
     // A unit that was keyed or provisioned by an earlier run keeps its state (power cycle).
-    let stored: StoredUnitState | undefined;
+    let stored: UnitRecord | undefined;
     try {
-      stored = readUnitState(files, serial);
+      stored = ctx.flash.read(serial);
     } catch (e) {
       this.broken = (e as Error).message;
     }
-    this.s = stored ?? { v: 1, serial, state: "new" };
+    this.s = stored ?? { serial, state: "new" };
   }
 
   async run(r: UnitRequest): Promise<OpResults[UnitRequest["op"]]> {
@@ -246,14 +205,15 @@ class SimUnit {
     if (this.s.state === "provisioned") {
       throw new Refusal("ALREADY_PROVISIONED", `unit ${this.serial} already holds its IDevID (${this.s.fingerprint}) and never replaces that key`);
     }
-    const { keystore, lastKey } = this.ctx;
-    ensureUnitDir(this.files);
-    const earlier = this.faults.has("duplicate-key") ? lastKey.get(alg) : undefined;
-    const key = earlier ? keystore.adopt(this.serial, earlier, this.files) : await keystore.generate(this.serial, alg, this.files);
+    const { keystore, lastKey, provisionedKey } = this.ctx;
+    const earlier = this.faults.has("duplicate-key") ? (provisionedKey.get(alg) ?? lastKey.get(alg)) : undefined;
+    const key = earlier ?? (await keystore.generate(this.serial, alg));
     lastKey.set(alg, key);
     const previous = this.s.keyOwned ? this.s.key : undefined;
-    this.s = { v: 1, serial: this.serial, state: "keyed", alg, key: key.ref, keyOwned: !earlier, spki: key.spki.toString("base64") };
-    writeUnitState(this.files, this.s);
+    const keyed = { serial: this.serial, alg, key: key.ref, keyOwned: !earlier, spki: key.spki };
+    this.ctx.flash.saveKey(keyed, key.pkcs8);
+    this.s = { ...keyed, state: "keyed" };
+    this.key = key;
     if (previous && !sameRef(previous, key.ref)) {
       try {
         keystore.discard(previous);
@@ -273,44 +233,18 @@ class SimUnit {
   async install(certificatePem: string, chainPems: readonly string[]): Promise<{ fingerprint: string }> {
     const s = this.s;
     if (s.state === "new" || s.spki === undefined) throw new Refusal("NO_KEY", `unit ${this.serial} has no key yet: send genkey first`);
-    let cert: x509.X509Certificate;
-    try {
-      cert = parseCertificate(certificatePem, "the certificate");
-    } catch {
-      throw new Refusal("CERT_INVALID", "the certificate is not an X.509 certificate in PEM");
-    }
-    const fingerprint = sha256Hex(new Uint8Array(cert.rawData));
+    const { installs, flash, clock } = this.ctx;
+    const offered = installs.offered(certificatePem);
+    const { fingerprint } = offered;
     if (s.state === "provisioned") {
       if (fingerprint === s.fingerprint) return { fingerprint };
       throw new Refusal("ALREADY_PROVISIONED", `unit ${this.serial} already holds another IDevID (${s.fingerprint}) and never replaces it`);
     }
-    const chain = chainPems.map((pem, i) => {
-      try {
-        return this.ctx.chains.parse(pem);
-      } catch {
-        throw new Refusal("CERT_INVALID", `chain[${i}] is not an X.509 certificate in PEM`);
-      }
-    });
-    try {
-      await this.ctx.chains.check(cert, chain, this.ctx.root, this.ctx.clock.now());
-    } catch (e) {
-      if (e instanceof PkiError) throw new Refusal("CHAIN_INVALID", `the certificate does not chain to the vendor root unit ${this.serial} carries: ${e.message}`);
-      throw e;
-    }
-    if (!Buffer.from(cert.publicKey.rawData).equals(Buffer.from(s.spki, "base64"))) {
-      throw new Refusal("KEY_MISMATCH", `the certificate certifies another key than unit ${this.serial}'s current one: issue it for the key in the unit's latest CSR`);
-    }
-    // 802.1AR §8.6: the subject's serialNumber names the device. (The hardwareModuleName SAN
-    // is not read here: decoding a fresh certificate's extensions costs ~0.9 ms a unit.)
-    const serials = cert.subjectName.getField("2.5.4.5");
-    if (serials.length !== 1 || serials[0] !== this.serial) {
-      throw new Refusal("SERIAL_MISMATCH", `the certificate's subject serialNumber is ${serials.length ? serials.join(", ") : "missing"}, not ${this.serial}`);
-    }
-    // state.json, replaced atomically last, is what makes the unit provisioned.
-    writeCommittedLater(this.files.cert, cert.toString("pem") + "\n");
-    writeCommittedLater(this.files.chain, chain.map((c) => c.toString("pem") + "\n").join(""));
-    this.s = { ...s, state: "provisioned", fingerprint };
-    writeUnitState(this.files, this.s);
+    const accepted = await installs.check(offered, chainPems, { serial: this.serial, spki: s.spki }, clock.now());
+    // One row update, after every check: the unit is provisioned with all of it, or not at all.
+    flash.saveInstall({ serial: this.serial, ...accepted, fingerprint });
+    this.s = { ...s, state: "provisioned", ...accepted, fingerprint };
+    if (this.key) this.ctx.provisionedKey.set(this.key.algorithm, this.key);
     return { fingerprint };
   }
 }
@@ -428,8 +362,8 @@ function wholeNumber(name: string, v: unknown, min: number, max: number): number
  * connection is the next unit in line order (a serial range, or an explicit list), until
  * `count` units have been handed out (a unit whose connection dropped is not served again);
  * later connections are told NO_MORE_UNITS. Every unit speaks the unit link protocol
- * (protocol.ts), keeps its key in the chosen keystore and its files under `unitsDir`, and
- * misbehaves as its faults say.
+ * (protocol.ts), keeps its key in the chosen keystore and its state in the units' flash
+ * under `unitsDir`, and misbehaves as its faults say.
  */
 export class UnitSimulator {
   readonly host = SIM_HOST;
@@ -438,7 +372,6 @@ export class UnitSimulator {
   readonly keystore: "soft" | "pkcs11";
   private readonly server: Server;
   private readonly ctx: SimContext;
-  private readonly unitsDir: string;
   private readonly faults: Map<string, Set<UnitFault>>;
   private readonly slowMs: number;
   private readonly links = new Set<SimLink>();
@@ -455,7 +388,6 @@ export class UnitSimulator {
     this.server = p.server;
     this.ctx = p.ctx;
     this.count = p.ctx.line.count;
-    this.unitsDir = p.options.unitsDir;
     this.faults = p.faults;
     this.slowMs = p.slowMs;
     this.keystore = p.ctx.keystore.kind;
@@ -493,8 +425,15 @@ export class UnitSimulator {
       throw fail(`cannot create the units directory ${options.unitsDir} (${(e as NodeJS.ErrnoException).code ?? "error"}): give a writable home`, "input");
     }
 
-    const keystore: UnitKeystore = options.keystore?.kind === "pkcs11" ? Pkcs11Keystore.open(options.keystore) : new SoftKeystore();
-    const ctx: SimContext = { keystore, root, clock: options.clock ?? systemClock, identity: { model, hwType, firmware }, lastKey: new Map(), line, chains: new ChainChecker() };
+    const flash = UnitFlash.open(options.unitsDir);
+    let keystore: UnitKeystore;
+    try {
+      keystore = options.keystore?.kind === "pkcs11" ? Pkcs11Keystore.open(options.keystore) : new SoftKeystore();
+    } catch (e) {
+      flash.close();
+      throw e;
+    }
+    const ctx: SimContext = { keystore, flash, clock: options.clock ?? systemClock, identity: { model, hwType, firmware }, lastKey: new Map(), provisionedKey: new Map(), line, installs: new InstallChecker(root) };
     let sim: UnitSimulator | undefined;
     const server = createServer({ noDelay: true }, (socket) => {
       if (sim) sim.accept(socket);
@@ -510,6 +449,7 @@ export class UnitSimulator {
       });
     } catch (e) {
       keystore.close();
+      flash.close();
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "EADDRINUSE") throw new UnitError("SIM_LISTEN", `port ${port} on ${SIM_HOST} is in use: pick another port, or 0 for any free one`, { cause: e });
       if (code === "EACCES") throw new UnitError("SIM_LISTEN", `not allowed to listen on port ${port}: pick a port above 1023, or 0 for any free one`, { cause: e });
@@ -532,11 +472,6 @@ export class UnitSimulator {
     return this.nextIndex;
   }
 
-  /** The directory of a unit's files (see `unitFiles`). */
-  files(serial: string): UnitFiles {
-    return unitFiles(this.unitsDir, serial);
-  }
-
   private accept(socket: Socket): void {
     if (this.closing) {
       socket.destroy();
@@ -546,13 +481,13 @@ export class UnitSimulator {
     if (this.nextIndex < this.count) {
       const index = this.nextIndex++;
       const serial = this.serialAt(index);
-      unit = new SimUnit(this.ctx, index, serial, this.files(serial), this.faults.get(serial) ?? new Set());
+      unit = new SimUnit(this.ctx, index, serial, this.faults.get(serial) ?? new Set());
     }
     const link = new SimLink(socket, unit, this.slowMs, (l) => this.links.delete(l));
     this.links.add(link);
   }
 
-  /** Stops listening, drops every connection, waits for the work under way, closes the keystore. Idempotent. */
+  /** Stops listening, drops every connection, waits for the work under way, closes the keystore and the flash. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -560,6 +495,7 @@ export class UnitSimulator {
       await Promise.allSettled([...this.links].map((l) => l.tail));
       await closed;
       this.ctx.keystore.close();
+      this.ctx.flash.close();
     })();
     return this.closing;
   }

@@ -1,108 +1,201 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { join } from "node:path";
+import { migrate, openDb, type Db, type Migration } from "../core/index.js";
 import { UnitError } from "./errors.js";
 import { UNIT_KEY_ALGORITHMS, UNIT_STATES, type UnitKeyAlgorithm, type UnitState } from "./protocol.js";
-
-/** Where a simulated unit keeps its secure storage: one directory per serial under the units dir. */
-export interface UnitFiles {
-  dir: string;
-  /** The private key, PKCS#8 PEM, mode 0600 (soft keystore only). */
-  key: string;
-  /** The installed IDevID, PEM. */
-  cert: string;
-  /** The installed chain (factory CA ...), PEM. */
-  chain: string;
-  /** StoredUnitState as JSON. */
-  state: string;
-}
-
-export function unitFiles(unitsDir: string, serial: string): UnitFiles {
-  const dir = join(unitsDir, serial);
-  return { dir, key: join(dir, "key.pem"), cert: join(dir, "cert.pem"), chain: join(dir, "chain.pem"), state: join(dir, "state.json") };
-}
 
 /** Which keystore holds a unit's key, and for a token, which object. */
 export type KeyRef = { keystore: "soft" } | { keystore: "pkcs11"; object: string };
 
-/** A unit's state.json: what survives a power cycle of the simulated unit. */
-export interface StoredUnitState {
-  v: 1;
+/** What a simulated unit keeps across a power cycle (its row in the units' flash, less the private key). */
+export interface UnitRecord {
   serial: string;
   state: UnitState;
   alg?: UnitKeyAlgorithm;
   key?: KeyRef;
   /** False when the key is another unit's (the duplicate-key fault): never destroy it. */
   keyOwned?: boolean;
-  /** DER SubjectPublicKeyInfo of the current key, base64. */
-  spki?: string;
+  /** DER SubjectPublicKeyInfo of the current key. */
+  spki?: Buffer;
+  /** The installed IDevID, PEM. */
+  certificate?: string;
+  /** The installed chain (factory CA ...), PEM. */
+  chain?: string;
   /** SHA-256 hex of the installed certificate's DER. */
   fingerprint?: string;
 }
 
-/**
- * Replaces a file with new content via a temporary sibling and a rename: a reader or a
- * killed simulator sees the old file or the new one, never half of one. Not fsynced: this
- * is a simulator on the bench's hot path, not the station's store.
- */
-export function replaceFile(path: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  writeFileSync(tmp, data, { mode });
-  renameSync(tmp, path);
+export function unitsDbPath(unitsDir: string): string {
+  return join(unitsDir, "units.db");
 }
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    // pkcs8 holds a soft-keystore key (DER); a key in a token stays there, named by key_object.
+    sql: `CREATE TABLE units (
+      serial TEXT PRIMARY KEY,
+      state TEXT NOT NULL,
+      alg TEXT,
+      keystore TEXT,
+      key_object TEXT,
+      key_owned INTEGER,
+      spki BLOB,
+      pkcs8 BLOB,
+      certificate TEXT,
+      chain TEXT,
+      fingerprint TEXT
+    )`,
+  },
+];
+
+interface Row {
+  serial: string;
+  state: string;
+  alg: string | null;
+  keystore: string | null;
+  key_object: string | null;
+  key_owned: number | null;
+  spki: Buffer | null;
+  has_pkcs8: number;
+  certificate: string | null;
+  chain: string | null;
+  fingerprint: string | null;
+}
+
+const COLUMNS = "serial, state, alg, keystore, key_object, key_owned, spki, pkcs8 IS NOT NULL AS has_pkcs8, certificate, chain, fingerprint";
 
 /**
- * Writes a file in place, for files that state.json (written after them, atomically)
- * commits: a kill half-way leaves a partial file that the unit's state does not vouch for
- * and that the next write replaces. Creating a file costs a fraction of create + rename on
- * journalling file systems (~240 µs against ~470 µs on the bench's ext4).
+ * The simulated units' flash: one SQLite database, `<unitsDir>/units.db`, one row per unit.
+ * A row is written whole by one statement (genkey, then install), so a killed simulator
+ * leaves each unit as it was before or after a step, never half-way.
  */
-export function writeCommittedLater(path: string, data: string | Uint8Array, mode = 0o644): void {
-  writeFileSync(path, data, { mode });
+export class UnitFlash {
+  private readonly select;
+  private readonly selectKey;
+  private readonly keyed;
+  private readonly provisioned;
+
+  private constructor(
+    private readonly db: Db,
+    readonly path: string,
+  ) {
+    this.select = db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM units WHERE serial = ?`);
+    this.selectKey = db.prepare<[string], { pkcs8: Buffer | null }>("SELECT pkcs8 FROM units WHERE serial = ?");
+    this.keyed = db.prepare(
+      "INSERT OR REPLACE INTO units (serial, state, alg, keystore, key_object, key_owned, spki, pkcs8) VALUES (@serial, 'keyed', @alg, @keystore, @object, @owned, @spki, @pkcs8)",
+    );
+    this.provisioned = db.prepare("UPDATE units SET state = 'provisioned', certificate = @certificate, chain = @chain, fingerprint = @fingerprint WHERE serial = @serial");
+  }
+
+  /**
+   * Opens (and makes) the units' flash. synchronous=NORMAL: this is the simulated units'
+   * storage, not the station's record; in WAL mode a killed simulator process loses nothing,
+   * only an OS crash or power cut could lose the last units' steps, and a commit costs a
+   * seventh of FULL's on the bench's hot path.
+   */
+  static open(unitsDir: string): UnitFlash {
+    const path = unitsDbPath(unitsDir);
+    let db: Db | undefined;
+    try {
+      // Soft units' private keys live here: owner only, and SQLite gives its -wal and -shm
+      // files the database file's mode.
+      closeSync(openSync(path, "a", 0o600));
+      db = openDb(path, { synchronous: "NORMAL" });
+      migrate(db, "units", MIGRATIONS);
+      return new UnitFlash(db, path);
+    } catch (e) {
+      db?.close();
+      throw new UnitError("UNIT_STATE", `the units' store ${path} cannot be used (${(e as Error).message.split("\n")[0]}): remove it to start every simulated unit afresh`, { cause: e });
+    }
+  }
+
+  /** The units' flash of `unitsDir` if any unit was ever keyed there; undefined otherwise. */
+  static openExisting(unitsDir: string): UnitFlash | undefined {
+    return existsSync(unitsDbPath(unitsDir)) ? UnitFlash.open(unitsDir) : undefined;
+  }
+
+  /** The unit's record, if it has one; a row that is not a usable unit is UNIT_STATE. */
+  read(serial: string): UnitRecord | undefined {
+    const row = this.select.get(serial);
+    if (!row) return undefined;
+    const broken = (why: string) => new UnitError("UNIT_STATE", `unit ${serial}'s row in ${this.path} ${why}: delete that row to start unit ${serial} afresh`);
+    const state = row.state as UnitState;
+    if (!UNIT_STATES.includes(state)) throw broken(`has state ${JSON.stringify(row.state)}, which is no unit state`);
+    if (state === "new") return { serial, state };
+    const key: KeyRef | undefined =
+      row.keystore === "soft" && row.has_pkcs8 ? { keystore: "soft" } : row.keystore === "pkcs11" && row.key_object ? { keystore: "pkcs11", object: row.key_object } : undefined;
+    if (!UNIT_KEY_ALGORITHMS.includes(row.alg as UnitKeyAlgorithm) || !key || !row.spki?.length) throw broken("names no usable key");
+    const record: UnitRecord = { serial, state, alg: row.alg as UnitKeyAlgorithm, key, keyOwned: row.key_owned === 1, spki: row.spki };
+    if (state === "keyed") return record;
+    if (!row.certificate || !row.chain || !/^[0-9a-f]{64}$/.test(row.fingerprint ?? "")) throw broken("has no complete certificate");
+    return { ...record, certificate: row.certificate, chain: row.chain, fingerprint: row.fingerprint! };
+  }
+
+  /** The unit's soft-keystore private key (PKCS#8 DER), if it has one. */
+  softKey(serial: string): Buffer | undefined {
+    return this.selectKey.get(serial)?.pkcs8 ?? undefined;
+  }
+
+  /** Records a new key: the unit is keyed, whatever it held before. */
+  saveKey(r: { serial: string; alg: UnitKeyAlgorithm; key: KeyRef; keyOwned: boolean; spki: Buffer }, pkcs8: Buffer | undefined): void {
+    this.keyed.run({
+      serial: r.serial,
+      alg: r.alg,
+      keystore: r.key.keystore,
+      object: r.key.keystore === "pkcs11" ? r.key.object : null,
+      owned: r.keyOwned ? 1 : 0,
+      spki: r.spki,
+      pkcs8: pkcs8 ?? null,
+    });
+  }
+
+  /** Records the installed certificate: the unit is provisioned. */
+  saveInstall(r: { serial: string; certificate: string; chain: string; fingerprint: string }): void {
+    this.provisioned.run(r);
+  }
+
+  close(): void {
+    this.db.close();
+  }
 }
 
-export function ensureUnitDir(files: UnitFiles): void {
-  mkdirSync(files.dir, { recursive: true, mode: 0o700 });
-}
-
-export function writeUnitState(files: UnitFiles, state: StoredUnitState): void {
-  replaceFile(files.state, JSON.stringify(state) + "\n");
-}
-
-/** The unit's stored state, if it has one; a file that is not one of ours is UNIT_STATE. */
-export function readUnitState(files: UnitFiles, serial: string): StoredUnitState | undefined {
-  if (!existsSync(files.state)) return undefined;
-  const broken = (why: string) => new UnitError("UNIT_STATE", `${files.state} ${why}: remove ${files.dir} to start unit ${serial} afresh`);
-  let s: Partial<StoredUnitState>;
+/** Runs `fn` on the units' flash of `unitsDir` (undefined if it has none) and closes it again. */
+export function withUnitFlash<T>(unitsDir: string, fn: (flash: UnitFlash | undefined) => T): T {
+  const flash = UnitFlash.openExisting(unitsDir);
   try {
-    s = JSON.parse(readFileSync(files.state, "utf8")) as Partial<StoredUnitState>;
+    return fn(flash);
+  } finally {
+    flash?.close();
+  }
+}
+
+/** A simulated unit's record, as the simulator keeps it between power cycles (for tests and tools). */
+export function readUnitRecord(unitsDir: string, serial: string): UnitRecord | undefined {
+  return withUnitFlash(unitsDir, (flash) => flash?.read(serial));
+}
+
+/** A soft-keystore unit's private key from its flash, or why there is none. */
+export function softUnitKey(flash: UnitFlash, serial: string): KeyObject {
+  const pkcs8 = flash.softKey(serial);
+  if (!pkcs8) {
+    throw new UnitError("UNIT_STATE", `unit ${serial} has no key in ${flash.path}: it never generated a key, or its key is in a PKCS#11 token`);
+  }
+  try {
+    return createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
   } catch (e) {
-    throw broken(`cannot be read as JSON (${(e as Error).message.split("\n")[0]})`);
+    throw new UnitError("UNIT_STATE", `unit ${serial}'s key in ${flash.path} is not a PKCS#8 private key: delete that row to start unit ${serial} afresh`, { cause: e });
   }
-  if (typeof s !== "object" || s === null || s.v !== 1 || s.serial !== serial || !UNIT_STATES.includes(s.state as UnitState)) throw broken("is not this unit's state");
-  if (s.state !== "new") {
-    const keyOk = s.key?.keystore === "soft" || (s.key?.keystore === "pkcs11" && typeof s.key.object === "string");
-    if (!UNIT_KEY_ALGORITHMS.includes(s.alg as UnitKeyAlgorithm) || !keyOk || typeof s.spki !== "string") throw broken("names no usable key");
-  }
-  if (s.state === "provisioned" && (typeof s.fingerprint !== "string" || !/^[0-9a-f]{64}$/.test(s.fingerprint))) throw broken("has no certificate fingerprint");
-  return s as StoredUnitState;
 }
 
 /**
  * A soft-keystore unit's private key, for tests and for device-side decryption (`unit
- * decrypt`). A unit in a PKCS#11 token has no such file: its key cannot leave the token.
+ * decrypt`). A unit in a PKCS#11 token has none here: its key cannot leave the token.
  */
 export function readSoftUnitKey(unitsDir: string, serial: string): KeyObject {
-  const files = unitFiles(unitsDir, serial);
-  let pem: string;
-  try {
-    pem = readFileSync(files.key, "utf8");
-  } catch (e) {
-    throw new UnitError("UNIT_STATE", `unit ${serial} has no key file ${files.key} (${(e as NodeJS.ErrnoException).code ?? "unreadable"}): it never generated a key, or its key is in a PKCS#11 token`, { cause: e });
-  }
-  try {
-    return createPrivateKey({ key: pem, format: "pem" });
-  } catch (e) {
-    throw new UnitError("UNIT_STATE", `${files.key} is not a PKCS#8 private key: remove ${files.dir} to start unit ${serial} afresh`, { cause: e });
-  }
+  return withUnitFlash(unitsDir, (flash) => {
+    if (!flash) throw new UnitError("UNIT_STATE", `unit ${serial} has no key: there is no ${unitsDbPath(unitsDir)}, so no unit ever generated one there`);
+    return softUnitKey(flash, serial);
+  });
 }

@@ -100,7 +100,8 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
         const fetchedFile = join(dir, "operator", `${serial}.pem`);
         const configFile = join(dir, "operator", "router-config.txt");
         const cmsFile = join(dir, "operator", "router-config.cms");
-        const decryptedFile = join(dir, "units", serial, "router-config.txt");
+        const decryptedFile = join(dir, "units", `${serial}-router-config.txt`);
+        const keyFile = join(dir, "units", `${serial}-key.pem`);
         mkdirSync(join(dir, "operator"), { recursive: true });
         writeFileSync(configFile, ROUTER_CONFIG);
         const fetched = await step(`operator fetches ${serial}'s certificate by serial (operator fetch)`, [
@@ -110,7 +111,9 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
         await step("the unit decrypts it with its own key (unit decrypt)", ["unit", "decrypt", "--serial", serial, "--in", cmsFile, "--out", decryptedFile, "--require-encrypted"]);
         const roundTrip = readFileSync(decryptedFile, "utf8") === ROUTER_CONFIG;
         if (!roundTrip) throw new IdmintError("internal", "DEMO_STEP", "the unit decrypted something else than the operator encrypted");
-        story = { line, checkpoint, ledger, reconciled, serial, fetched, encrypted, cmsFile, decryptedFile, directory: directory.url };
+        // The simulated units keep their keys in their flash (units.db): openssl needs a file.
+        await step("export the unit's key for openssl (unit export --key)", ["unit", "export", "--serial", serial, "--key", "--out", keyFile]);
+        story = { line, checkpoint, ledger, reconciled, serial, fetched, encrypted, cmsFile, decryptedFile, keyFile, directory: directory.url };
       } finally {
         directory.child.kill("SIGTERM");
       }
@@ -128,7 +131,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
         `  reconciled  ${reconciled.provisioned} provisioned + ${reconciled.unused} unused = ${reconciled.allocated} allocated, ${reconciled.anomalies.length} anomalies`,
         `  operator    fetched ${story.serial} (SHA-256 ${String(story.fetched.fingerprint ?? "").slice(0, 16)}…), encrypted a router configuration to it: ${story.cmsFile}`,
         `  unit        ${story.serial} decrypted it with its own key: ${story.decryptedFile}`,
-        `  try         openssl cms -decrypt -binary -inform DER -in ${story.cmsFile} -recip ${join(certs, `${story.serial}.pem`)} -inkey ${join(dir, "units", story.serial, "key.pem")}`,
+        `  try         openssl cms -decrypt -binary -inform DER -in ${story.cmsFile} -recip ${join(certs, `${story.serial}.pem`)} -inkey ${story.keyFile}`,
       ]);
     },
   );

@@ -2,12 +2,12 @@ import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { CoreError, DEFAULT_HW_TYPE_OID, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
-import { MAX_ENCRYPTED_INPUT_BYTES, UNIT_FAULTS, UnitError, UnitSimulator, decryptForUnit, parseFaultSpec, type SimKeystoreOptions } from "../../units/index.js";
+import { MAX_ENCRYPTED_INPUT_BYTES, UNIT_FAULTS, UnitError, UnitSimulator, decryptForUnit, exportUnitPart, parseFaultSpec, unitsDbPath, type SimKeystoreOptions, type UnitPart } from "../../units/index.js";
 import { assertNewOutput, homeOf, readBoundedInput, readInputFile, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
-  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, and their side of RFC 8886 (decrypt)", (y) =>
+  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, their side of RFC 8886 (decrypt), and their keys and certificates as files (export)", (y) =>
     y
       .command(
         "sim",
@@ -22,13 +22,13 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             .option("model", { type: "string", default: "Simulated Unit", describe: "model the units report in hello" })
             .option("firmware", { type: "string", default: "idmint-sim 1", describe: "firmware version the units report in hello" })
             .option("hw-type", { type: "string", describe: `hwType OID the units report (default: profile.hwTypeOid of the home, else ${DEFAULT_HW_TYPE_OID})` })
-            .option("keystore", { choices: ["soft", "pkcs11"] as const, default: "soft" as const, describe: "where unit keys live: soft = HOME/units/SERIAL/key.pem (0600); pkcs11 = a token as the units' secure element" })
+            .option("keystore", { choices: ["soft", "pkcs11"] as const, default: "soft" as const, describe: "where unit keys live: soft = in the units' flash, HOME/units/units.db (0600); pkcs11 = a token as the units' secure element" })
             .option("pkcs11-token", { type: "string", describe: "with --keystore pkcs11: the token, as a PKCS#11 URI with pin-source, e.g. pkcs11:token=unit-se?pin-source=file:/path/pin (default: simulator.unitTokenUri of the home)" })
             .option("pkcs11-module", { type: "string", describe: "with --keystore pkcs11: the PKCS#11 module (default: hsm.module of the home, else SoftHSM2)" })
             .option("fault", { type: "string", array: true, describe: `make a unit misbehave, SERIAL=KIND (repeatable); KIND: ${UNIT_FAULTS.join(", ")}` })
             .option("slow-ms", { type: "number", default: 1000, describe: "delay of every answer of a unit with the slow fault" })
             .option("root", { type: "string", describe: "vendor root certificate the units trust (default HOME/pki/root.pem)" })
-            .example("$0 unit sim --port 4700 --count 100 --prefix SN --start 1", "100 units SN000001..SN000100 on 127.0.0.1:4700, keys under HOME/units/")
+            .example("$0 unit sim --port 4700 --count 100 --prefix SN --start 1", "100 units SN000001..SN000100 on 127.0.0.1:4700, their keys and certificates in HOME/units/units.db")
             .example("$0 unit sim --port 0 --count 3 --prefix SN --start 1 --fault SN000002=duplicate-key --json", "any free port, printed as JSON; SN000002 reuses SN000001's key"),
         async (args) => {
           const home = homeOf(args, io);
@@ -82,7 +82,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             io.out(JSON.stringify({ host: sim.host, port: sim.port, count: sim.count }) + "\n");
           } else {
             io.out(`listening on ${sim.host}:${sim.port}\n`);
-            io.out(`serving ${sim.count} units ${sim.serialAt(0)} to ${sim.serialAt(sim.count - 1)} (keystore ${sim.keystore}, files in ${home.unitsDir}); stop with Ctrl-C\n`);
+            io.out(`serving ${sim.count} units ${sim.serialAt(0)} to ${sim.serialAt(sim.count - 1)} (keystore ${sim.keystore}, flash ${unitsDbPath(home.unitsDir)}); stop with Ctrl-C\n`);
           }
           await signal.stopped;
           await sim.close();
@@ -91,10 +91,10 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
       )
       .command(
         "decrypt",
-        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its key file, or ECDH or RSA decryption inside its token",
+        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its soft key, or ECDH or RSA decryption inside its token",
         (c) =>
           c
-            .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept under HOME/units/SERIAL by `station run --sim` or `unit sim`" })
+            .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept in HOME/units/units.db by `station run --sim` or `unit sim`" })
             .option("in", { type: "string", demandOption: true, describe: "the encrypted configuration (e.g. from `idmint operator encrypt` or `openssl cms -encrypt -binary -aes256`)" })
             .option("out", { type: "string", demandOption: true, describe: "where to write the configuration, mode 0600 (must not exist; written only on success)" })
             .option("require-encrypted", {
@@ -131,7 +131,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             ]);
             return;
           }
-          const how = keystore === "pkcs11" ? `its key in the token (${result.recipient === "key transport" ? "RSA decryption" : "ECDH"} inside the token)` : "its key file";
+          const how = keystore === "pkcs11" ? `its key in the token (${result.recipient === "key transport" ? "RSA decryption" : "ECDH"} inside the token)` : "its soft key";
           report(
             io,
             args,
@@ -143,6 +143,30 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           );
         },
       )
-      .demandCommand(1, "name a subcommand: sim or decrypt"),
+      .command(
+        "export",
+        "write a simulated unit's private key (PKCS#8 PEM, mode 0600; soft keystore only: a key in a token never leaves it), its IDevID or its chain (PEM) to a file, e.g. for openssl cms -decrypt",
+        (c) =>
+          c
+            .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept in HOME/units/units.db by `station run --sim` or `unit sim`" })
+            .option("key", { type: "boolean", describe: "export the unit's private key" })
+            .option("cert", { type: "boolean", describe: "export the unit's installed IDevID" })
+            .option("chain", { type: "boolean", describe: "export the chain installed with it (factory CA)" })
+            .option("out", { type: "string", demandOption: true, describe: "where to write it (must not exist)" })
+            .example("$0 unit export --serial SN000042 --key --out SN000042.key", "then: openssl cms -decrypt -in cfg.cms -inform DER -recip HOME/certs/SN000042.pem -inkey SN000042.key")
+            .example("$0 unit export --serial SN000042 --cert --out SN000042.pem --json", "the certificate the unit holds, saying where it went"),
+        (args) => {
+          const parts = (["key", "cert", "chain"] as const).filter((p) => args[p]);
+          if (parts.length !== 1) throw new CoreError("usage", "CONFIG_INVALID", "give exactly one of --key, --cert or --chain");
+          const part: UnitPart = parts[0]!;
+          assertNewOutput(args.out);
+          const pem = exportUnitPart(homeOf(args, io).unitsDir, args.serial, part);
+          // Only the owner reads a private key.
+          writeFileAtomic(args.out, pem, part === "key" ? 0o600 : 0o644);
+          const what = { key: "private key (PKCS#8, mode 0600)", cert: "certificate", chain: "chain" }[part];
+          report(io, args, { serial: args.serial, part, out: args.out }, () => [`${args.serial}: ${what} written to ${args.out}`]);
+        },
+      )
+      .demandCommand(1, "name a subcommand: sim, decrypt or export"),
   );
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { idmint, oneLineError, openssl, scratch } from "../helpers.js";
 
@@ -19,7 +19,8 @@ describe("idmint demo", () => {
       expect(out.reconciled).toMatchObject({ ok: true, allocated: 6, provisioned: 6, anomalies: [] });
       expect(out.line.pendingUploads).toBe(0);
       expect(readFileSync(out.decryptedFile, "utf8")).toMatch(/^! initial configuration of a new router/);
-      const viaOpenssl = openssl(["cms", "-decrypt", "-binary", "-inform", "DER", "-in", out.cmsFile, "-recip", join(home, "certs", "SN000001.pem"), "-inkey", join(home, "units", "SN000001", "key.pem")]);
+      expect(statSync(out.keyFile).mode & 0o777).toBe(0o600);
+      const viaOpenssl = openssl(["cms", "-decrypt", "-binary", "-inform", "DER", "-in", out.cmsFile, "-recip", join(home, "certs", "SN000001.pem"), "-inkey", out.keyFile]);
       expect(viaOpenssl.stdout, viaOpenssl.stderr).toBe(readFileSync(out.decryptedFile, "utf8"));
       const certs = readdirSync(join(home, "certs")).map((f) => join(home, "certs", f));
       expect(certs).toHaveLength(6);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
 import { idmint, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("station");
@@ -79,10 +80,11 @@ describe("idmint station run --sim", () => {
     expect(status.allocations[0]).toMatchObject({ provisioned: 200 });
   });
 
-  it("the units keep their keys and certificates under HOME/units", () => {
-    const unit = join(line.home, "units", "SN000001");
-    expect(readdirSync(unit).sort()).toEqual(expect.arrayContaining(["cert.pem", "key.pem"]));
-    expect(readFileSync(join(unit, "cert.pem"), "utf8")).toBe(readFileSync(join(line.home, "certs", "SN000001.pem"), "utf8"));
+  it("the units keep their keys and certificates in HOME/units/units.db", () => {
+    const unit = readUnitRecord(join(line.home, "units"), "SN000001")!;
+    expect(unit).toMatchObject({ state: "provisioned", key: { keystore: "soft" } });
+    expect(readSoftUnitKey(join(line.home, "units"), "SN000001").asymmetricKeyType).toBe("ec");
+    expect(unit.certificate).toBe(readFileSync(join(line.home, "certs", "SN000001.pem"), "utf8"));
   });
 });
 
@@ -121,7 +123,7 @@ describe("a station killed at any step resumes", () => {
         const pem = readFileSync(join(crash.home, "certs", `${i.serial}.pem`), "utf8");
         const cert = new x509.X509Certificate(pem);
         expect(sha256Hex(new Uint8Array(cert.rawData)), `${step} ${i.serial}`).toBe(i.certificateFingerprint);
-        expect(readFileSync(join(crash.home, "units", i.serial, "cert.pem"), "utf8"), `${step} ${i.serial}`).toBe(pem);
+        expect(readUnitRecord(join(crash.home, "units"), i.serial)?.certificate, `${step} ${i.serial}`).toBe(pem);
       }
     }
     const v = crash.cli("ledger", "verify");

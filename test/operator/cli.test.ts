@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
 import { REPO, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { directoryCommandLine, makeHome, must } from "../directory/fixture.js";
 
@@ -64,10 +65,15 @@ afterAll(async () => {
 });
 
 const cli = (...args: string[]): Run => vendor.cli(...args);
-const unitKey = (serial: string) => join(vendor.home, "units", serial, "key.pem");
 const certFile = (serial: string) => join(vendor.home, "certs", `${serial}.pem`);
 let n = 0;
 const fresh = (name: string) => file(`${++n}-${name}`);
+/** The unit's soft key as a file for openssl: the simulated units keep theirs in units.db. */
+function unitKey(serial: string): string {
+  const out = fresh(`${serial}.key`);
+  must(cli("unit", "export", "--serial", serial, "--key", "--out", out), "unit export --key");
+  return out;
+}
 
 /** A refused command: the expected exit code, one line on stderr, and nothing at --out. */
 function refused(r: Run, code: number, out: string): string {
@@ -125,7 +131,7 @@ describe("idmint operator fetch", () => {
 });
 
 describe("idmint operator encrypt -> openssl cms -decrypt with the unit's key", () => {
-  it("P-256 (DER) and RSA-2048 (PEM): openssl decrypts with the unit's key.pem, and the output names the algorithms", () => {
+  it("P-256 (DER) and RSA-2048 (PEM): openssl decrypts with the unit's exported key, and the output names the algorithms", () => {
     const ecOut = fresh("ec.cms");
     const r = cli("operator", "encrypt", "--cert", certFile(EC), "--in", file("router.cfg"), "--out", ecOut, "--json");
     expect(r.code, r.stderr).toBe(0);
@@ -159,7 +165,7 @@ describe("idmint unit decrypt", () => {
     expect(r.code, r.stderr).toBe(0);
   }
 
-  it("opens openssl cms -encrypt output with the unit's own key: P-256 and RSA-2048 key files, and P-256 inside the unit-se token", () => {
+  it("opens openssl cms -encrypt output with the unit's own key: P-256 and RSA-2048 soft keys, and P-256 inside the unit-se token", () => {
     for (const [serial, keystore, keyEncryption] of [
       [EC, "soft", "dhSinglePass-stdDH-sha1kdf-scheme"],
       [RSA, "soft", "rsaEncryption (PKCS #1 v1.5)"],
@@ -174,7 +180,9 @@ describe("idmint unit decrypt", () => {
       expect(readFileSync(out, "utf8")).toBe(config);
       expect(statSync(out).mode & 0o777).toBe(0o600);
     }
-    expect(existsSync(unitKey(TOKEN))).toBe(false); // its key never left the token
+    // Its key never left the token.
+    expect(readUnitRecord(join(vendor.home, "units"), TOKEN)?.key).toMatchObject({ keystore: "pkcs11" });
+    expect(() => readSoftUnitKey(join(vendor.home, "units"), TOKEN)).toThrow(/in a PKCS#11 token/);
   });
 
   it("opens idmint operator encrypt output (PEM) in the token, and says how", () => {
@@ -211,7 +219,7 @@ describe("idmint unit decrypt", () => {
       writeFileSync(cms, der);
       const out = fresh("x.cfg");
       expect(refused(cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out), 6, out)).toBe(
-        `idmint: unit ${serial}'s key (${serial === TOKEN ? "token" : "key file"}) does not open the input: it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`,
+        `idmint: unit ${serial}'s key (${serial === TOKEN ? "token" : "soft key"}) does not open the input: it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`,
       );
     }
   });
@@ -236,6 +244,7 @@ describe("--help", () => {
       ["operator", "fetch"],
       ["operator", "encrypt"],
       ["unit", "decrypt"],
+      ["unit", "export"],
     ]) {
       const r = cli(...cmd, "--help");
       expect(r.code, r.stderr).toBe(0);

@@ -3,6 +3,7 @@ import * as pkijs from "pkijs";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
 import { oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { makeHome, must } from "../directory/fixture.js";
 
@@ -67,7 +68,8 @@ describe("idmint unit decrypt with the key inside the unit-se token", () => {
       expect(readFileSync(out).equals(config)).toBe(true);
       expect(statSync(out).mode & 0o777).toBe(0o600);
       // The key never left the token.
-      expect(existsSync(join(vendor.home, "units", serial, "key.pem"))).toBe(false);
+      expect(readUnitRecord(join(vendor.home, "units"), serial)?.key).toMatchObject({ keystore: "pkcs11" });
+      expect(() => readSoftUnitKey(join(vendor.home, "units"), serial)).toThrow(/in a PKCS#11 token/);
     }
   });
 

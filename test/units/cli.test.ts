@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { createPublicKey } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createServer } from "node:net";
-import { checkCsr } from "../../pki/index.js";
-import { TcpFixture, type UnitLink } from "../../units/index.js";
-import { BIN, REPO, idmint, oneLineError, run, scratch } from "../helpers.js";
+import { checkCsr, x509 } from "../../pki/index.js";
+import { TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, type UnitLink } from "../../units/index.js";
+import { BIN, REPO, idmint, oneLineError, openssl, run, scratch, type Run } from "../helpers.js";
 import { makePki, type TestPki } from "./pki-fixture.js";
 
 const s = scratch("units-cli");
@@ -143,7 +144,14 @@ describe("idmint unit sim", () => {
     const link = await next(new TcpFixture("127.0.0.1", (JSON.parse(first) as { port: number }).port, { timeoutMs: 10_000 }));
     expect((await checkCsr((await link.genkey("EC-P256")).csr, "P000001")).keyType).toBe("EC-P256");
     await link.close();
-    expect(existsSync(join(hsmHome, "units", "P000001", "key.pem"))).toBe(false);
+    expect(readUnitRecord(join(hsmHome, "units"), "P000001")?.key).toMatchObject({ keystore: "pkcs11", object: expect.stringMatching(/^unit-P000001-/) });
+    expect(() => readSoftUnitKey(join(hsmHome, "units"), "P000001")).toThrow(/in a PKCS#11 token/);
+    // unit export cannot take the key out of the token, and says what to do instead.
+    const out = join(s.dir, "P000001.key");
+    const refused = idmint(["--home", hsmHome, "unit", "export", "--serial", "P000001", "--key", "--out", out]);
+    expect(refused.code).toBe(3);
+    expect(oneLineError(refused)).toMatch(/^idmint: unit P000001's key is object unit-P000001-[0-9a-f]+ in a PKCS#11 token and never leaves it: decrypt with `idmint unit decrypt --serial P000001`/);
+    expect(existsSync(out)).toBe(false);
     sim.child.kill("SIGTERM");
     const r = await sim.exit;
     expect(r.code, r.stderr).toBe(0);
@@ -154,5 +162,84 @@ describe("idmint unit sim", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Examples:/);
     expect(r.stdout).toMatch(/--fault/);
+  });
+});
+
+describe("idmint unit export", () => {
+  const exportHome = join(s.dir, "export-home");
+  const unitsDir = join(exportHome, "units");
+  const cli = (...args: string[]): Run => idmint(["--home", exportHome, "unit", "export", ...args]);
+  let n = 0;
+  const fresh = () => join(s.dir, `export-${++n}.pem`);
+  let installed: x509.X509Certificate;
+
+  beforeAll(async () => {
+    // EX-1 provisioned, EX-2 keyed only.
+    const sim = await UnitSimulator.start({ unitsDir, root: pki.rootPem, serials: ["EX-1", "EX-2"] });
+    try {
+      const fixture = new TcpFixture(sim.host, sim.port);
+      const a = await next(fixture);
+      const checked = await checkCsr((await a.genkey("EC-P256")).csr, "EX-1");
+      installed = await pki.issue(checked.publicKeySpki, "EX-1");
+      await a.install(installed.toString("pem"), pki.chainPems);
+      const b = await next(fixture);
+      await b.genkey("EC-P256");
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it("writes the unit's key (0600, the certificate's key, sound to openssl), its certificate and its chain", () => {
+    const key = fresh();
+    const r = cli("--serial", "EX-1", "--key", "--out", key, "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ serial: "EX-1", part: "key", out: key });
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(openssl(["pkey", "-in", key, "-noout", "-check"]).code).toBe(0);
+    expect(Buffer.from(createPublicKey(readFileSync(key, "utf8")).export({ type: "spki", format: "der" })).equals(Buffer.from(installed.publicKey.rawData))).toBe(true);
+
+    const cert = fresh();
+    const c = cli("--serial", "EX-1", "--cert", "--out", cert);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout).toBe(`EX-1: certificate written to ${cert}\n`);
+    expect(new x509.X509Certificate(readFileSync(cert, "utf8")).equal(installed)).toBe(true);
+
+    const chain = fresh();
+    expect(cli("--serial", "EX-1", "--chain", "--out", chain).code).toBe(0);
+    expect(new x509.X509Certificate(readFileSync(chain, "utf8")).toString("pem")).toBe(pki.chainPems[0]);
+    // A keyed unit's key can be exported before it holds a certificate.
+    expect(cli("--serial", "EX-2", "--key", "--out", fresh()).code).toBe(0);
+  });
+
+  it("refuses an unknown serial, a unit with no certificate yet, an existing --out and a missing or doubled part: one line, nothing written", () => {
+    const refused = (r: Run, code: number, out: string): string => {
+      expect(r.code, r.stderr).toBe(code);
+      expect(existsSync(out)).toBe(false);
+      return oneLineError(r);
+    };
+    let out = fresh();
+    expect(refused(cli("--serial", "EX-9", "--cert", "--out", out), 5, out)).toMatch(/^idmint: there is no unit EX-9 in .*units: check the serial and --home/);
+    expect(refused(cli("--serial", "EX-2", "--cert", "--out", out), 5, out)).toBe("idmint: unit EX-2 has no certificate yet: provision it first (idmint station run)");
+    expect(refused(cli("--serial", "EX-2", "--chain", "--out", out), 5, out)).toMatch(/EX-2 has no certificate yet/);
+    expect(refused(cli("--serial", "../EX-1", "--key", "--out", out), 3, out)).toMatch(/serial "..\/EX-1" is not valid/);
+    expect(refused(cli("--serial", "EX-1", "--out", out), 2, out)).toBe("idmint: give exactly one of --key, --cert or --chain");
+    expect(refused(cli("--serial", "EX-1", "--key", "--cert", "--out", out), 2, out)).toMatch(/exactly one of/);
+    const noUnits = idmint(["--home", join(s.dir, "no-units"), "unit", "export", "--serial", "EX-1", "--key", "--out", out]);
+    expect(refused(noUnits, 5, out)).toMatch(/there is no unit EX-1 in /);
+    expect(existsSync(join(s.dir, "no-units", "units"))).toBe(false);
+
+    out = fresh();
+    writeFileSync(out, "keep");
+    const exists = cli("--serial", "EX-1", "--key", "--out", out);
+    expect(exists.code).toBe(3);
+    expect(oneLineError(exists)).toMatch(/--out .* already exists/);
+    expect(readFileSync(out, "utf8")).toBe("keep");
+  });
+
+  it("has --help with an example", () => {
+    const r = idmint(["unit", "export", "--help"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Examples:\n\s+idmint unit export --serial SN000042 --key --out/);
   });
 });

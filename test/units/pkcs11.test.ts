@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { Home, sha256Hex, type IdmintConfig } from "../../core/index.js";
 import { Hsm, formatPkcs11Uri, initEmbeddedHsm } from "../../hsm/index.js";
 import { checkCsr } from "../../pki/index.js";
-import { TcpFixture, UnitSimulator, readSoftUnitKey, unitFiles, type StoredUnitState, type UnitLink } from "../../units/index.js";
+import { TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, unitsDbPath, type UnitLink } from "../../units/index.js";
 import { run, scratch } from "../helpers.js";
 import { makePki, type TestPki } from "./pki-fixture.js";
 
@@ -64,7 +65,7 @@ async function next(): Promise<UnitLink> {
   return link;
 }
 
-const state = (serial: string) => JSON.parse(readFileSync(unitFiles(unitsDir, serial).state, "utf8")) as StoredUnitState;
+const state = (serial: string) => readUnitRecord(unitsDir, serial)!;
 const tokenKeys = () => hsm.listKeys(tokenUri);
 
 /** pkcs11-tool, another process, sees only token objects: the proof the key is in the token, not a session. */
@@ -88,7 +89,10 @@ describe("the pkcs11 keystore: unit keys in a SoftHSM token playing the secure e
     const st = state("HSM000001");
     expect(st.key).toMatchObject({ keystore: "pkcs11", object: expect.stringMatching(/^unit-HSM000001-[0-9a-f]{8}$/) });
     const object = (st.key as { object: string }).object;
-    expect(existsSync(unitFiles(unitsDir, "HSM000001").key)).toBe(false);
+    // Nothing of the private key is in the unit's flash.
+    const db = new Database(unitsDbPath(unitsDir), { readonly: true });
+    expect(db.prepare("SELECT pkcs8 FROM units WHERE serial = 'HSM000001'").pluck().get()).toBeNull();
+    db.close();
     expect(() => readSoftUnitKey(unitsDir, "HSM000001")).toThrow(/in a PKCS#11 token/);
 
     expect(tokenKeys().find((k) => k.label === object)).toMatchObject({ algorithm: "EC-P256", sensitive: true, extractable: false });
@@ -106,6 +110,7 @@ describe("the pkcs11 keystore: unit keys in a SoftHSM token playing the secure e
     const checked = await checkCsr((await link.genkey("EC-P256")).csr, "HSM000002");
     expect(Buffer.from(checked.publicKeySpki).toString("hex")).toBe(firstSpki);
     expect(tokenKeys()).toHaveLength(before);
+    expect(state("HSM000002")).toMatchObject({ key: state("HSM000001").key, keyOwned: false });
     await link.close();
   });
 

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPublicKey } from "node:crypto";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { checkCsr, x509 } from "../../pki/index.js";
-import { MAX_FRAME_BYTES, TcpFixture, UnitSimulator, readSoftUnitKey, unitFiles, type StoredUnitState, type UnitLink } from "../../units/index.js";
+import { MAX_FRAME_BYTES, TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, unitsDbPath, type UnitLink } from "../../units/index.js";
 import { openssl, scratch } from "../helpers.js";
 import { makePki, softSigner, type TestPki } from "./pki-fixture.js";
 
@@ -39,7 +40,7 @@ async function nextUnit(): Promise<UnitLink> {
 }
 
 describe("UnitSimulator + TcpFixture", () => {
-  it("provisions three units end to end: hello, genkey, checkCsr, install, status, files on disk", async () => {
+  it("provisions three units end to end: hello, genkey, checkCsr, install, status, the unit's flash", async () => {
     const fingerprints: string[] = [];
     for (const [i, alg] of (["EC-P256", "RSA-2048", "EC-P256"] as const).entries()) {
       const link = await nextUnit();
@@ -58,23 +59,23 @@ describe("UnitSimulator + TcpFixture", () => {
       expect(await link.status()).toEqual({ serial, state: "provisioned", fingerprint });
       fingerprints.push(fingerprint);
 
-      // Files on disk: the key (0600) is the CSR's key; the certificate and chain are what was installed.
-      const files = unitFiles(unitsDir, serial);
-      expect(statSync(files.key).mode & 0o777).toBe(0o600);
+      // The unit's flash (units.db, 0600): the key is the CSR's key; the certificate and chain are what was installed.
+      expect(statSync(unitsDbPath(unitsDir)).mode & 0o777).toBe(0o600);
       const key = readSoftUnitKey(unitsDir, serial);
       expect(Buffer.from(createPublicKey(key).export({ type: "spki", format: "der" }))).toEqual(Buffer.from(checked.publicKeySpki));
-      expect(new x509.X509Certificate(readFileSync(files.cert, "utf8")).equal(cert)).toBe(true);
-      expect(new x509.X509Certificate(readFileSync(files.chain, "utf8")).equal(pki.factoryCa)).toBe(true);
-      const state = JSON.parse(readFileSync(files.state, "utf8")) as StoredUnitState;
-      expect(state).toMatchObject({ serial, state: "provisioned", fingerprint, alg });
+      const record = readUnitRecord(unitsDir, serial)!;
+      expect(record).toMatchObject({ serial, state: "provisioned", fingerprint, alg, key: { keystore: "soft" }, keyOwned: true, spki: Buffer.from(checked.publicKeySpki) });
+      expect(new x509.X509Certificate(record.certificate!).equal(cert)).toBe(true);
+      expect(new x509.X509Certificate(record.chain!).equal(pki.factoryCa)).toBe(true);
 
-      // The real openssl agrees with the hand-made DER: the CSR verifies, the key file is a sound key.
+      // The real openssl agrees with the hand-made DER: the CSR verifies, the stored key is a sound key.
       writeFileSync(join(s.dir, `${serial}.csr`), csr);
       const req = openssl(["req", "-in", join(s.dir, `${serial}.csr`), "-noout", "-verify", "-subject"]);
       expect(req.code, req.stderr).toBe(0);
       expect(req.stdout + req.stderr).toMatch(/verify OK/i);
       expect(req.stdout).toContain(`serialNumber = ${serial}`);
-      const pkey = openssl(["pkey", "-in", files.key, "-noout", "-check"]);
+      writeFileSync(join(s.dir, `${serial}.key`), key.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+      const pkey = openssl(["pkey", "-in", join(s.dir, `${serial}.key`), "-noout", "-check"]);
       expect(pkey.code, pkey.stderr).toBe(0);
 
       // A retried install of the same certificate answers the same; a new key is refused now.
@@ -99,6 +100,12 @@ describe("UnitSimulator + TcpFixture", () => {
     await expect(chain).rejects.toMatchObject({ code: "UNIT_REFUSED", unitCode: "CHAIN_INVALID" });
     await expect(chain).rejects.toThrow(/unit SN000044 .*refused install: CHAIN_INVALID: .*vendor root/);
 
+    // The same names as the vendor's, other keys: the remembered factory CA's key refuses it.
+    const twin = await makePki();
+    const forged = link.install((await twin.issue(spki, serial)).toString("pem"), pki.chainPems);
+    await expect(forged).rejects.toMatchObject({ code: "UNIT_REFUSED", unitCode: "CHAIN_INVALID" });
+    await expect(forged).rejects.toThrow(/no signature by the pinned root or a given CA/);
+
     const otherKey = await pki.issue(softSigner().publicKeySpki, serial);
     await expect(link.install(otherKey.toString("pem"), pki.chainPems)).rejects.toMatchObject({ code: "UNIT_REFUSED", unitCode: "KEY_MISMATCH" });
 
@@ -108,7 +115,9 @@ describe("UnitSimulator + TcpFixture", () => {
     await expect(link.install("not a certificate", pki.chainPems)).rejects.toMatchObject({ unitCode: "CERT_INVALID" });
     // None of that changed the unit, and the right certificate still goes in.
     expect(await link.status()).toEqual({ serial, state: "keyed" });
-    expect(existsSync(unitFiles(unitsDir, serial).cert)).toBe(false);
+    const record = readUnitRecord(unitsDir, serial)!;
+    expect(record.state).toBe("keyed");
+    expect(record.certificate).toBeUndefined();
     const good = await pki.issue(spki, serial);
     expect((await link.install(good.toString("pem"), pki.chainPems)).fingerprint).toBe(sha256Hex(new Uint8Array(good.rawData)));
     await link.close();
@@ -136,6 +145,10 @@ describe("a line given as a list of serials, and units that survive a restart", 
       const checked = await checkCsr((await a.genkey("EC-P256")).csr, "RT-7");
       const b = (await fx.next())!;
       await expect(checkCsr((await b.genkey("EC-P256")).csr, "RT-3")).rejects.toThrow(/serialNumber RT-7, not RT-3/);
+      // A second genkey replaces the key in the unit's flash.
+      const second = spkiOf((await b.genkey("EC-P256")).csr);
+      expect(Buffer.from(createPublicKey(readSoftUnitKey(dir, "RT-3")).export({ type: "spki", format: "der" }))).toEqual(Buffer.from(second));
+      expect(readUnitRecord(dir, "RT-3")!.spki).toEqual(Buffer.from(second));
       expect(await fx.next()).toBeUndefined();
       await Promise.all([a.close(), b.close()]);
 
@@ -151,18 +164,73 @@ describe("a line given as a list of serials, and units that survive a restart", 
       } finally {
         await again.close();
       }
-      // A unit whose state file is damaged answers INTERNAL, naming the file.
-      writeFileSync(unitFiles(dir, "RT-7").state, "{not json");
+      // And after another: RT-7 is provisioned, takes the same certificate again, and keeps its key.
+      const fingerprint = readUnitRecord(dir, "RT-7")!.fingerprint!;
+      const third = await UnitSimulator.start({ unitsDir: dir, root: pki.rootPem, serials: ["RT-7"] });
+      try {
+        const link = (await new TcpFixture(third.host, third.port).next())!;
+        expect(await link.status()).toEqual({ serial: "RT-7", state: "provisioned", fingerprint });
+        expect(await link.install(readUnitRecord(dir, "RT-7")!.certificate!, pki.chainPems)).toEqual({ fingerprint });
+        await expect(link.genkey("EC-P256")).rejects.toMatchObject({ unitCode: "ALREADY_PROVISIONED" });
+        await link.close();
+      } finally {
+        await third.close();
+      }
+      // A unit whose row is damaged answers INTERNAL, naming the store.
+      const db = new Database(unitsDbPath(dir));
+      db.prepare("UPDATE units SET spki = NULL WHERE serial = 'RT-7'").run();
+      db.close();
       const broken = await UnitSimulator.start({ unitsDir: dir, root: pki.rootPem, serials: ["RT-7"] });
       try {
         const link = (await new TcpFixture(broken.host, broken.port).next())!;
-        await expect(link.hello()).rejects.toMatchObject({ code: "UNIT_REFUSED", unitCode: "INTERNAL", message: expect.stringMatching(/state\.json cannot be read as JSON/) });
+        await expect(link.hello()).rejects.toMatchObject({ code: "UNIT_REFUSED", unitCode: "INTERNAL", message: expect.stringMatching(/RT-7's row in .*units\.db names no usable key/) });
         await link.close();
       } finally {
         await broken.close();
       }
     } finally {
       await listed.close();
+    }
+  });
+
+  it("duplicate-key copies the key of the unit provisioned last, one the station has seen, not a key still in flight", async () => {
+    const dup = await UnitSimulator.start({ unitsDir: join(s.dir, "dup"), root: pki.rootPem, serials: ["D-1", "D-2", "D-3"], faults: [{ serial: "D-3", fault: "duplicate-key" }] });
+    try {
+      const fx = new TcpFixture(dup.host, dup.port);
+      const [a, b, c] = [(await fx.next())!, (await fx.next())!, (await fx.next())!];
+      const first = await checkCsr((await a.genkey("EC-P256")).csr, "D-1");
+      await a.install((await pki.issue(first.publicKeySpki, "D-1")).toString("pem"), pki.chainPems);
+      const inFlight = spkiOf((await b.genkey("EC-P256")).csr);
+      const copied = spkiOf((await c.genkey("EC-P256")).csr);
+      expect(Buffer.from(copied)).toEqual(Buffer.from(first.publicKeySpki));
+      expect(Buffer.from(copied)).not.toEqual(Buffer.from(inFlight));
+      expect(readUnitRecord(join(s.dir, "dup"), "D-3")).toMatchObject({ keyOwned: false });
+      await Promise.all([a.close(), b.close(), c.close()]);
+    } finally {
+      await dup.close();
+    }
+  });
+
+  it("after its factory CA is proven, a unit still checks validity at its clock, and refuses with checkChain's reason", async () => {
+    let at: Date | undefined;
+    const timed = await UnitSimulator.start({ unitsDir: join(s.dir, "timed"), root: pki.rootPem, serials: ["T-1", "T-2"], clock: { now: () => at ?? new Date() } });
+    try {
+      const fx = new TcpFixture(timed.host, timed.port);
+      const install = async (serial: string) => {
+        const link = (await fx.next())!;
+        const { publicKeySpki } = await checkCsr((await link.genkey("EC-P256")).csr, serial);
+        try {
+          return await link.install((await pki.issue(publicKeySpki, serial)).toString("pem"), pki.chainPems);
+        } finally {
+          await link.close();
+        }
+      };
+      expect((await install("T-1")).fingerprint).toMatch(/^[0-9a-f]{64}$/);
+      at = new Date("2000-01-01T00:00:00Z");
+      await expect(install("T-2")).rejects.toMatchObject({ unitCode: "CHAIN_INVALID", message: expect.stringMatching(/CN=T-2.* is not valid at 2000-01-01T00:00:00\.000Z/) });
+      expect(readUnitRecord(join(s.dir, "timed"), "T-2")).toMatchObject({ state: "keyed" });
+    } finally {
+      await timed.close();
     }
   });
 
