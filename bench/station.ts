@@ -4,17 +4,19 @@
  *  1. Setup: a real SoftHSM home (`initEmbeddedHsm`), the key ceremony (`initCa`, as `idmint ca
  *     init`), and one allocation big enough for every unit below, imported directly into the
  *     station's SerialStore (import takes an already-verified Allocation, so no signature).
- *  2. The line, in this process exactly as `station run --sim` wires it (run lock, UnitSimulator
- *     with an explicit serial list and the soft keystore, TcpFixture, a LineContext whose CA
- *     signer is the factory CA key in SoftHSM, runLine), at K=1 and at K=8 slots.
+ *  2. The line exactly as `station run --sim` wires it (run lock, the unit simulator in a process
+ *     of its own with an explicit serial list and the soft keystore, TcpFixture, a LineContext
+ *     whose CA signer is the factory CA key in SoftHSM, runLine in this process), at K=1 and at
+ *     K=8 slots.
  *  3. Floor (a): the bare work of a unit, units one after another: a P-256 keygen, a CSR-sized
  *     signature with that key, a factory CA signature through pkcs11js/SoftHSM (`Hsm.signer`),
  *     one synchronous=FULL SQLite commit.
  *  4. Floor (b): the OpenSSL CLI in one bash loop, per unit `ecparam -genkey`, `req -new` and
  *     `x509 -req` (the recipe of RFC 8886 Appendix A).
  *  5. Ratios of the line to both floors.
- *  6. A long run at K=8 for flatness: RSS, throughput of the first and last tenth, and the
- *     factory-ca and station tokens' objects and open sessions before and after.
+ *  6. A long run at K=8 for flatness: the station process's RSS, throughput of the first and
+ *     last tenth, and the factory-ca and station tokens' objects and open sessions before and
+ *     after (the simulator process holds no session on them: it keeps unit keys in software).
  */
 import pkcs11js from "pkcs11js";
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
@@ -32,7 +34,7 @@ import { Pkcs11Module } from "../hsm/module.js";
 import type { Allocation } from "../serials/index.js";
 import { UnitStore, acquireRunLock, runLine, type LineSummary } from "../station/index.js";
 import type { TimedStage } from "../station/pipeline.js";
-import { TcpFixture, UnitSimulator } from "../units/index.js";
+import { SIM_HOST, TcpFixture, startSimulatorProcess } from "../units/index.js";
 import type { BenchContext, Benchmark, Figure } from "./run.js";
 
 const STATION_ID = "station-1";
@@ -42,7 +44,7 @@ const FLOOR_WARMUP = 20;
 // What `station run` uses unless told otherwise.
 const UNIT_TIMEOUT_MS = 10_000;
 const SLOW_MS = 5_000;
-const STAGES: readonly TimedStage[] = ["hello", "reserve", "genkey", "check", "sign", "store", "install", "total"];
+const STAGES: readonly TimedStage[] = ["hello", "reserve", "genkey", "check", "intent", "sign", "store", "install", "total"];
 // CK_ULONG values at or above this are CK_UNAVAILABLE_INFORMATION / CK_EFFECTIVELY_INFINITE.
 const UNAVAILABLE = 2 ** 32 - 2;
 // SoftHSM hands out session handles 1, 2, ... (the lowest free one first), so its open sessions
@@ -50,6 +52,8 @@ const UNAVAILABLE = 2 ** 32 - 2;
 const SESSION_PROBE_GAP = 64;
 const SESSION_PROBE_LIMIT = 1_000_000;
 const MB = 1024 * 1024;
+// USER_HZ: the unit of /proc/PID/stat's CPU times on Linux.
+const CLOCK_TICKS_PER_S = 100;
 
 const quietIo: Io = { out: () => {}, err: () => {}, isTty: false, env: process.env };
 
@@ -217,8 +221,21 @@ interface LineHooks {
   onUnit?(): void;
 }
 
-/** One `station run --sim COUNT --slots SLOTS` (soft keystore, EC-P256 units, no faults), in this process. */
-async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}): Promise<LineSummary> {
+/** One `station run --sim COUNT --slots SLOTS` (soft keystore, EC-P256 units, no faults): the station in this process, the units in their own. */
+/** CPU time (user + system) a process has used so far, from /proc (Linux), in ms. */
+function processCpuMs(pid: number): number {
+  // Fields 14 and 15 of /proc/PID/stat, counted after the parenthesised command name.
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+}
+
+interface SimLineResult extends LineSummary {
+  /** CPU per unit of the station's process and of the simulator's, in ms: which side is the limit. */
+  stationCpuMsPerUnit: number;
+  simulatorCpuMsPerUnit: number;
+}
+
+async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}): Promise<SimLineResult> {
   const release = acquireRunLock(join(home.root, "station.lock"));
   try {
     return await withStation(home, quietIo, async (stores) => {
@@ -230,7 +247,7 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
         const fresh = serials.nextAvailable(Math.max(0, count - resuming.length));
         const line = [...resuming, ...fresh].slice(0, count);
         if (line.length < count) throw new Error(`only ${line.length} serials are left for a line of ${count}: the allocation is too small`);
-        const sim = await UnitSimulator.start({
+        const sim = await startSimulatorProcess({
           unitsDir: home.unitsDir,
           root: readFileSync(home.pkiFile("root")),
           serials: line,
@@ -240,17 +257,21 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
           faults: [],
           slowMs: SLOW_MS,
         });
-        const fixture = new TcpFixture("127.0.0.1", sim.port, { timeoutMs: UNIT_TIMEOUT_MS });
-        const ctx = stationLineContext(home, config, stores, hsm, { units, keyAlgorithm: "EC-P256", clock: systemClock });
+        const fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: UNIT_TIMEOUT_MS });
+        const ctx = stationLineContext(home, config, hsm, { units, keyAlgorithm: "EC-P256", clock: systemClock });
         try {
           hooks.beforeUnits?.();
+          const cpu = { station: processCpuMs(process.pid), simulator: processCpuMs(sim.pid) };
           const summary = await runLine({ fixture, slots, ctx, onUnit: hooks.onUnit });
+          const stationCpuMsPerUnit = (processCpuMs(process.pid) - cpu.station) / count;
+          const simulatorCpuMsPerUnit = (processCpuMs(sim.pid) - cpu.simulator) / count;
           hooks.afterUnits?.();
           if (summary.units !== count || summary.provisioned !== count) {
             throw new Error(`the line provisioned ${summary.provisioned} of ${count} units (${summary.units} seen): failures ${JSON.stringify(summary.failures)}`);
           }
-          return summary;
+          return { ...summary, stationCpuMsPerUnit, simulatorCpuMsPerUnit };
         } finally {
+          await ctx.commits.close();
           await sim.close();
         }
       } finally {
@@ -262,11 +283,15 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
   }
 }
 
-function lineFigures(prefix: string, what: string, summary: LineSummary): Figure[] {
+function lineFigures(prefix: string, what: string, summary: SimLineResult): Figure[] {
   const figures: Figure[] = [
     { key: `${prefix}.units`, label: `${what}: units`, value: summary.units, unit: "units" },
     { key: `${prefix}.per_s`, label: `${what}: throughput`, value: summary.units / summary.seconds, unit: "units/s", digits: 1 },
     { key: `${prefix}.seconds`, label: `${what}: wall time`, value: summary.seconds, unit: "s", digits: 1 },
+    { key: `${prefix}.commits_per_unit`, label: `${what}: SQLite commits per unit`, value: summary.commits / Math.max(summary.units, 1), unit: "commits", digits: 2 },
+    { key: `${prefix}.changes_per_commit`, label: `${what}: unit state changes per commit (group commit)`, value: summary.changesPerCommit, unit: "changes", digits: 2 },
+    { key: `${prefix}.station_cpu_ms`, label: `${what}: station process CPU per unit`, value: summary.stationCpuMsPerUnit, unit: "ms", digits: 3 },
+    { key: `${prefix}.simulator_cpu_ms`, label: `${what}: simulator process CPU per unit`, value: summary.simulatorCpuMsPerUnit, unit: "ms", digits: 3 },
   ];
   for (const stage of STAGES) {
     const s = summary.stages[stage];

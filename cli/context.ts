@@ -131,24 +131,22 @@ export function readBoundedInput(path: string, what: string, max: number): Buffe
 }
 
 /**
- * The line's context for this home's station: its stores, the factory CA in the HSM, the
- * profile, and certificates published to HOME/certs/SERIAL.pem.
+ * The line's context for this home's station: the writer of its store (a worker thread;
+ * `await ctx.commits.close()` when the line is done), the factory CA in the HSM, the profile,
+ * and certificates published to HOME/certs/SERIAL.pem. `fixedNow` is IDMINT_NOW, if set.
  */
 export function stationLineContext(
   home: Home,
   config: IdmintConfig,
-  stores: StationStores,
   hsm: Hsm,
-  p: { units: UnitStore; keyAlgorithm: UnitKeyAlgorithm; clock: Clock; reached?: LineContext["reached"] },
+  p: { units: UnitStore; keyAlgorithm: UnitKeyAlgorithm; clock: Clock; fixedNow?: string; reached?: LineContext["reached"] },
 ): LineContext {
   const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
   mkdirSync(home.certsDir, { recursive: true });
   // Callers hold the station's run lock: a temporary here is a killed run's half-published copy.
   removeLeftoverTemporaries(home.certsDir);
   return {
-    commits: new GroupCommitter(stores.db),
-    ledger: stores.ledger,
-    serials: stores.serials,
+    commits: new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: p.fixedNow }),
     units: p.units,
     ca: {
       issuer: new IdevidIssuer({
@@ -159,7 +157,6 @@ export function stationLineContext(
       }),
       chainPems: [caPem],
     },
-    owner: `station:${config.station.id}`,
     keyAlgorithm: p.keyAlgorithm,
     random: systemRandom,
     publish: (serial, pem) => publishCopy(join(home.certsDir, `${serial}.pem`), pem),

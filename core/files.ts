@@ -54,7 +54,10 @@ export function removeLeftoverTemporaries(dir: string): void {
 /**
  * Replaces a file through a temporary sibling and a rename, off the event loop and without
  * fsync: for copies of what a database already holds durably (HOME/certs/SERIAL.pem), where
- * readers must never see half a file but an OS crash may cost a copy that is made again.
+ * readers must never see half a file but an OS crash may cost a copy that is made again. Off
+ * the event loop because creating a file waits for the file system's journal, which every
+ * SQLite fsync on the same disk commits: measured on the line, 1.1 ms a file in line against
+ * ~0.1 ms of the event loop this way.
  */
 export async function publishCopy(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}${TEMPORARY_SUFFIX}`);

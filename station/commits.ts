@@ -1,37 +1,77 @@
-import type { Db } from "../core/index.js";
+import type { Worker } from "node:worker_threads";
+import { IdmintError, siblingWorker, type ErrorKind } from "../core/index.js";
+import type { UnitChange } from "./changes.js";
+
+/** What the writer thread is started with. */
+export interface WriterOptions {
+  dbPath: string;
+  owner: string;
+  /** The station's clock when it is fixed (IDMINT_NOW), as ISO 8601; the system clock otherwise. */
+  now?: string;
+  busyTimeoutMs?: number;
+}
+
+/** An error as it crosses from the writer thread: code, kind and the first line of its message. */
+export interface WireError {
+  message: string;
+  code?: string;
+  kind?: ErrorKind;
+}
+
+export type ToWriter = { type: "commit"; id: number; changes: UnitChange[] } | { type: "close" };
+export type FromWriter =
+  | { type: "committed"; id: number; outcomes: Array<{ ok: true; value: string | undefined } | { ok: false; error: WireError }> }
+  | { type: "failed"; id: number; error: WireError };
+
+function rebuilt(w: WireError): Error {
+  if (w.kind && w.code) return new IdmintError(w.kind, w.code, w.message);
+  return Object.assign(new Error(w.message), { code: w.code });
+}
 
 interface Pending {
-  work: () => unknown;
-  resolve: (value: unknown) => void;
+  change: UnitChange;
+  resolve: (value: string | undefined) => void;
   reject: (reason: unknown) => void;
 }
 
 /**
- * Group commit for the line's slots. Every state change of a unit must be durable
+ * Group commit for the line's slots. Every change of a unit must be durable
  * (synchronous=FULL) before that unit takes its next step, and one FULL commit costs
- * 0.2-0.3 ms of fsync on these machines: four per unit would cap the line near 1,000
- * units/s before any other work. Changes asked for while the event loop is busy are
- * therefore committed together in one transaction at the next turn (setImmediate), each in
- * a savepoint of its own, so one unit's refusal (a serial already used, a key seen before)
- * rolls back that unit's change alone. Nobody's promise settles before the commit that holds
- * its change: a crash loses only changes no slot has acted on.
+ * 0.3-0.6 ms of fsync on these machines: four per unit, made on the event loop, would cap
+ * the line near 500 units/s before any other work. So the changes are made by a worker
+ * thread (store-writer.ts) with its own connection, many to a commit: whatever the slots
+ * ask for while one commit is under way goes into the next, each in a savepoint of its own,
+ * so a refusal (a serial already used, a key seen before) undoes that change alone. Nobody's
+ * promise settles before the commit that holds its change: a crash loses only changes that
+ * no slot has acted on.
  */
 export class GroupCommitter {
+  private readonly worker: Worker;
   private queue: Pending[] = [];
+  private inFlight: { id: number; batch: Pending[] } | undefined;
   private scheduled = false;
+  private nextId = 1;
+  private dead: Error | undefined;
+  private closing: Promise<void> | undefined;
   private commits = 0;
   private changes = 0;
 
-  constructor(private readonly db: Db) {}
+  constructor(options: WriterOptions) {
+    this.worker = siblingWorker(import.meta.url, "store-writer", options);
+    // An idle writer never keeps a station alive; one with changes under way does (send, settle).
+    this.worker.unref();
+    this.worker.on("message", (m: FromWriter) => this.settle(m));
+    this.worker.on("error", (e: unknown) => this.fail(e));
+    this.worker.on("exit", (code) => this.fail(new Error(`the station store's writer thread ended (exit code ${code})`)));
+  }
 
-  /** Runs `work` (synchronous SQLite statements) in the next group commit; settles once it is durable. */
-  commit<T>(work: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+  /** Makes `change` in the next group commit; settles once it is durable, with applyChange's value. */
+  commit(change: UnitChange): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.closing) return reject(new IdmintError("internal", "STORE_WRITER", "the station store's writer is closed"));
+      if (this.dead) return reject(this.dead);
+      this.queue.push({ change, resolve, reject });
+      this.schedule();
     });
   }
 
@@ -40,35 +80,68 @@ export class GroupCommitter {
     return { commits: this.commits, changes: this.changes };
   }
 
-  private flush(): void {
-    this.scheduled = false;
+  /** Waits for the changes asked for so far, then ends the writer thread. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      while (!this.dead && (this.inFlight || this.queue.length)) await new Promise((r) => setImmediate(r));
+      if (this.dead) return;
+      const exited = new Promise<void>((resolve) => this.worker.once("exit", () => resolve()));
+      // Waiting for the writer's exit is what keeps this process alive now.
+      this.worker.ref();
+      this.worker.postMessage({ type: "close" } satisfies ToWriter);
+      await exited;
+    })();
+    return this.closing;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight) return;
+    this.scheduled = true;
+    // The next turn of the event loop: what every slot asks for in this one shares the commit.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.send();
+    });
+  }
+
+  private send(): void {
+    if (this.inFlight || this.queue.length === 0 || this.dead) return;
     const batch = this.queue;
     this.queue = [];
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      this.db
-        .transaction(() => {
-          for (const p of batch) {
-            try {
-              // A transaction function called inside another runs as a savepoint (better-sqlite3).
-              outcomes.push({ ok: true, value: this.db.transaction(p.work)() });
-            } catch (error) {
-              outcomes.push({ ok: false, error });
-            }
-          }
-        })
-        .immediate();
-    } catch (error) {
+    this.inFlight = { id: this.nextId++, batch };
+    this.worker.ref();
+    this.worker.postMessage({ type: "commit", id: this.inFlight.id, changes: batch.map((p) => p.change) } satisfies ToWriter);
+  }
+
+  private settle(m: FromWriter): void {
+    const flight = this.inFlight;
+    if (!flight || flight.id !== m.id) return;
+    this.inFlight = undefined;
+    if (m.type === "failed") {
       // The commit itself failed (disk full, store locked too long): none of the changes happened.
-      for (const p of batch) p.reject(error);
-      return;
+      const error = rebuilt(m.error);
+      for (const p of flight.batch) p.reject(error);
+    } else {
+      this.commits++;
+      this.changes += flight.batch.length;
+      flight.batch.forEach((p, i) => {
+        const o = m.outcomes[i]!;
+        if (o.ok) p.resolve(o.value);
+        else p.reject(rebuilt(o.error));
+      });
     }
-    this.commits++;
-    this.changes += batch.length;
-    batch.forEach((p, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) p.resolve(o.value);
-      else p.reject(o.error);
-    });
+    // What queued up during this commit goes at once: the slots are already waiting.
+    if (this.queue.length) this.send();
+    else this.worker.unref();
+  }
+
+  private fail(e: unknown): void {
+    if (this.dead) return;
+    const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+    this.dead = new IdmintError("internal", "STORE_WRITER", `the station store's writer thread failed: ${why}`);
+    const waiting = [...(this.inFlight?.batch ?? []), ...this.queue];
+    this.inFlight = undefined;
+    this.queue = [];
+    for (const p of waiting) p.reject(this.dead);
   }
 }

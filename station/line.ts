@@ -38,28 +38,39 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   let units = 0;
   let provisioned = 0;
   let resumed = 0;
+  const record = (outcome: UnitOutcome) => {
+    units++;
+    if (outcome.status === "provisioned") {
+      provisioned++;
+      if (outcome.resumed) resumed++;
+    } else {
+      const code = outcome.code ?? "UNKNOWN";
+      failures[code] = (failures[code] ?? 0) + 1;
+    }
+    for (const [stage, ms] of Object.entries(outcome.ms) as Array<[TimedStage, number]>) times.get(stage)?.push(ms);
+    p.onUnit?.(outcome);
+  };
+  // Units whose slot is free again but whose delivery is still being recorded.
+  const recording = new Set<Promise<void>>();
   const slot = async () => {
     for (;;) {
       const link = await p.fixture.next();
       if (!link) return;
       try {
-        const outcome = await provisionUnit(link, p.ctx);
-        units++;
-        if (outcome.status === "provisioned") {
-          provisioned++;
-          if (outcome.resumed) resumed++;
-        } else {
-          const code = outcome.code ?? "UNKNOWN";
-          failures[code] = (failures[code] ?? 0) + 1;
-        }
-        for (const [stage, ms] of Object.entries(outcome.ms) as Array<[TimedStage, number]>) times.get(stage)?.push(ms);
-        p.onUnit?.(outcome);
+        let freed!: () => void;
+        const free = new Promise<void>((resolve) => (freed = resolve));
+        const outcome = provisionUnit(link, p.ctx, freed).then(record);
+        recording.add(outcome);
+        const recorded = () => recording.delete(outcome);
+        outcome.then(recorded, recorded);
+        await Promise.race([free, outcome]);
       } finally {
         await link.close();
       }
     }
   };
   await Promise.all(Array.from({ length: p.slots }, slot));
+  await Promise.all(recording);
   const seconds = (performance.now() - started) / 1000;
   const stages: LineSummary["stages"] = {};
   for (const stage of stageNames) {

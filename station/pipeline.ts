@@ -1,7 +1,5 @@
 import { isIdmintError, type Random } from "../core/index.js";
-import type { Ledger } from "../ledger/index.js";
 import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
-import type { SerialStore } from "../serials/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../units/index.js";
 import type { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
@@ -15,15 +13,12 @@ export type Step = (typeof STEPS)[number];
 export type TimedStage = "hello" | "reserve" | "genkey" | "check" | "intent" | "sign" | "store" | "install" | "total";
 
 export interface LineContext {
-  /** Every state change goes through here: durable before the unit's next step, grouped across slots. */
+  /** Every change to the store goes through here: durable before the unit's next step, grouped across slots. */
   commits: GroupCommitter;
-  ledger: Ledger;
-  serials: SerialStore;
+  /** Read only: where each unit stands when it says hello. */
   units: UnitStore;
   /** The factory CA: its IDevID issuer (the key in the HSM) and the chain a unit is given. */
   ca: { issuer: IdevidIssuer; chainPems: string[] };
-  /** Whose reservations these are: the station, so a resumed run owns its own half-done units. */
-  owner: string;
   keyAlgorithm: UnitKeyAlgorithm;
   random: Random;
   /** Writes HOME/certs/SERIAL.pem for people and scripts (a copy: SQLite holds the record). */
@@ -60,13 +55,15 @@ function failure(e: unknown): UnitFailure {
 }
 
 /**
- * One unit through the hot path (DESIGN.md): hello, serial check and reservation, the unit's
- * own key and CSR, proof of possession, a ledger intent before the CA signs, one transaction
- * for the certificate, install on the unit, delivery recorded. Every state change is in
- * SQLite before the next step, so a killed station resumes each unit where it stood: a unit
- * whose certificate was signed and stored gets that same certificate again.
+ * One unit through the hot path (DESIGN.md): hello, serial check and reservation (while the
+ * unit makes its key), the unit's CSR, proof of possession, a ledger intent before the CA
+ * signs, one transaction for the certificate, install on the unit, delivery recorded. Every
+ * state change is in SQLite before the step that depends on it, so a killed station resumes
+ * each unit where it stood: a unit whose certificate was signed and stored gets that same
+ * certificate again. `slotFree` is called once the unit holds its certificate and the
+ * fixture slot may take the next unit; the outcome follows when the delivery is recorded.
  */
-export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<UnitOutcome> {
+export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?: () => void): Promise<UnitOutcome> {
   const ms: UnitOutcome["ms"] = {};
   const started = performance.now();
   let mark = started;
@@ -87,19 +84,24 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     const row = ctx.units.get(serial);
     if (row?.stage === "delivered") return await confirmDelivered(link, serial, row.certificateFingerprint ?? "", ms, started);
     if (row?.stage === "issued" && row.certificate) {
-      return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true);
+      return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
     }
 
     const s = serial;
-    await ctx.commits.commit(() => {
-      ctx.serials.reserve(s, ctx.owner);
-      ctx.units.begin(s);
-    });
+    // The unit makes its key while its reservation commits: both are done before anything
+    // is signed, and a refused serial costs the unit no more than a key it never uses.
+    const reserving = performance.now();
+    const [reservation, generated] = await Promise.allSettled([
+      ctx.commits.commit({ op: "reserve", serial: s }).then(() => {
+        ms.reserve = performance.now() - reserving;
+      }),
+      link.genkey(ctx.keyAlgorithm),
+    ]);
+    if (reservation.status === "rejected") throw reservation.reason;
     reserved = true;
-    lap("reserve");
     ctx.reached?.("reserved", serial);
-
-    const { csr } = await link.genkey(ctx.keyAlgorithm);
+    if (generated.status === "rejected") throw generated.reason;
+    const { csr } = generated.value;
     lap("genkey");
     ctx.reached?.("genkey", serial);
     const checked = await checkCsr(csr, serial);
@@ -109,11 +111,7 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
     // Invariant 2: the ledger names the signature before the CA key makes it. The key is
     // recorded in the same commit, so it is never certified without being on record.
     const certificateSerial = newCertificateSerial(ctx.random);
-    const had = await ctx.commits.commit(() => {
-      const owner = ctx.units.recordKey(s, keyFingerprint, certificateSerial);
-      if (owner === undefined) ctx.ledger.append({ type: "signing.intent", serial: s, keyFingerprint, certificateSerial });
-      return owner;
-    });
+    const had = await ctx.commits.commit({ op: "intent", serial: s, keyFingerprint, certificateSerial });
     // The same unit showing its own key again after a resume is not a second unit.
     if (had !== undefined) {
       throw new StationError("verify", "KEY_REUSED", `unit ${serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
@@ -127,16 +125,12 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext): Promise<U
 
     const pem = cert.pem + "\n";
     const fingerprint = cert.fingerprint;
-    await ctx.commits.commit(() => {
-      ctx.units.issued(s, pem, fingerprint);
-      ctx.serials.markProvisioned(s, ctx.owner, fingerprint);
-      ctx.ledger.append({ type: "certificate.issued", serial: s, certificateSerial, certificateFingerprint: fingerprint });
-    });
+    await ctx.commits.commit({ op: "issued", serial: s, certificateSerial, pem, fingerprint });
     reserved = false;
     lap("store");
     ctx.reached?.("issued", serial);
 
-    return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false);
+    return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false, slotFree);
   } catch (e) {
     const f = failure(e);
     if (serial !== undefined) await recordFailure(ctx, serial, f, reserved);
@@ -155,6 +149,7 @@ async function deliver(
   started: number,
   lap: (s: TimedStage) => void,
   resumed: boolean,
+  slotFree: (() => void) | undefined,
 ): Promise<UnitOutcome> {
   // HOME/certs/SERIAL.pem is written while the unit installs; it is on disk before the
   // unit counts as delivered, and a crash before that publishes it again on resume.
@@ -170,10 +165,9 @@ async function deliver(
   }
   lap("install");
   ctx.reached?.("installed", serial);
-  await ctx.commits.commit(() => {
-    ctx.ledger.append({ type: "unit.delivered", serial, certificateFingerprint: fingerprint });
-    ctx.units.delivered(serial, pem);
-  });
+  // The unit holds its certificate: its slot may take the next unit while this is recorded.
+  slotFree?.();
+  await ctx.commits.commit({ op: "delivered", serial, pem, fingerprint });
   ctx.reached?.("delivered", serial);
   ms.total = performance.now() - started;
   return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed, ms };
@@ -191,12 +185,8 @@ async function confirmDelivered(link: UnitLink, serial: string, fingerprint: str
 
 async function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, reserved: boolean): Promise<void> {
   try {
-    await ctx.commits.commit(() => {
-      ctx.ledger.append({ type: "error", serial, stage: "provision", code: f.code, message: f.message.slice(0, 300) });
-      ctx.units.failed(serial, f.code, f.message);
-      // No certificate was signed for this unit: the serial may be used by a good unit later.
-      if (reserved) ctx.serials.release(serial, ctx.owner, f.code);
-    });
+    // No certificate was signed for a unit still reserved: its serial may go to a good unit later.
+    await ctx.commits.commit({ op: "failed", serial, code: f.code, message: f.message, releaseSerial: reserved });
   } catch {
     // The failure is reported either way; a store that cannot record it fails the next unit too.
   }

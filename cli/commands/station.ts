@@ -6,7 +6,7 @@ import { signDocument } from "../../serials/index.js";
 import { DirectoryClient } from "../../directory/index.js";
 import type { Hsm } from "../../hsm/index.js";
 import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
-import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitFixture } from "../../units/index.js";
+import { SIM_HOST, TcpFixture, parseFaultSpec, startSimulatorProcess, type SimulatorProcess, type UnitFixture } from "../../units/index.js";
 import { assertNewOutput, clockOf, homeOf, stationIdentity, stationLineContext, withHsm, withStation, type StationStores } from "../context.js";
 import type { Home, IdmintConfig } from "../../core/index.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
@@ -138,7 +138,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
               withHsm(config, io, async (hsm) => {
                 const { db, ledger, serials } = stores;
                 const units = new UnitStore(db, clockOf(io));
-                let sim: UnitSimulator | undefined;
+                let sim: SimulatorProcess | undefined;
                 let fixture: UnitFixture;
                 let total: number | undefined;
                 if (args.sim !== undefined) {
@@ -146,7 +146,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                   const fresh = serials.nextAvailable(Math.max(0, args.sim - resuming.length));
                   const line = [...resuming, ...fresh].slice(0, args.sim);
                   if (line.length === 0) throw new StationError("state", "NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
-                  sim = await UnitSimulator.start({
+                  sim = await startSimulatorProcess({
                     unitsDir: home.unitsDir,
                     root: readFileSync(home.pkiFile("root")),
                     serials: line,
@@ -156,12 +156,12 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                     faults,
                     slowMs: args.slowMs,
                   });
-                  fixture = new TcpFixture("127.0.0.1", sim.port, { timeoutMs: args.timeoutMs });
+                  fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: args.timeoutMs });
                   total = line.length;
                 } else {
                   fixture = new TcpFixture(target!.host, target!.port, { timeoutMs: args.timeoutMs });
                 }
-                const ctx = stationLineContext(home, config, stores, hsm, { units, keyAlgorithm: args.alg, clock: clockOf(io), reached });
+                const ctx = stationLineContext(home, config, hsm, { units, keyAlgorithm: args.alg, clock: clockOf(io), fixedNow: io.env.IDMINT_NOW, reached });
                 const bar = progress(io, { total, json: args.json, label: "units" });
                 // The directory is fed in the background; it being down never stops the line.
                 const background = args.directory ? uploader(home, config, io, stores, hsm, args.directory, 200) : undefined;
@@ -178,6 +178,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                   bar.done();
                   background?.stop();
                   await uploading;
+                  await ctx.commits.close();
                   await sim?.close();
                 }
                 const uploads = args.directory ? await uploader(home, config, io, stores, hsm, args.directory, 200).flush(Math.max(0, args.uploadWait) * 1000).catch((e: Error) => ({ error: e.message })) : undefined;

@@ -1,83 +1,131 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { openDb, type Db } from "../../core/index.js";
-import { GroupCommitter } from "../../station/index.js";
+import { openDb, systemClock } from "../../core/index.js";
+import { Ledger } from "../../ledger/index.js";
+import { SerialStore, type Allocation } from "../../serials/index.js";
+import { GroupCommitter, UnitStore } from "../../station/index.js";
 import { scratch } from "../helpers.js";
 
 const s = scratch("group-commit");
-let db: Db;
+afterAll(() => s.cleanup());
+const owner = "station:station-1";
 let path: string;
 let n = 0;
 
+/** A station store with SN000001..SN000010 allocated to station-1, as `serials import` leaves it. */
 beforeEach(() => {
-  path = join(s.dir, `store-${n++}.db`);
-  db = openDb(path);
-  db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+  path = join(s.dir, `station-${n++}.db`);
+  const db = openDb(path);
+  try {
+    const ledger = new Ledger(db, systemClock);
+    const serials = new SerialStore(db, ledger, systemClock);
+    new UnitStore(db, systemClock);
+    const now = Date.now();
+    const allocation: Allocation = {
+      format: "idmint-allocation/1",
+      allocationId: "a-1",
+      order: "PO-1",
+      station: "station-1",
+      model: "RT-1",
+      notBefore: new Date(now - 86_400_000).toISOString(),
+      notAfter: new Date(now + 86_400_000).toISOString(),
+      count: 10,
+      ranges: [{ prefix: "SN", start: 1, count: 10, width: 6 }],
+      createdAt: new Date(now).toISOString(),
+    };
+    serials.importAllocation(allocation, JSON.stringify(allocation), "station-1");
+  } finally {
+    db.close();
+  }
 });
 
-afterEach(() => db.close());
-afterAll(() => s.cleanup());
-
-/** What another connection sees: only committed rows. */
-function committed(): string[] {
-  const other = new Database(path, { readonly: true });
+/** What another connection sees: committed state only. */
+function committed(): { reserved: string[]; ledger: string[] } {
+  const db = new Database(path, { readonly: true });
   try {
-    return other.prepare("SELECT k FROM t ORDER BY k").pluck().all() as string[];
+    return {
+      reserved: db.prepare("SELECT serial FROM serials WHERE state = 'reserved' ORDER BY serial").pluck().all() as string[],
+      ledger: db.prepare("SELECT type || ' ' || serial FROM ledger_entries WHERE type <> 'allocation.imported' ORDER BY idx").pluck().all() as string[],
+    };
   } finally {
-    other.close();
+    db.close();
   }
 }
 
 describe("GroupCommitter", () => {
   it("commits the changes asked for in one turn together, each settling only once it is committed", async () => {
-    const commits = new GroupCommitter(db);
-    const insert = db.prepare("INSERT INTO t (k) VALUES (?)");
-    const seen: string[][] = [];
-    const all = ["a", "b", "c"].map((k) => commits.commit(() => insert.run(k)).then(() => seen.push(committed())));
-    expect(committed()).toEqual([]);
-    await Promise.all(all);
-    expect(seen).toEqual([["a", "b", "c"], ["a", "b", "c"], ["a", "b", "c"]]);
-    expect(commits.stats).toEqual({ commits: 1, changes: 3 });
+    const commits = new GroupCommitter({ dbPath: path, owner });
+    try {
+      const seen: string[][] = [];
+      const all = ["SN000001", "SN000002", "SN000003"].map((serial) => commits.commit({ op: "reserve", serial }).then(() => seen.push(committed().reserved)));
+      await Promise.all(all);
+      const three = ["SN000001", "SN000002", "SN000003"];
+      expect(seen).toEqual([three, three, three]);
+      expect(commits.stats).toEqual({ commits: 1, changes: 3 });
+      expect(committed().ledger).toEqual(three.map((x) => `serial.reserved ${x}`));
+    } finally {
+      await commits.close();
+    }
   });
 
-  it("rolls back a refused change alone: the others in its group commit", async () => {
-    const commits = new GroupCommitter(db);
-    const insert = db.prepare("INSERT INTO t (k) VALUES (?)");
-    const results = await Promise.allSettled([
-      commits.commit(() => insert.run("x")),
-      commits.commit(() => {
-        insert.run("half-done");
-        insert.run("x");
-      }),
-      commits.commit(() => {
-        insert.run("y");
-        return "kept";
-      }),
-    ]);
-    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
-    expect((results[1] as PromiseRejectedResult).reason.code).toBe("SQLITE_CONSTRAINT_PRIMARYKEY");
-    expect((results[2] as PromiseFulfilledResult<string>).value).toBe("kept");
-    expect(committed()).toEqual(["x", "y"]);
+  it("undoes a refused change alone: the others in its group commit", async () => {
+    const commits = new GroupCommitter({ dbPath: path, owner });
+    try {
+      const results = await Promise.allSettled([
+        commits.commit({ op: "reserve", serial: "SN000001" }),
+        commits.commit({ op: "reserve", serial: "XX000001" }),
+        commits.commit({ op: "intent", serial: "SN000001", keyFingerprint: "ab".repeat(32), certificateSerial: "4".repeat(32) }),
+        commits.commit({ op: "reserve", serial: "SN000002" }),
+        commits.commit({ op: "intent", serial: "SN000002", keyFingerprint: "ab".repeat(32), certificateSerial: "5".repeat(32) }),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"]);
+      expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: "SERIAL_UNKNOWN", kind: "verify", message: expect.stringMatching(/^serial XX000001 is in no imported allocation/) });
+      // The second unit presented the first one's key: no intent for it, and the first one named.
+      expect((results[4] as PromiseFulfilledResult<string | undefined>).value).toBe("SN000001");
+      expect(committed()).toEqual({
+        reserved: ["SN000001", "SN000002"],
+        ledger: ["serial.reserved SN000001", "signing.intent SN000001", "serial.reserved SN000002"],
+      });
+    } finally {
+      await commits.close();
+    }
   });
 
-  it("rejects every change of a group whose commit fails, and commits none of them", async () => {
-    const commits = new GroupCommitter(db);
-    const insert = db.prepare("INSERT INTO t (k) VALUES (?)");
-    // Another connection holds the write lock past the busy timeout: BEGIN IMMEDIATE fails.
+  it("rejects every change of a group whose commit fails, and makes none of them", async () => {
+    const commits = new GroupCommitter({ dbPath: path, owner, busyTimeoutMs: 0 });
+    await commits.commit({ op: "reserve", serial: "SN000009" });
+    // Another connection holds the write lock: the writer's BEGIN IMMEDIATE fails at once.
     const other = new Database(path, { timeout: 0 });
     other.exec("BEGIN IMMEDIATE");
-    db.pragma("busy_timeout = 0");
     try {
-      const results = await Promise.allSettled([commits.commit(() => insert.run("p")), commits.commit(() => insert.run("q"))]);
+      const results = await Promise.allSettled([commits.commit({ op: "reserve", serial: "SN000001" }), commits.commit({ op: "reserve", serial: "SN000002" })]);
       expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
-      expect((results[0] as PromiseRejectedResult).reason.code).toBe("SQLITE_BUSY");
-    } finally {
+      expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: "SQLITE_BUSY" });
       other.exec("ROLLBACK");
+      expect(committed().reserved).toEqual(["SN000009"]);
+      await commits.commit({ op: "reserve", serial: "SN000003" });
+      expect(committed().reserved).toEqual(["SN000003", "SN000009"]);
+    } finally {
+      if (other.inTransaction) other.exec("ROLLBACK");
       other.close();
+      await commits.close();
     }
-    expect(committed()).toEqual([]);
-    await commits.commit(() => insert.run("r"));
-    expect(committed()).toEqual(["r"]);
+  });
+
+  it("refuses changes once closed", async () => {
+    const commits = new GroupCommitter({ dbPath: path, owner });
+    await commits.close();
+    await expect(commits.commit({ op: "reserve", serial: "SN000001" })).rejects.toThrow(/closed/);
+  });
+
+  it("fails every change, one line each, when the writer cannot start", async () => {
+    // A directory where the store should be: the writer cannot open it.
+    const commits = new GroupCommitter({ dbPath: s.dir, owner });
+    try {
+      await expect(commits.commit({ op: "reserve", serial: "SN000001" })).rejects.toMatchObject({ code: "STORE_WRITER", message: expect.stringMatching(/^the station store's writer thread failed: [^\n]+$/) });
+    } finally {
+      await commits.close();
+    }
   });
 });

@@ -1,0 +1,58 @@
+import type { Ledger } from "../ledger/index.js";
+import type { SerialStore } from "../serials/index.js";
+import type { UnitStore } from "./store.js";
+
+/**
+ * Every change the line makes to the station's store, one per step of a unit (DESIGN.md's
+ * hot path). They are data so that a worker thread can make them (see commits.ts).
+ */
+export type UnitChange =
+  /** The serial is this station's to provision: reserved, ledger entry, unit row. */
+  | { op: "reserve"; serial: string }
+  /** The unit's key on record (refused if another unit presented it) and the ledger's signing intent. */
+  | { op: "intent"; serial: string; keyFingerprint: string; certificateSerial: string }
+  /** The certificate stored, the serial provisioned, the ledger's issued entry: one transaction. */
+  | { op: "issued"; serial: string; certificateSerial: string; pem: string; fingerprint: string }
+  /** The unit acknowledged its certificate: ledger entry, and the certificate queued for the directory. */
+  | { op: "delivered"; serial: string; pem: string; fingerprint: string }
+  /** The unit failed: ledger entry, its row, and its serial released if no certificate was signed. */
+  | { op: "failed"; serial: string; code: string; message: string; releaseSerial: boolean };
+
+export interface ChangeStores {
+  ledger: Ledger;
+  serials: SerialStore;
+  units: UnitStore;
+  /** Whose reservations these are: the station, so a resumed run owns its own half-done units. */
+  owner: string;
+}
+
+/** Makes one change inside the caller's transaction. For "intent", returns the serial that already had the key, if any. */
+export function applyChange(s: ChangeStores, c: UnitChange): string | undefined {
+  switch (c.op) {
+    case "reserve":
+      s.serials.reserve(c.serial, s.owner);
+      s.units.begin(c.serial);
+      return undefined;
+    case "intent": {
+      const had = s.units.recordKey(c.serial, c.keyFingerprint, c.certificateSerial);
+      // Invariant 2: the ledger names the signature before the CA key makes it.
+      if (had === undefined) s.ledger.append({ type: "signing.intent", serial: c.serial, keyFingerprint: c.keyFingerprint, certificateSerial: c.certificateSerial });
+      return had;
+    }
+    case "issued":
+      s.units.issued(c.serial, c.pem, c.fingerprint);
+      s.serials.markProvisioned(c.serial, s.owner, c.fingerprint);
+      s.ledger.append({ type: "certificate.issued", serial: c.serial, certificateSerial: c.certificateSerial, certificateFingerprint: c.fingerprint });
+      return undefined;
+    case "delivered":
+      s.ledger.append({ type: "unit.delivered", serial: c.serial, certificateFingerprint: c.fingerprint });
+      s.units.delivered(c.serial, c.pem);
+      return undefined;
+    case "failed":
+      s.ledger.append({ type: "error", serial: c.serial, stage: "provision", code: c.code, message: c.message.slice(0, 300) });
+      s.units.failed(c.serial, c.code, c.message);
+      // No certificate was signed for this unit: the serial may be used by a good unit later.
+      if (c.releaseSerial) s.serials.release(c.serial, s.owner, c.code);
+      return undefined;
+  }
+}

@@ -1,0 +1,51 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { fixedClock, isIdmintError, openDb, systemClock } from "../core/index.js";
+import { Ledger } from "../ledger/index.js";
+import { SerialStore } from "../serials/index.js";
+import { applyChange, type UnitChange } from "./changes.js";
+import type { FromWriter, ToWriter, WireError, WriterOptions } from "./commits.js";
+import { UnitStore } from "./store.js";
+
+/*
+ * The worker thread behind GroupCommitter: the only writer of the line's changes, on a
+ * connection of its own, so that each commit's fsync blocks this thread and not the
+ * station's event loop.
+ */
+
+function wire(e: unknown): WireError {
+  const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  return isIdmintError(e) ? { message, code: e.code, kind: e.kind } : { message, code: (e as { code?: string }).code };
+}
+
+const options = workerData as WriterOptions;
+const clock = options.now ? fixedClock(new Date(options.now)) : systemClock;
+const db = openDb(options.dbPath, { busyTimeoutMs: options.busyTimeoutMs });
+const ledger = new Ledger(db, clock);
+const stores = { ledger, serials: new SerialStore(db, ledger, clock), units: new UnitStore(db, clock), owner: options.owner };
+const port = parentPort!;
+
+port.on("message", (m: ToWriter) => {
+  if (m.type === "close") {
+    db.close();
+    port.close();
+    return;
+  }
+  const outcomes: Extract<FromWriter, { type: "committed" }>["outcomes"] = [];
+  try {
+    db.transaction(() => {
+      for (const change of m.changes as UnitChange[]) {
+        try {
+          // A transaction function called inside another runs as a savepoint (better-sqlite3):
+          // one unit's refusal rolls back that unit's change alone.
+          outcomes.push({ ok: true, value: db.transaction(() => applyChange(stores, change))() });
+        } catch (e) {
+          outcomes.push({ ok: false, error: wire(e) });
+        }
+      }
+    }).immediate();
+  } catch (e) {
+    port.postMessage({ type: "failed", id: m.id, error: wire(e) } satisfies FromWriter);
+    return;
+  }
+  port.postMessage({ type: "committed", id: m.id, outcomes } satisfies FromWriter);
+});
