@@ -112,7 +112,7 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     // recorded in the same commit, so it is never certified without being on record.
     const certificateSerial = newCertificateSerial(ctx.random);
     const had = await ctx.commits.commit({ op: "intent", serial: s, keyFingerprint, certificateSerial });
-    // The same unit showing its own key again after a resume is not a second unit.
+    // Only another unit's key is refused: this unit showing its own key again (a resume) is no second unit.
     if (had !== undefined) {
       throw new StationError("verify", "KEY_REUSED", `unit ${serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
     }
