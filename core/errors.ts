@@ -45,3 +45,24 @@ export function isIdmintError(e: unknown): e is IdmintError {
 export class CoreError extends IdmintError<
   "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN"
 > {}
+
+/** An error as it crosses to another thread or process: code, kind and the first line of its message; no stack. */
+export interface WireError {
+  message: string;
+  code?: string;
+  kind?: ErrorKind;
+}
+
+export function toWireError(e: unknown): WireError {
+  const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  if (isIdmintError(e)) return { message, code: e.code, kind: e.kind };
+  // SQLite's and Node's errors carry a code too (SQLITE_BUSY, ENOSPC): keep it for whoever decides.
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? { message, code } : { message };
+}
+
+/** The error again on this side: an IdmintError when it was one, else an Error with its code. */
+export function fromWireError(w: WireError): Error {
+  if (w.kind !== undefined && w.code !== undefined) return new IdmintError(w.kind, w.code, w.message);
+  return Object.assign(new Error(w.message), w.code === undefined ? {} : { code: w.code });
+}

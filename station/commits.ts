@@ -1,5 +1,5 @@
 import type { Worker } from "node:worker_threads";
-import { IdmintError, siblingWorker, type ErrorKind } from "../core/index.js";
+import { IdmintError, fromWireError, siblingWorker, type WireError } from "../core/index.js";
 import type { UnitChange } from "./changes.js";
 
 /** What the writer thread is started with. */
@@ -11,22 +11,10 @@ export interface WriterOptions {
   busyTimeoutMs?: number;
 }
 
-/** An error as it crosses from the writer thread: code, kind and the first line of its message. */
-export interface WireError {
-  message: string;
-  code?: string;
-  kind?: ErrorKind;
-}
-
 export type ToWriter = { type: "commit"; id: number; changes: UnitChange[] } | { type: "close" };
 export type FromWriter =
   | { type: "committed"; id: number; outcomes: Array<{ ok: true; value: string | undefined } | { ok: false; error: WireError }> }
   | { type: "failed"; id: number; error: WireError };
-
-function rebuilt(w: WireError): Error {
-  if (w.kind && w.code) return new IdmintError(w.kind, w.code, w.message);
-  return Object.assign(new Error(w.message), { code: w.code });
-}
 
 interface Pending {
   change: UnitChange;
@@ -119,7 +107,7 @@ export class GroupCommitter {
     this.inFlight = undefined;
     if (m.type === "failed") {
       // The commit itself failed (disk full, store locked too long): none of the changes happened.
-      const error = rebuilt(m.error);
+      const error = fromWireError(m.error);
       for (const p of flight.batch) p.reject(error);
     } else {
       this.commits++;
@@ -127,7 +115,7 @@ export class GroupCommitter {
       flight.batch.forEach((p, i) => {
         const o = m.outcomes[i]!;
         if (o.ok) p.resolve(o.value);
-        else p.reject(rebuilt(o.error));
+        else p.reject(fromWireError(o.error));
       });
     }
     // What queued up during this commit goes at once: the slots are already waiting.

@@ -1,9 +1,9 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { fixedClock, isIdmintError, openDb, systemClock } from "../core/index.js";
+import { fixedClock, openDb, systemClock, toWireError } from "../core/index.js";
 import { Ledger } from "../ledger/index.js";
 import { SerialStore } from "../serials/index.js";
 import { applyChange, type UnitChange } from "./changes.js";
-import type { FromWriter, ToWriter, WireError, WriterOptions } from "./commits.js";
+import type { FromWriter, ToWriter, WriterOptions } from "./commits.js";
 import { UnitStore } from "./store.js";
 
 /*
@@ -11,11 +11,6 @@ import { UnitStore } from "./store.js";
  * connection of its own, so that each commit's fsync blocks this thread and not the
  * station's event loop.
  */
-
-function wire(e: unknown): WireError {
-  const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
-  return isIdmintError(e) ? { message, code: e.code, kind: e.kind } : { message, code: (e as { code?: string }).code };
-}
 
 const options = workerData as WriterOptions;
 const clock = options.now ? fixedClock(new Date(options.now)) : systemClock;
@@ -39,12 +34,12 @@ port.on("message", (m: ToWriter) => {
           // one unit's refusal rolls back that unit's change alone.
           outcomes.push({ ok: true, value: db.transaction(() => applyChange(stores, change))() });
         } catch (e) {
-          outcomes.push({ ok: false, error: wire(e) });
+          outcomes.push({ ok: false, error: toWireError(e) });
         }
       }
     }).immediate();
   } catch (e) {
-    port.postMessage({ type: "failed", id: m.id, error: wire(e) } satisfies FromWriter);
+    port.postMessage({ type: "failed", id: m.id, error: toWireError(e) } satisfies FromWriter);
     return;
   }
   port.postMessage({ type: "committed", id: m.id, outcomes } satisfies FromWriter);

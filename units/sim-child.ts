@@ -6,7 +6,7 @@
  * simulator and ends the process, as do SIGINT and SIGTERM (a Ctrl-C reaches the whole
  * process group).
  */
-import { SIM_CLOSE_TIMEOUT_MS, toWireError, type FromSimChild, type ToSimChild } from "./sim-process.js";
+import { SIM_CLOSE_TIMEOUT_MS, toSimWireError, type FromSimChild, type ToSimChild } from "./sim-process.js";
 import { UnitSimulator } from "./simulator.js";
 
 /**
@@ -33,7 +33,7 @@ function end(): void {
       await (await started)?.close();
       process.exit(0);
     } catch (e) {
-      process.stderr.write(`cannot close the unit simulator: ${toWireError(e).message}\n`);
+      process.stderr.write(`cannot close the unit simulator: ${toSimWireError(e).message}\n`);
       process.exit(1);
     }
   })();
@@ -47,7 +47,7 @@ process.on("message", (m: ToSimChild) => {
       return sim;
     },
     (e: unknown) => {
-      send({ type: "failed", error: toWireError(e) }, end);
+      send({ type: "failed", error: toSimWireError(e) }, end);
       return undefined;
     },
   );

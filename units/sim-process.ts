@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { IdmintError, isIdmintError, siblingModule, type ErrorKind } from "../core/index.js";
+import { fromWireError, siblingModule, toWireError, type WireError } from "../core/index.js";
 import { UnitError, type UnitErrorCode } from "./errors.js";
 import type { UnitSimulatorOptions } from "./simulator.js";
 
@@ -13,11 +13,8 @@ type WithoutClock<T> = T extends unknown ? Omit<T, "clock"> : never;
 /** UnitSimulator's options as they cross to the simulator process: plain data, so no clock (it runs on the system clock). */
 export type SimProcessOptions = WithoutClock<UnitSimulatorOptions>;
 
-/** A failure as it crosses the IPC channel: code, kind and the first line of the message; no stack. */
-export interface SimWireError {
-  message: string;
-  code?: string;
-  kind?: ErrorKind;
+/** A failure as it crosses the IPC channel, and whether it was a UnitError (rebuilt as one). */
+export interface SimWireError extends WireError {
   unit?: boolean;
 }
 
@@ -25,14 +22,13 @@ export interface SimWireError {
 export type ToSimChild = { type: "start"; options: SimProcessOptions } | { type: "close" };
 export type FromSimChild = { type: "ready" } | { type: "listening"; port: number; count: number } | { type: "failed"; error: SimWireError };
 
-export function toWireError(e: unknown): SimWireError {
-  const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
-  return isIdmintError(e) ? { message, code: e.code, kind: e.kind, unit: e instanceof UnitError } : { message };
+export function toSimWireError(e: unknown): SimWireError {
+  return { ...toWireError(e), unit: e instanceof UnitError };
 }
 
-function fromWireError(w: SimWireError): Error {
+function fromSimWireError(w: SimWireError): Error {
   if (w.code === undefined || w.kind === undefined) return new Error(`the unit simulator failed to start: ${w.message}`);
-  return w.unit ? new UnitError(w.code as UnitErrorCode, w.message, { kind: w.kind }) : new IdmintError(w.kind, w.code, w.message);
+  return w.unit ? new UnitError(w.code as UnitErrorCode, w.message, { kind: w.kind }) : fromWireError(w);
 }
 
 /** The simulator running in a process of its own (see startSimulatorProcess). */
@@ -106,7 +102,7 @@ export function startSimulatorProcess(options: SimProcessOptions): Promise<Simul
         resolve(running(child, m.port, m.count, ended, () => stderr));
       } else {
         // The child closes and exits after a failed start; the caller hears of it then, with no child left behind.
-        failure = fromWireError(m.error);
+        failure = fromSimWireError(m.error);
       }
     };
     child.on("message", onMessage);
