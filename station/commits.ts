@@ -41,6 +41,8 @@ export class GroupCommitter {
   private nextId = 1;
   private dead: Error | undefined;
   private closing: Promise<void> | undefined;
+  /** Who waits for every change asked for so far to settle (close). */
+  private idleWaiters: Array<() => void> = [];
   private commits = 0;
   private changes = 0;
 
@@ -71,7 +73,7 @@ export class GroupCommitter {
   /** Waits for the changes asked for so far, then ends the writer thread. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      while (!this.dead && (this.inFlight || this.queue.length)) await new Promise((r) => setImmediate(r));
+      if (this.inFlight || this.queue.length) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       if (this.dead) return;
       const exited = new Promise<void>((resolve) => this.worker.once("exit", () => resolve()));
       // Waiting for the writer's exit is what keeps this process alive now.
@@ -120,7 +122,12 @@ export class GroupCommitter {
     }
     // What queued up during this commit goes at once: the slots are already waiting.
     if (this.queue.length) this.send();
-    else this.worker.unref();
+    else this.becameIdle();
+  }
+
+  private becameIdle(): void {
+    this.worker.unref();
+    for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   private fail(e: unknown): void {
@@ -131,5 +138,6 @@ export class GroupCommitter {
     this.inFlight = undefined;
     this.queue = [];
     for (const p of waiting) p.reject(this.dead);
+    this.becameIdle();
   }
 }
