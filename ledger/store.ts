@@ -60,11 +60,16 @@ export class Ledger {
   private readonly db: Db;
   private readonly clock: Clock;
   private readonly stmts;
+  // Made once: better-sqlite3 builds a new function (and its properties) on every db.transaction().
+  private readonly appendTx;
+  private readonly appendManyTx;
 
   constructor(db: Db, clock: Clock) {
     this.db = db;
     this.clock = clock;
     migrate(db, "ledger", MIGRATIONS);
+    this.appendTx = db.transaction((event: LedgerEvent) => this.appendOne(event));
+    this.appendManyTx = db.transaction((events: readonly LedgerEvent[]) => events.map((e) => this.appendOne(e)));
     this.stmts = {
       next: db.prepare("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM ledger_entries").pluck(),
       insert: db.prepare("INSERT INTO ledger_entries (idx, body, leaf_hash, type, serial) VALUES (?, ?, ?, ?, ?)"),
@@ -88,11 +93,11 @@ export class Ledger {
   }
 
   append(event: LedgerEvent): AppendedEntry {
-    return this.db.transaction(() => this.appendOne(event)).immediate();
+    return this.appendTx.immediate(event);
   }
 
   appendMany(events: readonly LedgerEvent[]): AppendedEntry[] {
-    return this.db.transaction(() => events.map((e) => this.appendOne(e))).immediate();
+    return this.appendManyTx.immediate(events);
   }
 
   size(): number {

@@ -19,25 +19,30 @@ const ledger = new Ledger(db, clock);
 const stores = { ledger, serials: new SerialStore(db, ledger, clock), units: new UnitStore(db, clock), owner: options.owner };
 const port = parentPort!;
 
+// A transaction function called inside another runs as a savepoint (better-sqlite3): one
+// unit's refusal rolls back that unit's change alone. Both are made once, not per commit.
+const applyOne = db.transaction((change: UnitChange) => applyChange(stores, change));
+const commitBatch = db.transaction((changes: readonly UnitChange[]) => {
+  const outcomes: Extract<FromWriter, { type: "committed" }>["outcomes"] = [];
+  for (const change of changes) {
+    try {
+      outcomes.push({ ok: true, value: applyOne(change) });
+    } catch (e) {
+      outcomes.push({ ok: false, error: toWireError(e) });
+    }
+  }
+  return outcomes;
+});
+
 port.on("message", (m: ToWriter) => {
   if (m.type === "close") {
     db.close();
     port.close();
     return;
   }
-  const outcomes: Extract<FromWriter, { type: "committed" }>["outcomes"] = [];
+  let outcomes: Extract<FromWriter, { type: "committed" }>["outcomes"];
   try {
-    db.transaction(() => {
-      for (const change of m.changes as UnitChange[]) {
-        try {
-          // A transaction function called inside another runs as a savepoint (better-sqlite3):
-          // one unit's refusal rolls back that unit's change alone.
-          outcomes.push({ ok: true, value: db.transaction(() => applyChange(stores, change))() });
-        } catch (e) {
-          outcomes.push({ ok: false, error: toWireError(e) });
-        }
-      }
-    }).immediate();
+    outcomes = commitBatch.immediate(m.changes);
   } catch (e) {
     port.postMessage({ type: "failed", id: m.id, error: toWireError(e) } satisfies FromWriter);
     return;

@@ -62,6 +62,8 @@ export class UnitStore {
   private readonly db: Db;
   private readonly clock: Clock;
   private readonly stmts;
+  // Made once: better-sqlite3 builds a new function on every db.transaction().
+  private readonly recordKeyTx;
 
   constructor(db: Db, clock: Clock) {
     this.db = db;
@@ -96,6 +98,13 @@ export class UnitStore {
       sent: db.prepare("UPDATE outbox SET sent_at = ? WHERE serial = ? AND sent_at IS NULL"),
       refuse: db.prepare("UPDATE outbox SET refused = ? WHERE serial = ?"),
     };
+    this.recordKeyTx = db.transaction((serial: string, keyFingerprint: string, certificateSerial: string): string | undefined => {
+      const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
+      if (had !== undefined && had !== serial) return had;
+      if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
+      this.stmts.intent.run(keyFingerprint, certificateSerial, this.now(), serial);
+      return undefined;
+    });
   }
 
   get(serial: string): UnitRow | undefined {
@@ -116,13 +125,7 @@ export class UnitStore {
    * or not, and then records nothing. Returns the serial that had the key, if another had it.
    */
   recordKey(serial: string, keyFingerprint: string, certificateSerial: string): string | undefined {
-    return this.db.transaction(() => {
-      const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
-      if (had !== undefined && had !== serial) return had;
-      if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
-      this.stmts.intent.run(keyFingerprint, certificateSerial, this.now(), serial);
-      return undefined;
-    })();
+    return this.recordKeyTx(serial, keyFingerprint, certificateSerial);
   }
 
   issued(serial: string, certificatePem: string, fingerprint: string): void {
