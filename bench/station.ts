@@ -272,6 +272,7 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
           return { ...summary, stationCpuMsPerUnit, simulatorCpuMsPerUnit };
         } finally {
           await ctx.commits.close();
+          await fixture.close();
           await sim.close();
         }
       } finally {

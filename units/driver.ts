@@ -33,4 +33,6 @@ export interface UnitLink {
  */
 export interface UnitFixture {
   next(): Promise<UnitLink | undefined>;
+  /** Lets go of whatever the fixture keeps between units (e.g. connections kept for reuse). Idempotent. */
+  close(): Promise<void>;
 }

@@ -24,6 +24,7 @@ import {
   type UnitKeyAlgorithm,
   type UnitRequest,
   type UnitResponse,
+  UNIT_OPS,
 } from "./protocol.js";
 import { UnitFlash, type KeyRef, type UnitRecord } from "./store.js";
 
@@ -179,7 +180,8 @@ class SimUnit {
     this.s = stored ?? { serial, state: "new" };
   }
 
-  async run(r: UnitRequest): Promise<OpResults[UnitRequest["op"]]> {
+  /** What the unit answers; `next` is its fixture slot's business (SimLink), not the unit's. */
+  async run(r: Exclude<UnitRequest, { op: "next" }>): Promise<OpResults[UnitRequest["op"]]> {
     if (this.broken) throw new Refusal("INTERNAL", `unit ${this.serial} is broken: ${this.broken}`);
     switch (r.op) {
       case "hello":
@@ -194,7 +196,7 @@ class SimUnit {
   }
 
   hello(): HelloResult {
-    return { serial: this.serial, ...this.ctx.identity, protocol: 1 };
+    return { serial: this.serial, ...this.ctx.identity, protocol: 1, ops: [...UNIT_OPS] };
   }
 
   status(): StatusResult {
@@ -249,7 +251,10 @@ class SimUnit {
   }
 }
 
-/** The simulator's end of one connection: one unit, or none when the line is empty. */
+/**
+ * The simulator's end of one connection: a fixture slot. It serves one unit at a time, the
+ * next one in line when the station asks `next`, and none once the line is empty.
+ */
 class SimLink {
   private readonly decoder = new FrameDecoder();
   private readonly abort = new AbortController();
@@ -261,7 +266,9 @@ class SimLink {
 
   constructor(
     private readonly socket: Socket,
-    private readonly unit: SimUnit | undefined,
+    private unit: SimUnit | undefined,
+    /** The next unit in line for this slot, or undefined when the line is empty. */
+    private readonly seat: () => SimUnit | undefined,
     private readonly slowMs: number,
     onGone: (link: SimLink) => void,
   ) {
@@ -301,6 +308,8 @@ class SimLink {
     const refuse = (code: string, message: string): UnitResponse => ({ v: 1, id, ok: false, error: { code, message } });
     try {
       if (this.done) return;
+      // The station is done with this slot's unit, whatever its state: the next one in line takes the slot.
+      if (p.kind === "request" && p.request.op === "next") this.unit = this.seat();
       if (!this.unit) {
         // End of the line (see protocol.ts): answer once, then close.
         this.done = true;
@@ -309,9 +318,11 @@ class SimLink {
         return;
       }
       if (p.kind === "refuse") return await this.reply(refuse(p.code, p.message));
+      // `next` is answered with the new unit's hello.
+      const request = p.request.op === "next" ? ({ v: 1, id, op: "hello" } as const) : p.request;
       let answer: UnitResponse;
       try {
-        answer = { v: 1, id, ok: true, result: await this.unit.run(p.request) };
+        answer = { v: 1, id, ok: true, result: await this.unit.run(request) };
       } catch (e) {
         if (!(e instanceof Refusal)) {
           answer = refuse("INTERNAL", safeText(`unit ${this.unit.serial} failed: ${e instanceof Error ? e.message : String(e)}`));
@@ -319,7 +330,7 @@ class SimLink {
           answer = refuse(e.code, e.message);
         }
       }
-      if (p.request.op === "genkey" && answer.ok) {
+      if (request.op === "genkey" && answer.ok) {
         if (this.unit.faults.has("disconnect")) return this.drop();
         if (this.unit.faults.has("garbage")) {
           // A length prefix of at least 0xff000000: never a valid frame, whatever follows.
@@ -472,18 +483,20 @@ export class UnitSimulator {
     return this.nextIndex;
   }
 
+  /** The next unit in line, or undefined once every unit was handed out. */
+  private seat(): SimUnit | undefined {
+    if (this.nextIndex >= this.count) return undefined;
+    const index = this.nextIndex++;
+    const serial = this.serialAt(index);
+    return new SimUnit(this.ctx, index, serial, this.faults.get(serial) ?? new Set());
+  }
+
   private accept(socket: Socket): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
-    let unit: SimUnit | undefined;
-    if (this.nextIndex < this.count) {
-      const index = this.nextIndex++;
-      const serial = this.serialAt(index);
-      unit = new SimUnit(this.ctx, index, serial, this.faults.get(serial) ?? new Set());
-    }
-    const link = new SimLink(socket, unit, this.slowMs, (l) => this.links.delete(l));
+    const link = new SimLink(socket, this.seat(), () => this.seat(), this.slowMs, (l) => this.links.delete(l));
     this.links.add(link);
   }
 

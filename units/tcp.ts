@@ -35,23 +35,24 @@ interface Pending {
 }
 
 /**
- * The station's end of one TCP connection to a unit. Requests may overlap (each carries an
- * id); each has its own timeout. A timed-out request's late answer is recognised by its id
- * and ignored, and the link stays usable. Garbage from the unit drops the link; a dropped
- * link rejects everything outstanding and everything asked later.
+ * The station's end of one TCP connection to a fixture: to one unit, or to a fixture slot
+ * that seats unit after unit (`next`, see protocol.ts). Requests may overlap (each carries
+ * an id); each has its own timeout. A timed-out request's late answer is recognised by its
+ * id and ignored, and the connection stays usable for that unit. Garbage from the other
+ * side drops the connection; a dropped connection rejects everything outstanding and
+ * everything asked later.
  */
-class TcpUnitLink implements UnitLink {
+class UnitConnection {
   private readonly decoder = new FrameDecoder();
   private readonly pending = new Map<number, Pending>();
   /** Ids of requests that timed out: their answers may still come and are dropped. */
   private readonly abandoned = new Set<number>();
-  private readonly closed: Promise<void>;
+  readonly closed: Promise<void>;
   private nextId = 1;
-  /** Why the link is dead, once it is. */
-  private ended: UnitError | undefined;
-  private first: HelloResult | undefined;
-  /** Why the unit's first hello failed, if it did. */
-  private helloFailure: UnitError | undefined;
+  /** Why the connection is dead, once it is. */
+  ended: UnitError | undefined;
+  /** The unit being served, once it said hello. */
+  unit: HelloResult | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -65,16 +66,30 @@ class TcpUnitLink implements UnitLink {
     socket.on("close", () => this.fail(this.disconnected("was closed by the unit")));
   }
 
-  private get who(): string {
-    return this.first ? `unit ${this.first.serial} at ${this.where}` : `the unit at ${this.where}`;
+  get who(): string {
+    return this.unit ? `unit ${this.unit.serial} at ${this.where}` : `the unit at ${this.where}`;
   }
 
-  private disconnected(what: string, cause?: unknown): UnitError {
-    return new UnitError("UNIT_DISCONNECTED", `the connection to ${this.who} ${what}: reseat the unit and retry`, { cause, serial: this.first?.serial });
+  disconnected(what: string, cause?: unknown): UnitError {
+    return new UnitError("UNIT_DISCONNECTED", `the connection to ${this.who} ${what}: reseat the unit and retry`, { cause, serial: this.unit?.serial });
   }
 
-  /** Ends the link with `e`: every outstanding request rejects with it; later ones too. */
-  private fail(e: UnitError): void {
+  /**
+   * Whether the fixture may seat another unit here: the unit offered `next`, and nothing is
+   * outstanding or abandoned (a late answer must never meet the next unit's request).
+   */
+  get reusable(): boolean {
+    return !this.ended && !this.socket.destroyed && this.pending.size === 0 && this.abandoned.size === 0 && this.unit?.ops?.includes("next") === true;
+  }
+
+  /** An idle connection waiting in the fixture's pool keeps no process alive; one in use does. */
+  hold(inUse: boolean): void {
+    if (inUse) this.socket.ref();
+    else this.socket.unref();
+  }
+
+  /** Ends the connection with `e`: every outstanding request rejects with it; later ones too. */
+  fail(e: UnitError): void {
     this.ended ??= e;
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -84,9 +99,16 @@ class TcpUnitLink implements UnitLink {
     this.abandoned.clear();
   }
 
+  /** Fails with `e` and drops the connection; resolves once it is closed. */
+  drop(e: UnitError): Promise<void> {
+    this.fail(e);
+    this.socket.destroy();
+    return this.closed;
+  }
+
   private violation(e: unknown): void {
     const why = e instanceof UnitError ? e.message : String(e);
-    this.fail(new UnitError("UNIT_PROTOCOL", `${this.who} broke the link protocol (${why}); the link was dropped: check the unit's firmware, then reseat it`, { cause: e, serial: this.first?.serial }));
+    this.fail(new UnitError("UNIT_PROTOCOL", `${this.who} broke the link protocol (${why}); the link was dropped: check the unit's firmware, then reseat it`, { cause: e, serial: this.unit?.serial }));
     this.socket.destroy();
   }
 
@@ -99,7 +121,7 @@ class TcpUnitLink implements UnitLink {
     if (error) this.violation(error);
   }
 
-  /** Settles the request a frame answers; false when the frame broke the protocol (the link is then dropped). */
+  /** Settles the request a frame answers; false when the frame broke the protocol (the connection is then dropped). */
   private onFrame(frame: Record<string, unknown>): boolean {
     let response;
     try {
@@ -118,17 +140,18 @@ class TcpUnitLink implements UnitLink {
     clearTimeout(p.timer);
     if (!response.ok) {
       const { code, message } = response.error;
-      p.reject(new UnitError("UNIT_REFUSED", `${this.who} refused ${p.op}: ${code}: ${message}`, { unitCode: code, serial: this.first?.serial }));
+      p.reject(new UnitError("UNIT_REFUSED", `${this.who} refused ${p.op}: ${code}: ${message}`, { unitCode: code, serial: this.unit?.serial }));
       return true;
     }
     let result;
     try {
       result = parseResult(p.op, response.result);
-      if ((p.op === "status" || p.op === "hello") && this.first && (result as StatusResult).serial !== this.first.serial) {
-        throw new UnitError("UNIT_PROTOCOL", `a ${p.op} naming serial ${(result as StatusResult).serial}, not ${this.first.serial} as in its hello`);
+      // `next` names a new unit; every other answer is about the unit being served.
+      if ((p.op === "status" || p.op === "hello") && this.unit && (result as StatusResult).serial !== this.unit.serial) {
+        throw new UnitError("UNIT_PROTOCOL", `a ${p.op} naming serial ${(result as StatusResult).serial}, not ${this.unit.serial} as in its hello`);
       }
     } catch (e) {
-      // A wrongly shaped answer fails its request with the same error as the link.
+      // A wrongly shaped answer fails its request with the same error as the connection.
       this.pending.set(response.id, p);
       this.violation(e);
       return false;
@@ -137,7 +160,7 @@ class TcpUnitLink implements UnitLink {
     return true;
   }
 
-  private request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
+  request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
     if (this.ended) return Promise.reject(this.ended);
     if (this.pending.size >= MAX_IN_FLIGHT) {
       return Promise.reject(new UnitError("UNIT_PROTOCOL", `more than ${MAX_IN_FLIGHT} requests outstanding to ${this.who}: wait for answers first`, { kind: "internal" }));
@@ -154,23 +177,39 @@ class TcpUnitLink implements UnitLink {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.abandoned.add(id);
-        reject(new UnitError("UNIT_TIMEOUT", `${this.who} did not answer ${body.op} within ${this.timeoutMs} ms: check the unit, or allow a longer timeout`, { serial: this.first?.serial }));
+        reject(new UnitError("UNIT_TIMEOUT", `${this.who} did not answer ${body.op} within ${this.timeoutMs} ms: check the unit, or allow a longer timeout`, { serial: this.unit?.serial }));
       }, this.timeoutMs);
       this.pending.set(id, { op: body.op, resolve: resolve as (v: never) => void, reject, timer });
       this.socket.write(frame);
     });
   }
+}
 
-  /**
-   * Answered from the hello `TcpFixture.next()` made (a unit's identity does not change
-   * while it sits in its slot), which saves a round trip per unit.
-   */
+/**
+ * One unit, as the station drives it over a connection of the fixture's. Once closed, the
+ * link is done with its unit for good, even when the connection goes on to the next unit.
+ */
+class TcpUnitLink implements UnitLink {
+  private released: Promise<void> | undefined;
+
+  constructor(
+    private readonly connection: UnitConnection,
+    private readonly unit: HelloResult | undefined,
+    /** Why the unit's first hello failed, if it did: every call rejects with it. */
+    private readonly helloFailure: UnitError | undefined,
+    private readonly release: (c: UnitConnection) => Promise<void>,
+  ) {}
+
+  private request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
+    if (this.helloFailure) return Promise.reject(this.helloFailure);
+    if (this.released) return Promise.reject(this.connection.ended ?? this.connection.disconnected("was closed by the station"));
+    return this.connection.request<O>(body);
+  }
+
+  /** Answered from the hello `TcpFixture.next()` made (a unit's identity does not change while it sits in its slot), which saves a round trip per unit. */
   async hello(): Promise<HelloResult> {
-    if (this.first) return { ...this.first };
     if (this.helloFailure) throw this.helloFailure;
-    const hello = await this.request({ op: "hello" });
-    this.first = hello;
-    return { ...hello };
+    return { ...this.unit! };
   }
 
   genkey(alg: UnitKeyAlgorithm): Promise<GenkeyResult> {
@@ -186,21 +225,8 @@ class TcpUnitLink implements UnitLink {
   }
 
   close(): Promise<void> {
-    this.fail(this.disconnected("was closed by the station"));
-    this.socket.destroy();
-    return this.closed;
-  }
-
-  /**
-   * Ends a link whose unit failed its first hello: the connection is dropped, and hello()
-   * and every other call reject with that failure, so the station records it against the
-   * unit in this slot instead of losing the unit (or the line) to a fixture error.
-   */
-  async failHello(e: UnitError): Promise<void> {
-    this.helloFailure = e;
-    this.fail(e);
-    this.socket.destroy();
-    await this.closed;
+    this.released ??= this.release(this.connection);
+    return this.released;
   }
 }
 
@@ -230,17 +256,24 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<Sock
 }
 
 /**
- * A fixture reached over TCP (the simulator, or a real fixture's network bridge): each new
- * connection is the unit in the next slot. `next()` connects and says hello; the fixture
- * signals the end of the line by answering that hello with NO_MORE_UNITS (protocol.ts),
- * after which `next()` resolves undefined without connecting again. A unit that fails that
- * hello (silence, garbage, hang-up, another refusal) is still returned: its link's calls
- * reject with the failure. Only a fixture that cannot be reached rejects `next()`.
+ * A fixture reached over TCP (the simulator, or a real fixture's network bridge). A new
+ * connection serves the unit in the next free slot; `next()` connects and says hello. When
+ * that unit offers `next` (protocol.ts) its connection is kept once the station is done
+ * with the unit, and a later `next()` asks it for the next unit instead of connecting again:
+ * K slots keep K connections. The fixture signals the end of the line by answering hello or
+ * next with NO_MORE_UNITS, after which `next()` resolves undefined without connecting again.
+ * A unit that fails that first exchange (silence, garbage, hang-up, another refusal) is
+ * still returned: its link's calls reject with the failure. Only a fixture that cannot be
+ * reached rejects `next()`. `close()` drops the connections kept for reuse.
  */
 export class TcpFixture implements UnitFixture {
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly where: string;
+  /** Connections whose fixture slot may seat another unit, waiting for a `next()`. */
+  private readonly idle: UnitConnection[] = [];
   private exhausted = false;
+  private closed = false;
 
   constructor(
     readonly host: string,
@@ -249,27 +282,46 @@ export class TcpFixture implements UnitFixture {
   ) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_UNIT_TIMEOUT_MS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? this.timeoutMs;
+    this.where = `${host}:${port}`;
   }
 
   async next(): Promise<UnitLink | undefined> {
-    if (this.exhausted) return undefined;
-    const socket = await openSocket(this.host, this.port, this.connectTimeoutMs);
-    const link = new TcpUnitLink(socket, `${this.host}:${this.port}`, this.timeoutMs);
+    if (this.exhausted || this.closed) return undefined;
+    const kept = this.idle.pop();
+    const connection = kept ?? new UnitConnection(await openSocket(this.host, this.port, this.connectTimeoutMs), this.where, this.timeoutMs);
+    connection.hold(true);
+    connection.unit = undefined;
     try {
-      await link.hello();
-      return link;
+      connection.unit = await connection.request(kept ? { op: "next" } : { op: "hello" });
+      return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c));
     } catch (e) {
       if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
-        await link.close();
         this.exhausted = true;
+        await Promise.all([connection, ...this.idle.splice(0)].map((c) => c.drop(c.disconnected("was closed by the station"))));
         return undefined;
       }
       if (e instanceof UnitError) {
-        await link.failHello(e);
-        return link;
+        await connection.drop(e);
+        return new TcpUnitLink(connection, undefined, e, () => Promise.resolve());
       }
-      await link.close();
+      await connection.drop(connection.disconnected("was closed by the station", e));
       throw e;
     }
+  }
+
+  /** Drops the connections kept for reuse; `next()` then resolves undefined. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.idle.splice(0).map((c) => c.drop(c.disconnected("was closed by the station"))));
+  }
+
+  /** A link's close(): its connection goes back to the pool when its slot can seat another unit, else it is dropped. */
+  private release(connection: UnitConnection): Promise<void> {
+    if (connection.reusable && !this.exhausted && !this.closed) {
+      connection.hold(false);
+      this.idle.push(connection);
+      return Promise.resolve();
+    }
+    return connection.drop(connection.disconnected("was closed by the station"));
   }
 }

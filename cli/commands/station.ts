@@ -179,6 +179,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
                   background?.stop();
                   await uploading;
                   await ctx.commits.close();
+                  await fixture.close();
                   await sim?.close();
                 }
                 const uploads = args.directory ? await uploader(home, config, io, stores, hsm, args.directory, 200).flush(Math.max(0, args.uploadWait) * 1000).catch((e: Error) => ({ error: e.message })) : undefined;

@@ -45,7 +45,7 @@ describe("UnitSimulator + TcpFixture", () => {
     for (const [i, alg] of (["EC-P256", "RSA-2048", "EC-P256"] as const).entries()) {
       const link = await nextUnit();
       const serial = `SN0000${41 + i}`;
-      expect(await link.hello()).toEqual({ serial, model: "Router X1", hwType: "1.3.6.1.4.1.32473.1.1", firmware: "1.2.3", protocol: 1 });
+      expect(await link.hello()).toEqual({ serial, model: "Router X1", hwType: "1.3.6.1.4.1.32473.1.1", firmware: "1.2.3", protocol: 1, ops: ["hello", "genkey", "install", "status", "next"] });
       expect(await link.status()).toEqual({ serial, state: "new" });
 
       const { csr } = await link.genkey(alg);

@@ -21,23 +21,29 @@ const HELLO = { serial: "SN000001", model: "Fake", hwType: "1.3.6.1.4.1.32473.1.
 
 type Req = { id: number; op: string } & Record<string, unknown>;
 
-/** A hand-driven unit: hello is answered properly, everything else by `script`. */
-async function fakeUnit(script: (req: Req, socket: Socket, answer: (result: unknown) => void) => void): Promise<TcpFixture & { port: number }> {
+type Handler = (req: Req, socket: Socket, answer: (result: unknown) => void) => void;
+
+/** A server on 127.0.0.1 that hands each request frame of a connection to the handler `connected()` made for it. */
+async function frameServer(connected: () => Handler): Promise<Server & { port: number }> {
   const server = createServer((socket) => {
+    const handle = connected();
     const decoder = new FrameDecoder();
     socket.on("error", () => {});
     socket.on("data", (chunk: Buffer) => {
       for (const frame of decoder.push(chunk).frames) {
         const req = frame as Req;
-        const answer = (result: unknown) => !socket.destroyed && socket.write(encodeFrame({ v: 1, id: req.id, ok: true, result }));
-        if (req.op === "hello") answer(HELLO);
-        else script(req, socket, answer);
+        handle(req, socket, (result) => !socket.destroyed && socket.write(encodeFrame({ v: 1, id: req.id, ok: true, result })));
       }
     });
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
+  return Object.assign(server, { port: (server.address() as { port: number }).port });
+}
+
+/** A hand-driven unit: hello is answered properly, everything else by `script`. */
+async function fakeUnit(script: Handler): Promise<TcpFixture & { port: number }> {
+  const { port } = await frameServer(() => (req, socket, answer) => (req.op === "hello" ? answer(HELLO) : script(req, socket, answer)));
   return Object.assign(new TcpFixture("127.0.0.1", port, { timeoutMs: 150 }), { port });
 }
 
@@ -90,7 +96,8 @@ describe("TcpFixture and its links, against hand-driven units", () => {
   });
 
   it("refuses a hello whose fields are not what the protocol allows", async () => {
-    for (const bad of [{ ...HELLO, serial: "../../etc" }, { ...HELLO, hwType: "not.an.oid" }, { ...HELLO, model: "x\u001b[2J" }, { ...HELLO, protocol: 2 }, { ...HELLO, firmware: "y".repeat(500) }]) {
+    const tooManyOps = Array.from({ length: 17 }, () => "hello");
+    for (const bad of [{ ...HELLO, serial: "../../etc" }, { ...HELLO, hwType: "not.an.oid" }, { ...HELLO, model: "x\u001b[2J" }, { ...HELLO, protocol: 2 }, { ...HELLO, firmware: "y".repeat(500) }, { ...HELLO, ops: "next" }, { ...HELLO, ops: tooManyOps }, { ...HELLO, ops: [7] }]) {
       const server = createServer((socket) => {
         socket.on("error", () => {});
         socket.once("data", (chunk: Buffer) => {
@@ -141,6 +148,103 @@ describe("TcpFixture and its links, against hand-driven units", () => {
     const port = (server.address() as { port: number }).port;
     await new Promise((resolve) => server.close(resolve));
     await expect(new TcpFixture("127.0.0.1", port).next()).rejects.toMatchObject({ code: "FIXTURE_UNREACHABLE", kind: "unavailable", message: expect.stringMatching(/ECONNREFUSED/) });
+  });
+});
+
+const SLOT_OPS = ["hello", "genkey", "install", "status", "next"];
+
+/**
+ * A hand-driven fixture whose connections are slots (its hellos list `next`): the slots seat
+ * `serials` in order; status is answered, and `lateStatus` serials answer it too late.
+ */
+async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<{ fixture: TcpFixture; accepted: () => number; open: () => Promise<number> }> {
+  let seated = 0;
+  let accepted = 0;
+  const server = await frameServer(() => {
+    accepted++;
+    let serial = serials[seated++];
+    return (req, socket, answer) => {
+      if (req.op === "next") serial = serials[seated++];
+      if (serial === undefined) {
+        socket.end(encodeFrame({ v: 1, id: req.id, ok: false, error: { code: "NO_MORE_UNITS", message: "the fixture has no more units" } }));
+      } else if (req.op === "hello" || req.op === "next") {
+        answer({ ...HELLO, serial, ops: SLOT_OPS });
+      } else if (req.op === "status") {
+        const s = serial;
+        setTimeout(() => answer({ serial: s, state: "new" }), lateStatus.includes(s) ? 300 : 0);
+      }
+    };
+  });
+  return {
+    fixture: new TcpFixture("127.0.0.1", server.port, { timeoutMs: 150 }),
+    accepted: () => accepted,
+    open: () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n))),
+  };
+}
+
+describe("TcpFixture over fixture slots (hello lists next)", () => {
+  it("serves unit after unit on one connection; a closed link stays closed for good", async () => {
+    const { fixture, accepted } = await fakeSlots(["SN000001", "SN000002", "SN000003"]);
+    const a = await link(fixture);
+    expect(await a.hello()).toMatchObject({ serial: "SN000001", ops: SLOT_OPS });
+    expect(await a.status()).toEqual({ serial: "SN000001", state: "new" });
+    await a.close();
+    const b = await link(fixture);
+    expect((await b.hello()).serial).toBe("SN000002");
+    await expect(a.status()).rejects.toMatchObject({ code: "UNIT_DISCONNECTED", message: expect.stringMatching(/closed by the station/) });
+    expect(await b.status()).toEqual({ serial: "SN000002", state: "new" });
+    await b.close();
+    const c = await link(fixture);
+    expect((await c.hello()).serial).toBe("SN000003");
+    await c.close();
+    expect(await fixture.next()).toBeUndefined();
+    expect(await fixture.next()).toBeUndefined();
+    expect(accepted()).toBe(1);
+  });
+
+  it("does not reuse a connection with a request that timed out: its late answer must not meet the next unit", async () => {
+    const { fixture, accepted } = await fakeSlots(["SN000001", "SN000002"], ["SN000001"]);
+    const a = await link(fixture);
+    await expect(a.status()).rejects.toMatchObject({ code: "UNIT_TIMEOUT" });
+    await a.close();
+    const b = await link(fixture);
+    expect((await b.hello()).serial).toBe("SN000002");
+    expect(accepted()).toBe(2);
+    await b.close();
+    await fixture.close();
+  });
+
+  it("keeps one connection per slot in use, drops the idle ones on close(), and then has no unit to give", async () => {
+    const { fixture, accepted, open } = await fakeSlots(["SN000001", "SN000002", "SN000003"]);
+    const [a, b] = [await link(fixture), await link(fixture)];
+    expect([(await a.hello()).serial, (await b.hello()).serial]).toEqual(["SN000001", "SN000002"]);
+    await Promise.all([a.close(), b.close()]);
+    expect(accepted()).toBe(2);
+    await fixture.close();
+    await fixture.close();
+    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await open()).toBe(0);
+    expect(await fixture.next()).toBeUndefined();
+  });
+
+  it("keeps the ops it knows from a hello and leaves out names of later versions", async () => {
+    const fixture = await fakeUnit(() => {});
+    const server = createServer((socket) => {
+      socket.on("error", () => {});
+      socket.once("data", (chunk: Buffer) => {
+        const id = (new FrameDecoder().push(chunk).frames[0] as Req).id;
+        socket.write(encodeFrame({ v: 1, id, ok: true, result: { ...HELLO, ops: ["hello", "teleport", "status"] } }));
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const l = await link(new TcpFixture("127.0.0.1", (server.address() as { port: number }).port, { timeoutMs: 1000 }));
+    expect((await l.hello()).ops).toEqual(["hello", "status"]);
+    await l.close();
+    // A unit that lists no ops is one connection per unit, as protocol 1 began.
+    const plain = await link(fixture);
+    expect((await plain.hello()).ops).toBeUndefined();
+    await plain.close();
   });
 });
 
