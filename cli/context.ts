@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, Home, fixedClock, openDb, publishCopy, removeLeftoverTemporaries, systemClock, systemRandom, type Clock, type Db, type IdmintConfig } from "../core/index.js";
+import { CoreError, Home, fixedClock, openDb, removeLeftoverTemporaries, systemClock, systemRandom, type Clock, type Db, type IdmintConfig } from "../core/index.js";
 import { Hsm } from "../hsm/index.js";
 import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
 import { IdevidIssuer, parseCertificate, x509 } from "../pki/index.js";
@@ -146,7 +146,7 @@ export function stationLineContext(
   // Callers hold the station's run lock: a temporary here is a killed run's half-published copy.
   removeLeftoverTemporaries(home.certsDir);
   return {
-    commits: new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: p.fixedNow }),
+    commits: new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: p.fixedNow, certsDir: home.certsDir }),
     units: p.units,
     ca: {
       issuer: new IdevidIssuer({
@@ -159,7 +159,6 @@ export function stationLineContext(
     },
     keyAlgorithm: p.keyAlgorithm,
     random: systemRandom,
-    publish: (serial, pem) => publishCopy(join(home.certsDir, `${serial}.pem`), pem),
     reached: p.reached,
   };
 }

@@ -1,5 +1,4 @@
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync, mkdirSync } from "node:fs";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 
 /** The temporary a file is written to before it is renamed into place: `.NAME.PID.tmp` beside it. */
@@ -56,21 +55,20 @@ export function removeLeftoverTemporaries(dir: string): void {
 }
 
 /**
- * Replaces a file through a temporary sibling and a rename, off the event loop and without
- * fsync: for copies of what a database already holds durably (HOME/certs/SERIAL.pem), where
- * readers must never see half a file but an OS crash may cost a copy that is made again. Off
- * the event loop because creating a file can wait for the file system's journal, which the
- * store's fsyncs on the same disk keep committing. On the line itself, writing in line, off
- * the loop, or not at all measured the same (~260 units/s each); alone, in line is cheaper
- * (~40 µs against ~100 µs of the event loop).
+ * Replaces a file through a temporary sibling and a rename, without fsync: for copies of
+ * what a database already holds durably (HOME/certs/SERIAL.pem), where readers must never
+ * see half a file but an OS crash may cost a copy that is made again. Synchronous: the
+ * station's store writer thread makes these copies, where blocking costs no event loop, and
+ * four fs/promises calls a copy cost the line more (thread hand-offs, promises) than the
+ * system calls themselves.
  */
-export async function publishCopy(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export function writeCopy(path: string, data: string | Uint8Array, mode = 0o644): void {
   const tmp = temporarySibling(path);
   try {
-    await writeFile(tmp, data, { mode });
-    await rename(tmp, path);
+    writeFileSync(tmp, data, { mode });
+    renameSync(tmp, path);
   } catch (e) {
-    await rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
     throw e;
   }
 }

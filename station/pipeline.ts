@@ -21,8 +21,6 @@ export interface LineContext {
   ca: { issuer: IdevidIssuer; chainPems: string[] };
   keyAlgorithm: UnitKeyAlgorithm;
   random: Random;
-  /** Writes HOME/certs/SERIAL.pem for people and scripts (a copy: SQLite holds the record). */
-  publish(serial: string, pem: string): Promise<void>;
   /** Called after each step; a test hook kills the process here. */
   reached?(step: Step, serial: string): void;
 }
@@ -151,21 +149,14 @@ async function deliver(
   resumed: boolean,
   slotFree: (() => void) | undefined,
 ): Promise<UnitOutcome> {
-  // HOME/certs/SERIAL.pem is written while the unit installs; it is on disk before the
-  // unit counts as delivered, and a crash before that publishes it again on resume.
-  const published = ctx.publish(serial, pem);
-  let ack: { fingerprint: string };
-  try {
-    ack = await link.install(pem, ctx.ca.chainPems);
-  } finally {
-    await published;
-  }
+  const ack = await link.install(pem, ctx.ca.chainPems);
   if (ack.fingerprint !== fingerprint) {
     throw new StationError("verify", "INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
   }
   lap("install");
   ctx.reached?.("installed", serial);
-  // The unit holds its certificate: its slot may take the next unit while this is recorded.
+  // The unit holds its certificate: its slot may take the next unit while this is recorded
+  // (and HOME/certs/SERIAL.pem written, before the record: see the store writer).
   slotFree?.();
   await ctx.commits.commit({ op: "delivered", serial, pem, fingerprint });
   ctx.reached?.("delivered", serial);
