@@ -1,6 +1,19 @@
 import { constants, createPublicKey, generateKeyPairSync, verify, type KeyObject, type VerifyKeyObjectInput } from "node:crypto";
+import asn1 from "asn1.js";
+import {
+  AlgorithmIdentifierModel,
+  NameModel,
+  SubjectPublicKeyInfoModel,
+  attributes,
+  decodeWhole,
+  directoryString,
+  oid,
+  type AlgorithmIdentifierDer,
+  type BitStringDer,
+  type NameDer,
+  type SubjectPublicKeyInfoDer,
+} from "./der-models.js";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import { CertificationRequest } from "@peculiar/asn1-csr";
 import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { id_ecPublicKey, id_ecdsaWithSHA1, id_ecdsaWithSHA256, id_ecdsaWithSHA384, id_ecdsaWithSHA512 } from "@peculiar/asn1-ecc";
 import {
@@ -40,18 +53,66 @@ const ALLOWED_CURVES: Record<string, CheckedCsr["keyType"]> = {
 };
 const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
+const OID_SERIAL_NUMBER = "2.5.4.5";
 
 /*
  * Why not @peculiar/x509's Pkcs10CertificateRequest: it re-encodes the key and imports it
  * twice (node:crypto and WebCrypto), 1.2-2.4 ms per CSR where the line has ~1 ms per unit.
- * Here the CSR is parsed once (AsnConvert keeps the CertificationRequestInfo's bytes), the
- * key is imported once and the signature is checked by node:crypto over those bytes.
+ * The request is decoded once with asn1.js (der-models.ts: the schema parse was a fifth of
+ * the station's event loop per unit), keeping the CertificationRequestInfo's own bytes for
+ * the signature check; the key is imported once and the signature checked by node:crypto
+ * over those bytes.
  */
 
-function parse(input: string | Uint8Array): CertificationRequest {
+// RFC 2986 §4.1; the attributes [0] are not read (asn1.js's `any`: see der-models.ts).
+const CertificationRequestInfoModel = asn1.define<{ subject: NameDer; subjectPKInfo: SubjectPublicKeyInfoDer }>("CertificationRequestInfo", function () {
+  this.seq().obj(this.key("version").int(), this.key("subject").use(NameModel), this.key("subjectPKInfo").use(SubjectPublicKeyInfoModel), this.key("attributes").any());
+});
+// RFC 2986 §4.2.
+const CertificationRequestModel = asn1.define<{ info: { subject: NameDer; subjectPKInfo: SubjectPublicKeyInfoDer }; signatureAlgorithm: AlgorithmIdentifierDer; signature: BitStringDer }>("CertificationRequest", function () {
+  this.seq().obj(this.key("info").use(CertificationRequestInfoModel), this.key("signatureAlgorithm").use(AlgorithmIdentifierModel), this.key("signature").bitstr());
+});
+
+/** A CSR as checkCsr reads it. */
+interface ParsedCsr {
+  /** The DER CertificationRequestInfo as sent: what the self-signature covers. */
+  info: Buffer;
+  /** The key's AlgorithmIdentifier and point (or RSA key), and its whole SPKI as sent. */
+  keyAlgorithm: { algorithm: string; parameters?: Buffer };
+  keyBits: Buffer;
+  spki: Buffer;
+  subject: Array<{ type: string; value: Buffer }>;
+  signatureAlgorithm: { algorithm: string; parameters?: Buffer };
+  signature: Buffer;
+}
+
+// One PEM block of base64 lines: what units and `openssl req` write; anything else takes the general path.
+const PLAIN_CSR_PEM = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\r?\n([A-Za-z0-9+/\r\n]+={0,2}\r?\n)-----END (?:NEW )?CERTIFICATE REQUEST-----\r?\n?$/;
+
+function derOf(input: string | Uint8Array): Buffer {
+  const plain = typeof input === "string" ? PLAIN_CSR_PEM.exec(input) : null;
+  if (plain) return Buffer.from(plain[1]!, "base64");
+  // The input forms Pkcs10CertificateRequest accepted: PEM (text or bytes), DER, hex, base64.
+  return Buffer.from(x509.PemData.toArrayBuffer(typeof input === "string" ? input : new Uint8Array(input)));
+}
+
+function parse(input: string | Uint8Array): ParsedCsr {
   try {
-    // The input forms Pkcs10CertificateRequest accepted: PEM (text or bytes), DER, hex, base64.
-    return AsnConvert.parse(x509.PemData.toArrayBuffer(typeof input === "string" ? input : new Uint8Array(input)), CertificationRequest);
+    const der = derOf(input);
+    // Where the request, its CertificationRequestInfo and the key's SPKI lie in `der`.
+    const { value: csr, at } = decodeWhole(CertificationRequestModel, der, ["info", "info/subjectPKInfo"]);
+    const [info, spki] = at;
+    const key = csr.info.subjectPKInfo;
+    if (key.subjectPublicKey.unused !== 0 || csr.signature.unused !== 0) throw new Error("a BIT STRING with unused bits");
+    return {
+      info: der.subarray(...info!),
+      keyAlgorithm: { algorithm: oid(key.algorithm.algorithm), parameters: key.algorithm.parameters },
+      keyBits: key.subjectPublicKey.data,
+      spki: der.subarray(...spki!),
+      subject: attributes(csr.info.subject),
+      signatureAlgorithm: { algorithm: oid(csr.signatureAlgorithm.algorithm), parameters: csr.signatureAlgorithm.parameters },
+      signature: csr.signature.data,
+    };
   } catch (e) {
     throw new PkiError("input", "CSR_INVALID", "the CSR is not a PKCS#10 request in PEM or DER: give the unit's CSR file as written by `openssl req -new`", { cause: e });
   }
@@ -83,18 +144,20 @@ function curves(): NamedCurveKey[] {
  * allowed curve goes in as JWK (OpenSSL still checks that it is on the curve) and its SPKI
  * is the canonical one. Any other key is re-encoded and read as SPKI, as before.
  */
-function publicKey(info: SubjectPublicKeyInfo): { spki: Uint8Array<ArrayBuffer>; canonical: boolean; key: KeyObject } {
-  const point = Buffer.from(info.subjectPublicKey);
+function publicKey(csr: ParsedCsr): { spki: Uint8Array<ArrayBuffer>; canonical: boolean; key: KeyObject } {
+  const point = csr.keyBits;
+  const parameters = csr.keyAlgorithm.parameters;
   const curve =
-    info.algorithm.algorithm === id_ecPublicKey && info.algorithm.parameters && point[0] === 0x04
-      ? curves().find((c) => c.pointLength === point.length && c.parameters.equals(Buffer.from(info.algorithm.parameters!)))
+    csr.keyAlgorithm.algorithm === id_ecPublicKey && parameters && point[0] === 0x04
+      ? curves().find((c) => c.pointLength === point.length && c.parameters.equals(parameters))
       : undefined;
   if (curve) {
     const size = (point.length - 1) / 2;
     const jwk = { kty: "EC", crv: curve.jwkCurve, x: point.subarray(1, 1 + size).toString("base64url"), y: point.subarray(1 + size).toString("base64url") };
     return { spki: new Uint8Array(Buffer.concat([curve.prefix, point])), canonical: true, key: createPublicKey({ key: jwk, format: "jwk" }) };
   }
-  const spki = new Uint8Array(AsnConvert.serialize(info));
+  // Rare keys (RSA, a compressed point) take the schema path: the SPKI certified is its DER re-encoding.
+  const spki = new Uint8Array(AsnConvert.serialize(AsnConvert.parse(csr.spki, SubjectPublicKeyInfo)));
   return { spki, canonical: false, key: createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }) };
 }
 
@@ -131,9 +194,9 @@ function verifyOffThread(hash: string, data: Uint8Array, key: KeyObject | Verify
 }
 
 /** RFC 2986 §4.2: the signature over the CertificationRequestInfo's own bytes. ECDSA is DER in a CSR. */
-async function selfSignatureVerifies(csr: CertificationRequest, key: KeyObject): Promise<boolean> {
-  const signed = new Uint8Array(csr.certificationRequestInfoRaw ?? AsnConvert.serialize(csr.certificationRequestInfo));
-  const signature = new Uint8Array(csr.signature);
+async function selfSignatureVerifies(csr: ParsedCsr, key: KeyObject): Promise<boolean> {
+  const signed = csr.info;
+  const signature = csr.signature;
   const alg = csr.signatureAlgorithm;
   if (alg.algorithm === id_RSASSA_PSS) {
     // RFC 4055 §3.1; MGF1 with the same hash, as WebCrypto's RSA-PSS has it.
@@ -144,6 +207,11 @@ async function selfSignatureVerifies(csr: CertificationRequest, key: KeyObject):
   }
   const known = SIGNATURES[alg.algorithm];
   return known !== undefined && known.keyType === key.asymmetricKeyType && (await verifyOffThread(known.hash, signed, key, signature));
+}
+
+/** The values of the subject's serialNumber attributes (2.5.4.5), as text. */
+function subjectSerials(csr: ParsedCsr): string[] {
+  return csr.subject.filter((a) => a.type === OID_SERIAL_NUMBER).map((a) => directoryString(a.value));
 }
 
 /**
@@ -161,7 +229,7 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
   let canonical: boolean;
   let key: KeyObject;
   try {
-    ({ spki, canonical, key } = publicKey(csr.certificationRequestInfo.subjectPKInfo));
+    ({ spki, canonical, key } = publicKey(csr));
   } catch (e) {
     throw new PkiError("input", "CSR_KEY_REFUSED", "the CSR's public key cannot be read: the unit must use EC P-256/P-384/P-521 or RSA >= 2048", { cause: e });
   }
@@ -191,7 +259,12 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
     throw new PkiError("verify", "CSR_SIGNATURE", "the CSR's self-signature does not verify (no proof of possession): have the unit generate a new CSR");
   }
 
-  const serials = new x509.Name(csr.certificationRequestInfo.subject).getField("2.5.4.5");
+  let serials: string[];
+  try {
+    serials = subjectSerials(csr);
+  } catch (e) {
+    throw new PkiError("input", "CSR_INVALID", "the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial", { cause: e });
+  }
   if (serials.length !== 1 || serials[0] !== expectedSerial) {
     const found = serials.length === 0 ? "no serialNumber" : `serialNumber ${serials.join(", ")}`;
     throw new PkiError("input", "CSR_SERIAL_MISMATCH", `the CSR's subject has ${found}, not ${expectedSerial}: issue for the serial in the CSR or have the unit make a CSR with serialNumber=${expectedSerial}`);

@@ -1,6 +1,8 @@
-import { X509Certificate, type KeyObject } from "node:crypto";
+import { X509Certificate, verify, type KeyObject } from "node:crypto";
+import { id_ecdsaWithSHA256, id_ecdsaWithSHA384 } from "@peculiar/asn1-ecc";
+import { id_sha256WithRSAEncryption } from "@peculiar/asn1-rsa";
 import { sha256Hex } from "../core/index.js";
-import { PkiError, checkChain, parseCertificate, x509 } from "../pki/index.js";
+import { CertificateModel, PkiError, attributes, checkChain, decodeWhole, directoryString, oid, parseCertificate, x509, type CertificateDer } from "../pki/index.js";
 import { toPem } from "./csr.js";
 import type { UnitRefusalCode } from "./protocol.js";
 
@@ -18,8 +20,22 @@ export interface OfferedCertificate {
   der: Buffer;
   /** SHA-256 hex of `der`. */
   fingerprint: string;
-  /** OpenSSL's parse, when the PEM is plain and OpenSSL reads exactly its bytes: the fast path's input. */
-  fast?: X509Certificate;
+  /** Its DER decode, when the PEM is plain: the short path's input. */
+  fast?: DecodedCertificate;
+}
+
+/** A certificate decoded by the models of pki's der-models, with the bytes the short path compares and verifies. */
+interface DecodedCertificate {
+  value: CertificateDer;
+  tbs: Buffer;
+  issuer: Buffer;
+  spki: Buffer;
+}
+
+function decodeCertificate(der: Buffer): DecodedCertificate {
+  const { value, at } = decodeWhole(CertificateModel, der, ["tbsCertificate", "tbsCertificate/issuer", "tbsCertificate/subjectPublicKeyInfo"]);
+  const [tbs, issuer, spki] = at.map((range) => der.subarray(...range));
+  return { value, tbs: tbs!, issuer: issuer!, spki: spki! };
 }
 
 /** What the unit stores once it accepts a certificate: both re-encoded as plain PEM. */
@@ -38,56 +54,33 @@ export interface Installer {
 interface KnownCertificate {
   cert: x509.X509Certificate;
   pem: string;
-  /** Set once the certificate was proven, byte for byte, to chain to the vendor root. */
-  proven?: { subject: string; publicKey: KeyObject; notBefore: Date; notAfter: Date };
+  /** Set once the certificate was proven, byte for byte, to chain to the vendor root; `subject` is its DER Name. */
+  proven?: { subject: Buffer; publicKey: KeyObject; notBefore: Date; notAfter: Date };
 }
 
 // One certificate, base64 lines only (padding only at the end): what OpenSSL and @peculiar/x509 decode alike.
 const PLAIN_PEM = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/\r\n]+={0,2}\r?\n)-----END CERTIFICATE-----\r?\n?$/;
 const KNOWN_LIMIT = 32;
 
-/** The length-delimited element at `at`: where its content starts and where it ends (X.690 §8.1). */
-function element(der: Buffer, at: number): { content: number; end: number } | undefined {
-  if (at + 2 > der.length) return undefined;
-  let length = der[at + 1]!;
-  let content = at + 2;
-  if (length & 0x80) {
-    const octets = length & 0x7f;
-    if (octets < 1 || octets > 3 || content + octets > der.length) return undefined;
-    length = der.readUIntBE(content, octets);
-    content += octets;
-  }
-  return content + length <= der.length ? { content, end: content + length } : undefined;
-}
+// The signatures a factory CA makes, by their OIDs; any other takes the long path.
+const SIGNATURE_HASHES: Record<string, string> = {
+  [id_ecdsaWithSHA256]: "sha256",
+  [id_ecdsaWithSHA384]: "sha384",
+  [id_sha256WithRSAEncryption]: "sha256",
+};
+const OID_SERIAL_NUMBER = "2.5.4.5";
 
-/**
- * RFC 5280 §4.1: the subjectPublicKeyInfo of a certificate OpenSSL already parsed, found by
- * position in the TBSCertificate, because exporting it from OpenSSL 3.0 costs ~180 µs.
- */
-function certificateSpki(der: Buffer): Buffer | undefined {
-  const tbs = element(der, element(der, 0)?.content ?? der.length);
-  if (!tbs) return undefined;
-  let at = tbs.content;
-  // [0] version, then serialNumber, signature, issuer, validity, subject.
-  for (let skip = der[at] === 0xa0 ? 6 : 5; skip > 0; skip--) {
-    const e = element(der, at);
-    if (!e) return undefined;
-    at = e.end;
-  }
-  const spki = element(der, at);
-  return spki && der.subarray(at, spki.end);
-}
-
-const within = (at: Date, from: Date, to: Date) => from <= at && to >= at;
+const within = (at: Date | number, from: Date | number, to: Date | number) => from <= at && to >= at;
 
 /**
  * A unit's checks of an IDevID offered in `install`. Every unit on a line is handed the same
  * factory CA, and @peculiar/x509 is slow (~0.7 ms to parse a certificate, ~0.6 ms to verify
  * with a re-imported CA key), so a CA certificate that once chained to the root, byte for
- * byte, is remembered with its public key: later leaves are checked with node:crypto
- * (OpenSSL) against it. The first time a CA certificate is seen, and whenever the short
- * path fails, pki's checkChain and @peculiar/x509 check everything again, so that refusals
- * carry their own reasons.
+ * byte, is remembered with its public key: later leaves are decoded with asn1.js (pki's
+ * der-models; node's X509Certificate took ~120 µs a certificate, most of it OpenSSL 3
+ * decoding the key) and their signatures checked with node:crypto against it. The first
+ * time a CA certificate is seen, and whenever the short path fails, pki's checkChain and
+ * @peculiar/x509 check everything again, so that refusals carry their own reasons.
  */
 export class InstallChecker {
   private readonly known = new Map<string, KnownCertificate>();
@@ -100,8 +93,7 @@ export class InstallChecker {
     if (plain) {
       const der = Buffer.from(plain[1]!, "base64");
       try {
-        const fast = new X509Certificate(der);
-        if (fast.raw.equals(der)) return { pem, der, fingerprint: sha256Hex(der), fast };
+        return { pem, der, fingerprint: sha256Hex(der), fast: decodeCertificate(der) };
       } catch {
         // Whether it is a certificate at all is @peculiar/x509's call, below.
       }
@@ -126,15 +118,16 @@ export class InstallChecker {
     if (!cert || !within(at, this.root.notBefore, this.root.notAfter)) return undefined;
     const chain = chainPems.map((pem) => this.known.get(pem));
     if (chain.some((c) => c === undefined)) return undefined;
-    const issuer = cert.issuer;
-    const ca = chain.find((c) => c!.proven?.subject === issuer)?.proven;
+    const ca = chain.find((c) => c!.proven?.subject.equals(cert.issuer))?.proven;
     if (!ca || !within(at, ca.notBefore, ca.notAfter)) return undefined;
-    if (!within(at, new Date(cert.validFrom), new Date(cert.validTo))) return undefined;
-    if (!cert.verify(ca.publicKey)) return undefined;
-    if (!certificateSpki(leaf.der)?.equals(unit.spki)) return undefined;
-    // Node prints the subject one RDN a line, escaping newlines and separators in values (RFC 2253).
-    const subject = cert.subject;
-    if (subject.split("serialNumber=").length !== 2 || !subject.split("\n").includes(`serialNumber=${unit.serial}`)) return undefined;
+    const { notBefore, notAfter } = cert.value.tbsCertificate.validity;
+    if (!within(at.getTime(), notBefore.value, notAfter.value)) return undefined;
+    const hash = SIGNATURE_HASHES[oid(cert.value.signatureAlgorithm.algorithm)];
+    const signature = cert.value.signatureValue;
+    if (!hash || signature.unused !== 0 || !verify(hash, cert.tbs, ca.publicKey, signature.data)) return undefined;
+    if (!cert.spki.equals(unit.spki)) return undefined;
+    const serials = attributes(cert.value.tbsCertificate.subject).filter((a) => a.type === OID_SERIAL_NUMBER);
+    if (serials.length !== 1 || directoryString(serials[0]!.value) !== unit.serial) return undefined;
     return { certificate: toPem("CERTIFICATE", leaf.der), chain: chain.map((c) => c!.pem).join("") };
   }
 
@@ -199,6 +192,12 @@ export class InstallChecker {
       return;
     }
     if (!cert.raw.equals(der)) return;
-    known.proven = { subject: cert.subject, publicKey: cert.publicKey, notBefore: known.cert.notBefore, notAfter: known.cert.notAfter };
+    let subject: Buffer;
+    try {
+      subject = der.subarray(...decodeWhole(CertificateModel, der, ["tbsCertificate/subject"]).at[0]!);
+    } catch {
+      return;
+    }
+    known.proven = { subject, publicKey: cert.publicKey, notBefore: known.cert.notBefore, notAfter: known.cert.notAfter };
   }
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AsnConvert } from "@peculiar/asn1-schema";
@@ -106,6 +106,7 @@ describe("checkCsr refuses", () => {
     await refused(new Uint8Array(der(good).subarray(0, 100)), "CSR_INVALID", "input", notCsr);
     await refused(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]), "CSR_INVALID", "input", notCsr);
     await refused("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "CSR_INVALID", "input", notCsr);
+    await refused(new Uint8Array(Buffer.concat([der(good), Buffer.from([0])])), "CSR_INVALID", "input", notCsr);
   });
 
   it("a serial outside the allowed syntax, before reading the CSR", async () => {
@@ -145,6 +146,17 @@ describe("checkCsr refuses", () => {
     await refused(good, "CSR_SERIAL_MISMATCH", "input", /^the CSR's subject has serialNumber SN000001, not SN000002: /, "SN000002");
     await refused(csr("two", P256, "/serialNumber=SN000001/serialNumber=SN000002"), "CSR_SERIAL_MISMATCH", "input", /has serialNumber SN000001, SN000002, not SN000001/);
     await refused(csr("none", P256, "/CN=SN000001"), "CSR_SERIAL_MISMATCH", "input", /has no serialNumber, not SN000001/);
+    // A properly signed request whose serialNumber is an INTEGER, which openssl will not write.
+    const tlv = (tag: number, ...body: Buffer[]) => {
+      const b = Buffer.concat(body);
+      return Buffer.concat([Buffer.from(b.length < 0x80 ? [tag, b.length] : [tag, 0x81, b.length]), b]);
+    };
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const subject = tlv(0x30, tlv(0x31, tlv(0x30, Buffer.from("0603550405", "hex"), tlv(0x02, Buffer.from([5])))));
+    const info = tlv(0x30, Buffer.from("020100", "hex"), subject, publicKey.export({ type: "spki", format: "der" }), Buffer.from("a000", "hex"));
+    const signature = sign("sha256", info, privateKey);
+    const request = tlv(0x30, info, Buffer.from("300a06082a8648ce3d040302", "hex"), tlv(0x03, Buffer.from([0]), signature));
+    await refused(new Uint8Array(request), "CSR_INVALID", "input", /^the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial$/);
   });
 
   it("the key is checked before the signature, and the signature before the serial", async () => {

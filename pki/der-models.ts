@@ -1,0 +1,139 @@
+import asn1 from "asn1.js";
+
+/*
+ * DER models of the X.509 and PKCS#10 structures read on the line's hot path, decoded with
+ * asn1.js: a unit's CSR at the station (csr.ts) and its certificate at the simulated unit
+ * (units/install-check.ts). @peculiar/asn1-schema took ~100 µs for a CSR and ~280 µs for
+ * a certificate (asn1js builds an object per node, then the schema maps them); asn1.js
+ * decodes the same models in ~8 and ~25 µs. Everything else in pki stays on the
+ * @peculiar libraries.
+ *
+ * asn1.js's `any` hands back the bytes from the element to the end of its parent, so a
+ * model reads only a last element with `any`; where the exact bytes of an earlier element
+ * are needed (what a signature covers, a key's SPKI), `decodeWhole` asks asn1.js where it
+ * found them. asn1.js also ignores elements a SEQUENCE has beyond its model, so models end
+ * where their readers stop reading.
+ */
+
+export type Arcs = number[];
+
+export interface AlgorithmIdentifierDer {
+  algorithm: Arcs;
+  /** The parameters' raw DER, when present. */
+  parameters?: Buffer;
+}
+
+export interface BitStringDer {
+  unused: number;
+  data: Buffer;
+}
+
+export interface SubjectPublicKeyInfoDer {
+  algorithm: AlgorithmIdentifierDer;
+  subjectPublicKey: BitStringDer;
+}
+
+/** RDNSequence: each attribute's value still raw, until its type says how to read it. */
+export type NameDer = Array<Array<{ type: Arcs; value: Buffer }>>;
+
+// RFC 5280 §4.1.1.2.
+export const AlgorithmIdentifierModel = asn1.define<AlgorithmIdentifierDer>("AlgorithmIdentifier", function () {
+  this.seq().obj(this.key("algorithm").objid(), this.key("parameters").optional().any());
+});
+
+// RFC 5280 §4.1.2.7.
+export const SubjectPublicKeyInfoModel = asn1.define<SubjectPublicKeyInfoDer>("SubjectPublicKeyInfo", function () {
+  this.seq().obj(this.key("algorithm").use(AlgorithmIdentifierModel), this.key("subjectPublicKey").bitstr());
+});
+
+// RFC 5280 §4.1.2.4.
+const AttributeTypeAndValueModel = asn1.define<{ type: Arcs; value: Buffer }>("AttributeTypeAndValue", function () {
+  this.seq().obj(this.key("type").objid(), this.key("value").any());
+});
+const RelativeDistinguishedNameModel = asn1.define<Array<{ type: Arcs; value: Buffer }>>("RelativeDistinguishedName", function () {
+  this.setof(AttributeTypeAndValueModel);
+});
+export const NameModel = asn1.define<NameDer>("Name", function () {
+  this.seqof(RelativeDistinguishedNameModel);
+});
+
+// X.520 DirectoryString, and IA5String, which some writers use; serialNumber is a PrintableString.
+const DirectoryStringModel = asn1.define<{ type: string; value: string }>("DirectoryString", function () {
+  this.choice({ printable: this.printstr(), utf8: this.utf8str(), ia5: this.ia5str(), teletex: this.t61str(), bmp: this.bmpstr(), universal: this.unistr() });
+});
+
+export interface CertificateDer {
+  tbsCertificate: {
+    issuer: NameDer;
+    validity: { notBefore: { value: number }; notAfter: { value: number } };
+    subject: NameDer;
+    subjectPublicKeyInfo: SubjectPublicKeyInfoDer;
+  };
+  signatureAlgorithm: AlgorithmIdentifierDer;
+  signatureValue: BitStringDer;
+}
+
+// RFC 5280 §4.1.2.5: a Time is a UTCTime or a GeneralizedTime, read as milliseconds since
+// the epoch. asn1.js tries a CHOICE's options in turn and builds an Error (stack and all)
+// for each miss, so each Time tries first what an IDevID has there: a UTCTime from now, and
+// GeneralizedTime 99991231235959Z, "no well-defined expiration" (802.1AR §8.5).
+const NotBeforeModel = asn1.define<{ value: number }>("Time", function () {
+  this.choice({ utcTime: this.utctime(), generalTime: this.gentime() });
+});
+const NotAfterModel = asn1.define<{ value: number }>("Time", function () {
+  this.choice({ generalTime: this.gentime(), utcTime: this.utctime() });
+});
+const ValidityModel = asn1.define<CertificateDer["tbsCertificate"]["validity"]>("Validity", function () {
+  this.seq().obj(this.key("notBefore").use(NotBeforeModel), this.key("notAfter").use(NotAfterModel));
+});
+
+// RFC 5280 §4.1, read up to the subject's key: what a unit checks of its certificate.
+const TbsCertificateModel = asn1.define<CertificateDer["tbsCertificate"]>("TBSCertificate", function () {
+  this.seq().obj(
+    this.key("version").explicit(0).optional().int(),
+    this.key("serialNumber").int(),
+    this.key("signature").use(AlgorithmIdentifierModel),
+    this.key("issuer").use(NameModel),
+    this.key("validity").use(ValidityModel),
+    this.key("subject").use(NameModel),
+    this.key("subjectPublicKeyInfo").use(SubjectPublicKeyInfoModel),
+  );
+});
+export const CertificateModel = asn1.define<CertificateDer>("Certificate", function () {
+  this.seq().obj(this.key("tbsCertificate").use(TbsCertificateModel), this.key("signatureAlgorithm").use(AlgorithmIdentifierModel), this.key("signatureValue").bitstr());
+});
+
+export interface Decodable<T> {
+  decode(data: Buffer, encoding: "der", options?: { track?: (path: string, start: number, end: number, what: "tagged" | "content") => unknown }): T;
+}
+
+/**
+ * Decodes `der`, which must be exactly one element of `model`, and says where the elements
+ * at `paths` ("tbsCertificate/subject") lie in it, as [start, end). Throws if `der` is not
+ * that, or if one of the paths is missing.
+ */
+export function decodeWhole<T>(model: Decodable<T>, der: Buffer, paths: readonly string[]): { value: T; at: Array<[number, number]> } {
+  const found = new Map<string, [number, number]>();
+  // An element comes before what it contains, some of which (the items of a SEQUENCE OF) share its path.
+  const value = model.decode(der, "der", { track: (path, start, end, what) => what === "tagged" && !found.has(path) && found.set(path, [start, end]) });
+  const whole = found.get("");
+  if (!whole || whole[0] !== 0 || whole[1] !== der.length) throw new Error("not exactly one element");
+  const at = paths.map((p) => {
+    const range = found.get(p);
+    if (!range) throw new Error(`no ${p}`);
+    return range;
+  });
+  return { value, at };
+}
+
+export const oid = (arcs: Arcs): string => arcs.join(".");
+
+/** A Name's attributes, in order, with their types as dotted OIDs. */
+export function attributes(name: NameDer): Array<{ type: string; value: Buffer }> {
+  return name.flat().map((a) => ({ type: oid(a.type), value: a.value }));
+}
+
+/** An attribute value that is a directory string, as text; throws for any other type. */
+export function directoryString(value: Buffer): string {
+  return DirectoryStringModel.decode(value, "der").value;
+}
