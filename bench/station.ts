@@ -230,12 +230,20 @@ function processCpuMs(pid: number): number {
 }
 
 interface SimLineResult extends LineSummary {
-  /** CPU per unit of the station's process and of the simulator's, in ms: which side is the limit. */
-  stationCpuMsPerUnit: number;
-  simulatorCpuMsPerUnit: number;
+  /**
+   * The units after the first `warmup` of the run (all of them without a warm-up): how many,
+   * their throughput, and the CPU per unit of the station's process and of the simulator's,
+   * in ms (which side is the limit).
+   */
+  measured: { units: number; perS: number; stationCpuMsPerUnit: number; simulatorCpuMsPerUnit: number };
 }
 
-async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}): Promise<SimLineResult> {
+/**
+ * The line for `count` units; with `warmup`, its first `warmup` units are the run's warm-up
+ * (the simulator process, the writer thread and their JIT start cold with every run) and
+ * `measured` covers the units after them, in the same run.
+ */
+async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}, warmup = 0): Promise<SimLineResult> {
   const release = acquireRunLock(join(home.root, "station.lock"));
   try {
     return await withStation(home, quietIo, async (stores) => {
@@ -261,15 +269,33 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
         const ctx = stationLineContext(home, config, hsm, { units, keyAlgorithm: "EC-P256", clock: systemClock });
         try {
           hooks.beforeUnits?.();
-          const cpu = { station: processCpuMs(process.pid), simulator: processCpuMs(sim.pid) };
-          const summary = await runLine({ fixture, slots, ctx, onUnit: hooks.onUnit });
-          const stationCpuMsPerUnit = (processCpuMs(process.pid) - cpu.station) / count;
-          const simulatorCpuMsPerUnit = (processCpuMs(sim.pid) - cpu.simulator) / count;
+          const mark = () => ({ at: performance.now(), station: processCpuMs(process.pid), simulator: processCpuMs(sim.pid) });
+          let from = mark();
+          let ended = 0;
+          const summary = await runLine({
+            fixture,
+            slots,
+            ctx,
+            onUnit: () => {
+              if (++ended === warmup) from = mark();
+              hooks.onUnit?.();
+            },
+          });
+          const to = mark();
           hooks.afterUnits?.();
           if (summary.units !== count || summary.provisioned !== count) {
             throw new Error(`the line provisioned ${summary.provisioned} of ${count} units (${summary.units} seen): failures ${JSON.stringify(summary.failures)}`);
           }
-          return { ...summary, stationCpuMsPerUnit, simulatorCpuMsPerUnit };
+          const measured = count - warmup;
+          return {
+            ...summary,
+            measured: {
+              units: measured,
+              perS: perSecond(measured, to.at - from.at),
+              stationCpuMsPerUnit: (to.station - from.station) / measured,
+              simulatorCpuMsPerUnit: (to.simulator - from.simulator) / measured,
+            },
+          };
         } finally {
           await ctx.commits.close();
           await fixture.close();
@@ -285,14 +311,17 @@ async function runSimLine(home: Home, config: IdmintConfig, count: number, slots
 }
 
 function lineFigures(prefix: string, what: string, summary: SimLineResult): Figure[] {
+  const warmup = summary.units - summary.measured.units;
+  const after = warmup > 0 ? ` (the ${summary.measured.units} units after the run's first ${warmup})` : "";
   const figures: Figure[] = [
     { key: `${prefix}.units`, label: `${what}: units`, value: summary.units, unit: "units" },
-    { key: `${prefix}.per_s`, label: `${what}: throughput`, value: summary.units / summary.seconds, unit: "units/s", digits: 1 },
+    { key: `${prefix}.per_s`, label: `${what}: throughput${after}`, value: summary.measured.perS, unit: "units/s", digits: 1 },
+    ...(warmup > 0 ? [{ key: `${prefix}.whole_run_per_s`, label: `${what}: throughput of the whole run, its start included`, value: summary.units / summary.seconds, unit: "units/s", digits: 1 }] : []),
     { key: `${prefix}.seconds`, label: `${what}: wall time`, value: summary.seconds, unit: "s", digits: 1 },
     { key: `${prefix}.commits_per_unit`, label: `${what}: SQLite commits per unit`, value: summary.commits / Math.max(summary.units, 1), unit: "commits", digits: 2 },
     { key: `${prefix}.changes_per_commit`, label: `${what}: unit state changes per commit (group commit)`, value: summary.changesPerCommit, unit: "changes", digits: 2 },
-    { key: `${prefix}.station_cpu_ms`, label: `${what}: station process CPU per unit`, value: summary.stationCpuMsPerUnit, unit: "ms", digits: 3 },
-    { key: `${prefix}.simulator_cpu_ms`, label: `${what}: simulator process CPU per unit`, value: summary.simulatorCpuMsPerUnit, unit: "ms", digits: 3 },
+    { key: `${prefix}.station_cpu_ms`, label: `${what}: station process CPU per unit${after}`, value: summary.measured.stationCpuMsPerUnit, unit: "ms", digits: 3 },
+    { key: `${prefix}.simulator_cpu_ms`, label: `${what}: simulator process CPU per unit${after}`, value: summary.measured.simulatorCpuMsPerUnit, unit: "ms", digits: 3 },
   ];
   for (const stage of STAGES) {
     const s = summary.stages[stage];
@@ -524,28 +553,29 @@ export const stationBenchmark: Benchmark = {
     const units = ctx.param("BENCH_STATION_UNITS", 1000);
     const opensslUnits = ctx.param("BENCH_STATION_OPENSSL_UNITS", 100);
     const longUnits = ctx.param("BENCH_STATION_LONG_UNITS", 20_000);
+    const warmup = ctx.param("BENCH_STATION_RUN_WARMUP", 1000);
     if (spawnSync("openssl", ["version"]).status !== 0) throw new Error("the openssl CLI is not on PATH: floor (b) needs it");
 
-    const setup = await setUp(ctx, WARMUP_UNITS + 2 * units + longUnits);
+    const setup = await setUp(ctx, WARMUP_UNITS + 2 * (warmup + units) + longUnits);
     const { home, config } = setup;
 
     ctx.log(`line warm-up: ${WARMUP_UNITS} units at K=8 (not measured)`);
     await runSimLine(home, config, WARMUP_UNITS, 8);
 
-    ctx.log(`line K=1: ${units} units`);
-    const k1 = await runSimLine(home, config, units, 1);
-    ctx.log(`line K=1: ${(k1.units / k1.seconds).toFixed(1)} units/s`);
-    ctx.log(`line K=8: ${units} units`);
-    const k8 = await runSimLine(home, config, units, 8);
-    ctx.log(`line K=8: ${(k8.units / k8.seconds).toFixed(1)} units/s`);
+    ctx.log(`line K=1: ${warmup} warm-up units, then ${units} measured`);
+    const k1 = await runSimLine(home, config, warmup + units, 1, {}, warmup);
+    ctx.log(`line K=1: ${k1.measured.perS.toFixed(1)} units/s (whole run ${(k1.units / k1.seconds).toFixed(1)})`);
+    ctx.log(`line K=8: ${warmup} warm-up units, then ${units} measured`);
+    const k8 = await runSimLine(home, config, warmup + units, 8, {}, warmup);
+    ctx.log(`line K=8: ${k8.measured.perS.toFixed(1)} units/s (whole run ${(k8.units / k8.seconds).toFixed(1)})`);
 
     ctx.log(`floor (a): ${units} units of bare work`);
     const a = await floorBare(ctx, config, units);
     ctx.log(`floor (b): ${opensslUnits} units through the OpenSSL CLI`);
     const b = floorOpenssl(ctx, opensslUnits);
 
-    const k1PerS = k1.units / k1.seconds;
-    const k8PerS = k8.units / k8.seconds;
+    const k1PerS = k1.measured.perS;
+    const k8PerS = k8.measured.perS;
     const ratios: Figure[] = [
       { key: "ratio.k8_over_bare", label: "line K=8 / floor (a) bare work", value: k8PerS / a.perS, unit: "x", digits: 3, target: { op: ">=", value: 0.5 } },
       { key: "ratio.k8_over_openssl", label: "line K=8 / floor (b) OpenSSL CLI", value: k8PerS / b.perS, unit: "x", digits: 2, target: { op: ">=", value: 20 } },
