@@ -9,7 +9,7 @@ export interface WriterOptions {
   /** The station's clock when it is fixed (IDMINT_NOW), as ISO 8601; the system clock otherwise. */
   now?: string;
   busyTimeoutMs?: number;
-  /** Where each delivered unit's certificate is copied as SERIAL.pem (HOME/certs); no copies when absent. */
+  /** Where each issued unit's certificate is copied as SERIAL.pem (HOME/certs), before its delivery is recorded; no copies when absent. */
   certsDir?: string;
 }
 

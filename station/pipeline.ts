@@ -155,8 +155,8 @@ async function deliver(
   }
   lap("install");
   ctx.reached?.("installed", serial);
-  // The unit holds its certificate: its slot may take the next unit while this is recorded
-  // (and HOME/certs/SERIAL.pem written, before the record: see the store writer).
+  // The unit holds its certificate: its slot may take the next unit while this is recorded.
+  // (HOME/certs/SERIAL.pem is on disk before the record: see the store writer.)
   slotFree?.();
   await ctx.commits.commit({ op: "delivered", serial, pem, fingerprint });
   ctx.reached?.("delivered", serial);

@@ -11,7 +11,8 @@ import { UnitStore } from "./store.js";
  * The worker thread behind GroupCommitter: the only writer of the line's changes, on a
  * connection of its own, so that each commit's fsync blocks this thread and not the
  * station's event loop. It also makes the line's copies for people and scripts
- * (HOME/certs/SERIAL.pem), with plain system calls off the event loop.
+ * (HOME/certs/SERIAL.pem), with plain system calls, off the event loop and off the path
+ * of any commit's answer.
  */
 
 const options = workerData as WriterOptions;
@@ -21,21 +22,52 @@ const ledger = new Ledger(db, clock);
 const stores = { ledger, serials: new SerialStore(db, ledger, clock), units: new UnitStore(db, clock), owner: options.owner };
 const port = parentPort!;
 
-/**
- * A delivered unit's certificate is copied to certsDir/SERIAL.pem before its delivery is
- * recorded: a crash in between leaves the unit "issued", and its retry copies it again.
- * Returns why the copy failed; the delivery is then not recorded (the unit fails with it).
+/*
+ * Copies: a unit's certificate is copied to certsDir/SERIAL.pem once its "issued" change is
+ * committed and answered, while the unit installs it; its "delivered" change is recorded
+ * only after that copy was made (same thread, in order), or fails with the copy's error. A
+ * unit delivered again after a restart (no "issued" change in this run) is copied just
+ * before its delivery is recorded. A crash between copy and record leaves the unit
+ * "issued", and its retry copies it again. Both collections hold units in flight only.
  */
-function copyFailure(change: UnitChange): WireError | undefined {
-  if (change.op !== "delivered" || !options.certsDir) return undefined;
-  const path = join(options.certsDir, `${change.serial}.pem`);
+const copied = new Set<string>();
+const copyFailed = new Map<string, WireError>();
+
+/** Writes certsDir/SERIAL.pem; returns why it could not. */
+function copy(serial: string, pem: string): WireError | undefined {
+  const path = join(options.certsDir!, `${serial}.pem`);
   try {
-    writeCopy(path, change.pem);
+    writeCopy(path, pem);
     return undefined;
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     return toWireError(new IdmintError("state", "CERT_COPY", `cannot write ${path} (${why}): make the home's certs directory writable and free some disk space, then run the station again`));
   }
+}
+
+/** After a commit has been answered: the copies of the units it issued. */
+function copyIssued(changes: readonly UnitChange[], outcomes: ReadonlyArray<{ ok: boolean }>): void {
+  changes.forEach((c, i) => {
+    if (c.op !== "issued" || !outcomes[i]!.ok) return;
+    const failure = copy(c.serial, c.pem);
+    if (failure) copyFailed.set(c.serial, failure);
+    else copied.add(c.serial);
+  });
+}
+
+/** Before a commit: why a change in it may not be made (a delivery whose copy failed). */
+function refusal(c: UnitChange): WireError | undefined {
+  if (c.op === "failed") {
+    copied.delete(c.serial);
+    copyFailed.delete(c.serial);
+    return undefined;
+  }
+  if (c.op !== "delivered") return undefined;
+  const failure = copyFailed.get(c.serial);
+  copyFailed.delete(c.serial);
+  if (failure) return failure;
+  if (copied.delete(c.serial)) return undefined;
+  return copy(c.serial, c.pem);
 }
 
 // A transaction function called inside another runs as a savepoint (better-sqlite3): one
@@ -61,8 +93,7 @@ port.on("message", (m: ToWriter) => {
     port.close();
     return;
   }
-  // Copies are made before the transaction, which they would only hold open longer.
-  const refused = m.changes.map(copyFailure);
+  const refused = options.certsDir ? m.changes.map(refusal) : [];
   let outcomes: Extract<FromWriter, { type: "committed" }>["outcomes"];
   try {
     outcomes = commitBatch.immediate(m.changes, refused);
@@ -71,4 +102,5 @@ port.on("message", (m: ToWriter) => {
     return;
   }
   port.postMessage({ type: "committed", id: m.id, outcomes } satisfies FromWriter);
+  if (options.certsDir) copyIssued(m.changes, outcomes);
 });

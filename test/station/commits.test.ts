@@ -1,5 +1,5 @@
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { openDb, systemClock } from "../../core/index.js";
@@ -114,26 +114,38 @@ describe("GroupCommitter", () => {
     }
   });
 
-  it("copies a delivered unit's certificate before recording the delivery; a copy that fails fails that delivery alone", async () => {
+  it("copies each issued unit's certificate before its delivery is recorded; a copy that fails fails that delivery alone", async () => {
     const certsDir = join(s.dir, `certs-${n}`);
     mkdirSync(join(certsDir, "SN000002.pem"), { recursive: true }); // a directory where the copy goes: rename fails
-    const commits = new GroupCommitter({ dbPath: path, owner, certsDir });
-    try {
-      for (const [i, serial] of ["SN000001", "SN000002"].entries()) {
+    const issue = async (commits: GroupCommitter, serials: string[]) => {
+      for (const [i, serial] of serials.entries()) {
         await commits.commit({ op: "reserve", serial });
-        await commits.commit({ op: "intent", serial, keyFingerprint: String(i).repeat(64), certificateSerial: String(i + 4).repeat(32) });
+        await commits.commit({ op: "intent", serial, keyFingerprint: serial.slice(-1).repeat(64), certificateSerial: String(i + 4).repeat(32) });
         await commits.commit({ op: "issued", serial, certificateSerial: String(i + 4).repeat(32), pem: `PEM ${serial}\n`, fingerprint: String(i + 7).repeat(64) });
       }
-      const results = await Promise.allSettled(["SN000001", "SN000002"].map((serial) => commits.commit({ op: "delivered", serial, pem: `PEM ${serial}\n`, fingerprint: "f".repeat(64) })));
-      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected"]);
+    };
+    const deliver = (commits: GroupCommitter, serials: string[]) => Promise.allSettled(serials.map((serial) => commits.commit({ op: "delivered", serial, pem: `PEM ${serial}\n`, fingerprint: "f".repeat(64) })));
+    // SN000003 is issued by a run that stops before delivering it.
+    const earlier = new GroupCommitter({ dbPath: path, owner, certsDir });
+    await issue(earlier, ["SN000003"]);
+    await earlier.close();
+    rmSync(join(certsDir, "SN000003.pem"));
+
+    const commits = new GroupCommitter({ dbPath: path, owner, certsDir });
+    try {
+      await issue(commits, ["SN000001", "SN000002"]);
+      expect(readFileSync(join(certsDir, "SN000001.pem"), "utf8")).toBe("PEM SN000001\n"); // copied once issued, before delivery
+      const results = await deliver(commits, ["SN000001", "SN000002", "SN000003"]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
       expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
         code: "CERT_COPY",
         kind: "state",
         message: expect.stringMatching(/^cannot write .*SN000002\.pem \(EISDIR\): make the home's certs directory writable/),
       });
-      expect(readFileSync(join(certsDir, "SN000001.pem"), "utf8")).toBe("PEM SN000001\n");
-      expect(readdirSync(certsDir).sort()).toEqual(["SN000001.pem", "SN000002.pem"]); // no temporary left behind
-      expect(committed().ledger.filter((e) => e.startsWith("unit.delivered"))).toEqual(["unit.delivered SN000001"]);
+      // The resumed unit is copied at its delivery.
+      expect(readFileSync(join(certsDir, "SN000003.pem"), "utf8")).toBe("PEM SN000003\n");
+      expect(readdirSync(certsDir).sort()).toEqual(["SN000001.pem", "SN000002.pem", "SN000003.pem"]); // no temporary left behind
+      expect(committed().ledger.filter((e) => e.startsWith("unit.delivered"))).toEqual(["unit.delivered SN000001", "unit.delivered SN000003"]);
     } finally {
       await commits.close();
     }
