@@ -18,6 +18,13 @@ export type FromWriter =
   | { type: "committed"; id: number; outcomes: Array<{ ok: true; value: string | undefined } | { ok: false; error: WireError }> }
   | { type: "failed"; id: number; error: WireError };
 
+/**
+ * Batches the writer may hold at once: one committing and the next already waiting in its
+ * queue, so that the writer goes from one commit to the next without waiting for the event
+ * loop to hand it work; what arrives meanwhile still groups into the batch after.
+ */
+const MAX_IN_FLIGHT = 2;
+
 interface Pending {
   change: UnitChange;
   resolve: (value: string | undefined) => void;
@@ -38,7 +45,8 @@ interface Pending {
 export class GroupCommitter {
   private readonly worker: Worker;
   private queue: Pending[] = [];
-  private inFlight: { id: number; batch: Pending[] } | undefined;
+  /** Batches sent to the writer and not yet answered, oldest first (the writer takes them in order). */
+  private readonly inFlight = new Map<number, Pending[]>();
   private scheduled = false;
   private nextId = 1;
   private dead: Error | undefined;
@@ -75,7 +83,7 @@ export class GroupCommitter {
   /** Waits for the changes asked for so far, then ends the writer thread. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.inFlight || this.queue.length) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      if (this.inFlight.size || this.queue.length) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       if (this.dead) return;
       const exited = new Promise<void>((resolve) => this.worker.once("exit", () => resolve()));
       // Waiting for the writer's exit is what keeps this process alive now.
@@ -87,7 +95,7 @@ export class GroupCommitter {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight) return;
+    if (this.scheduled || this.inFlight.size >= MAX_IN_FLIGHT) return;
     this.scheduled = true;
     // The next turn of the event loop: what every slot asks for in this one shares the commit.
     setImmediate(() => {
@@ -97,26 +105,27 @@ export class GroupCommitter {
   }
 
   private send(): void {
-    if (this.inFlight || this.queue.length === 0 || this.dead) return;
+    if (this.inFlight.size >= MAX_IN_FLIGHT || this.queue.length === 0 || this.dead) return;
     const batch = this.queue;
     this.queue = [];
-    this.inFlight = { id: this.nextId++, batch };
+    const id = this.nextId++;
+    this.inFlight.set(id, batch);
     this.worker.ref();
-    this.worker.postMessage({ type: "commit", id: this.inFlight.id, changes: batch.map((p) => p.change) } satisfies ToWriter);
+    this.worker.postMessage({ type: "commit", id, changes: batch.map((p) => p.change) } satisfies ToWriter);
   }
 
   private settle(m: FromWriter): void {
-    const flight = this.inFlight;
-    if (!flight || flight.id !== m.id) return;
-    this.inFlight = undefined;
+    const batch = this.inFlight.get(m.id);
+    if (!batch) return;
+    this.inFlight.delete(m.id);
     if (m.type === "failed") {
-      // The commit itself failed (disk full, store locked too long): none of the changes happened.
+      // The commit itself failed (disk full, store locked too long): none of its changes happened.
       const error = fromWireError(m.error);
-      for (const p of flight.batch) p.reject(error);
+      for (const p of batch) p.reject(error);
     } else {
       this.commits++;
-      this.changes += flight.batch.length;
-      flight.batch.forEach((p, i) => {
+      this.changes += batch.length;
+      batch.forEach((p, i) => {
         const o = m.outcomes[i]!;
         if (o.ok) p.resolve(o.value);
         else p.reject(fromWireError(o.error));
@@ -124,7 +133,7 @@ export class GroupCommitter {
     }
     // What queued up during this commit goes at once: the slots are already waiting.
     if (this.queue.length) this.send();
-    else this.becameIdle();
+    else if (this.inFlight.size === 0) this.becameIdle();
   }
 
   private becameIdle(): void {
@@ -136,8 +145,8 @@ export class GroupCommitter {
     if (this.dead) return;
     const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
     this.dead = new IdmintError("internal", "STORE_WRITER", `the station store's writer thread failed: ${why}`);
-    const waiting = [...(this.inFlight?.batch ?? []), ...this.queue];
-    this.inFlight = undefined;
+    const waiting = [...[...this.inFlight.values()].flat(), ...this.queue];
+    this.inFlight.clear();
     this.queue = [];
     for (const p of waiting) p.reject(this.dead);
     this.becameIdle();
