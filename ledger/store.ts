@@ -92,8 +92,9 @@ export class Ledger {
     return { ...entry, leafHash };
   }
 
+  /** Appends one entry: in the caller's transaction if there is one (one INSERT: all or nothing), else in its own. */
   append(event: LedgerEvent): AppendedEntry {
-    return this.appendTx.immediate(event);
+    return this.db.inTransaction ? this.appendOne(event) : this.appendTx.immediate(event);
   }
 
   appendMany(events: readonly LedgerEvent[]): AppendedEntry[] {

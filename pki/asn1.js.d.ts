@@ -37,9 +37,18 @@ declare module "asn1.js" {
   }
   interface Model<T> {
     decode(data: Buffer, encoding: "der", options?: DecodeOptions): T;
+    encode(value: T, encoding: "der"): Buffer;
   }
   const asn1: {
     define<T>(name: string, body: (this: ModelNode) => void): Model<T>;
   };
   export default asn1;
+}
+
+/** The part of bn.js (asn1.js's integers) that pki uses. */
+declare module "bn.js" {
+  class BN {
+    constructor(bigEndian: Uint8Array);
+  }
+  export default BN;
 }

@@ -1,9 +1,10 @@
 import asn1 from "asn1.js";
+import BN from "bn.js";
 
 /*
- * DER models of the X.509 and PKCS#10 structures read on the line's hot path, decoded with
- * asn1.js: a unit's CSR at the station (csr.ts) and its certificate at the simulated unit
- * (units/install-check.ts). @peculiar/asn1-schema took ~100 µs for a CSR and ~280 µs for
+ * DER models of the X.509 and PKCS#10 structures on the line's hot path, in asn1.js: a
+ * unit's CSR at the station (csr.ts), its certificate at the simulated unit
+ * (units/install-check.ts), and the DER form of each HSM signature (x509.ts). @peculiar/asn1-schema took ~100 µs for a CSR and ~280 µs for
  * a certificate (asn1js builds an object per node, then the schema maps them); asn1.js
  * decodes the same models in ~8 and ~25 µs. Everything else in pki stays on the
  * @peculiar libraries.
@@ -136,4 +137,15 @@ export function attributes(name: NameDer): Array<{ type: string; value: Buffer }
 /** An attribute value that is a directory string, as text; throws for any other type. */
 export function directoryString(value: Buffer): string {
   return DirectoryStringModel.decode(value, "der").value;
+}
+
+// RFC 3279 §2.2.3 ECDSA-Sig-Value.
+const EcdsaSigValueModel = asn1.define<{ r: BN; s: BN }>("ECDSA-Sig-Value", function () {
+  this.seq().obj(this.key("r").int(), this.key("s").int());
+});
+
+/** An ECDSA signature in the r || s form PKCS#11 returns (its halves unsigned, big-endian), as DER ECDSA-Sig-Value. */
+export function ecdsaSignatureDer(raw: Uint8Array): Buffer {
+  const half = raw.length / 2;
+  return EcdsaSigValueModel.encode({ r: new BN(raw.subarray(0, half)), s: new BN(raw.subarray(half)) }, "der");
 }

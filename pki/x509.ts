@@ -2,6 +2,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { webcrypto } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
+import { ecdsaSignatureDer } from "./der-models.js";
 
 // @peculiar/x509 hashes and verifies through WebCrypto; Node's own is the provider for
 // everything except the signatures our HSM makes.
@@ -44,7 +45,7 @@ export function signingProvider(signer: Signer): { crypto: Crypto; signingKey: C
 /** A signer's raw signature as X.509/CMS and Go's SignASN1 carry it: DER ECDSA-Sig-Value, or the RSA block as is. */
 export function derSignature(signer: Signer, raw: Uint8Array<ArrayBuffer>): Uint8Array {
   if (!signer.algorithm.startsWith("EC-")) return raw;
-  const der = new x509.AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve: signer.algorithm === "EC-P384" ? "P-384" : "P-256" } as EcKeyAlgorithm, raw);
-  if (!der) throw new Error("cannot encode an ECDSA signature");
-  return new Uint8Array(der);
+  const expected = signer.algorithm === "EC-P384" ? 96 : 64;
+  if (raw.length !== expected) throw new Error(`an ${signer.algorithm} signature of ${raw.length} bytes, not ${expected}`);
+  return new Uint8Array(ecdsaSignatureDer(raw));
 }

@@ -60,19 +60,6 @@ export function toPem(label: string, der: Uint8Array): string {
   return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
 
-function derInteger(unsigned: Uint8Array): Buffer {
-  let i = 0;
-  while (i < unsigned.length - 1 && unsigned[i] === 0) i++;
-  const v = unsigned.subarray(i);
-  return tlv(0x02, (v[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), v]) : v);
-}
-
-/** RFC 3279 §2.2.3 ECDSA-Sig-Value from the r||s form PKCS#11 and WebCrypto return. */
-export function p1363ToDer(sig: Uint8Array): Buffer {
-  const half = sig.length / 2;
-  return seq(derInteger(sig.subarray(0, half)), derInteger(sig.subarray(half)));
-}
-
 // RFC 5480 §2 SubjectPublicKeyInfo for id-ecPublicKey on secp256r1, up to the BIT STRING content.
 const P256_SPKI_PREFIX = hex("3059301306072a8648ce3d020106082a8648ce3d030107034200");
 // RFC 5958 OneAsymmetricKey v0 with the same AlgorithmIdentifier, wrapping RFC 5915

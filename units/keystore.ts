@@ -1,7 +1,8 @@
 import { generateKeyPair, generateKeyPairSync, randomBytes, sign as nodeSign, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "../hsm/index.js";
-import { p1363ToDer, p256Encodings } from "./csr.js";
+import { ecdsaSignatureDer } from "../pki/index.js";
+import { p256Encodings } from "./csr.js";
 import { UnitError } from "./errors.js";
 import type { UnitKeyAlgorithm } from "./protocol.js";
 import type { KeyRef } from "./store.js";
@@ -121,7 +122,7 @@ export class Pkcs11Keystore implements UnitKeystore {
       ref: { keystore: "pkcs11", object },
       sign: async (data) => {
         const raw = await signer.sign(data);
-        return ec ? p1363ToDer(raw) : raw;
+        return ec ? ecdsaSignatureDer(raw) : raw;
       },
     };
   }

@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { CertificateModel, attributes, decodeWhole, directoryString, oid, x509 } from "../../pki/index.js";
+import { ecdsaSignatureDer } from "../../pki/der-models.js";
 import { openssl, scratch } from "../helpers.js";
 
 const s = scratch("der-models");
@@ -34,6 +36,21 @@ describe("pki's asn1.js models", () => {
       ["2.5.4.5", "SN000042"],
       ["2.5.4.3", "unit"],
     ]);
+  });
+
+  it("encode an r || s ECDSA signature as the DER OpenSSL makes, leading zeros and high bits included", () => {
+    for (const namedCurve of ["P-256", "P-384"]) {
+      const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve });
+      for (let i = 0; i < 200; i++) {
+        const data = Buffer.from(`message ${i}`);
+        const raw = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
+        const der = ecdsaSignatureDer(raw);
+        expect(verify("sha256", data, publicKey, der)).toBe(true);
+        expect(verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, raw)).toBe(true);
+      }
+    }
+    const half = (first: number) => Buffer.concat([Buffer.from([first]), Buffer.alloc(31, 0x11)]);
+    expect(ecdsaSignatureDer(Buffer.concat([half(0x80), half(0x00)])).toString("hex")).toBe("3044022100" + half(0x80).toString("hex") + "021f" + "11".repeat(31));
   });
 
   it("refuse input that is not exactly one element, and values that are not directory strings", () => {
