@@ -67,11 +67,16 @@ class UnitConnection {
   }
 
   get who(): string {
-    return this.unit ? `unit ${this.unit.serial} at ${this.where}` : `the unit at ${this.where}`;
+    return this.whoIs(this.unit);
   }
 
-  disconnected(what: string, cause?: unknown): UnitError {
-    return new UnitError("UNIT_DISCONNECTED", `the connection to ${this.who} ${what}: reseat the unit and retry`, { cause, serial: this.unit?.serial });
+  private whoIs(unit: HelloResult | undefined): string {
+    return unit ? `unit ${unit.serial} at ${this.where}` : `the unit at ${this.where}`;
+  }
+
+  /** The error of a lost connection, naming `unit` (by default the one being served). */
+  disconnected(what: string, cause?: unknown, unit = this.unit): UnitError {
+    return new UnitError("UNIT_DISCONNECTED", `the connection to ${this.whoIs(unit)} ${what}: reseat the unit and retry`, { cause, serial: unit?.serial });
   }
 
   /**
@@ -202,7 +207,11 @@ class TcpUnitLink implements UnitLink {
 
   private request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
     if (this.helloFailure) return Promise.reject(this.helloFailure);
-    if (this.released) return Promise.reject(this.connection.ended ?? this.connection.disconnected("was closed by the station"));
+    if (this.released) {
+      // The connection may serve another unit by now: its state is not this unit's.
+      const ownEnd = this.connection.unit === this.unit ? this.connection.ended : undefined;
+      return Promise.reject(ownEnd ?? this.connection.disconnected("was closed by the station", undefined, this.unit));
+    }
     return this.connection.request<O>(body);
   }
 
@@ -264,7 +273,8 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<Sock
  * next with NO_MORE_UNITS, after which `next()` resolves undefined without connecting again.
  * A unit that fails that first exchange (silence, garbage, hang-up, another refusal) is
  * still returned: its link's calls reject with the failure. Only a fixture that cannot be
- * reached rejects `next()`. `close()` drops the connections kept for reuse.
+ * reached rejects `next()`. A kept connection the fixture closed meanwhile is let go, and
+ * `next()` connects again. `close()` drops the connections kept for reuse.
  */
 export class TcpFixture implements UnitFixture {
   private readonly timeoutMs: number;
@@ -286,26 +296,35 @@ export class TcpFixture implements UnitFixture {
   }
 
   async next(): Promise<UnitLink | undefined> {
-    if (this.exhausted || this.closed) return undefined;
-    const kept = this.idle.pop();
-    const connection = kept ?? new UnitConnection(await openSocket(this.host, this.port, this.connectTimeoutMs), this.where, this.timeoutMs);
-    connection.hold(true);
-    connection.unit = undefined;
-    try {
-      connection.unit = await connection.request(kept ? { op: "next" } : { op: "hello" });
-      return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c));
-    } catch (e) {
-      if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
-        this.exhausted = true;
-        await Promise.all([connection, ...this.idle.splice(0)].map((c) => c.drop(c.disconnected("was closed by the station"))));
-        return undefined;
+    for (;;) {
+      if (this.exhausted || this.closed) return undefined;
+      let kept = this.idle.pop();
+      // A kept connection the fixture closed while it waited is of no use: let it go.
+      while (kept?.ended) kept = this.idle.pop();
+      const connection = kept ?? new UnitConnection(await openSocket(this.host, this.port, this.connectTimeoutMs), this.where, this.timeoutMs);
+      connection.hold(true);
+      connection.unit = undefined;
+      try {
+        connection.unit = await connection.request(kept ? { op: "next" } : { op: "hello" });
+        return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c));
+      } catch (e) {
+        if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
+          this.exhausted = true;
+          await Promise.all([connection, ...this.idle.splice(0)].map((c) => c.drop(c.disconnected("was closed by the station"))));
+          return undefined;
+        }
+        if (kept && e instanceof UnitError && e.code === "UNIT_DISCONNECTED") {
+          // The fixture closed the kept connection as `next` went out: nothing was seated on it.
+          await connection.drop(e);
+          continue;
+        }
+        if (e instanceof UnitError) {
+          await connection.drop(e);
+          return new TcpUnitLink(connection, undefined, e, () => Promise.resolve());
+        }
+        await connection.drop(connection.disconnected("was closed by the station", e));
+        throw e;
       }
-      if (e instanceof UnitError) {
-        await connection.drop(e);
-        return new TcpUnitLink(connection, undefined, e, () => Promise.resolve());
-      }
-      await connection.drop(connection.disconnected("was closed by the station", e));
-      throw e;
     }
   }
 

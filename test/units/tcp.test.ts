@@ -157,13 +157,15 @@ const SLOT_OPS = ["hello", "genkey", "install", "status", "next"];
  * A hand-driven fixture whose connections are slots (its hellos list `next`): the slots seat
  * `serials` in order; status is answered, and `lateStatus` serials answer it too late.
  */
-async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<{ fixture: TcpFixture; accepted: () => number; open: () => Promise<number> }> {
+async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<{ fixture: TcpFixture; accepted: () => number; open: () => Promise<number>; hangUp: () => void }> {
   let seated = 0;
   let accepted = 0;
+  const sockets = new Set<Socket>();
   const server = await frameServer(() => {
     accepted++;
     let serial = serials[seated++];
     return (req, socket, answer) => {
+      sockets.add(socket);
       if (req.op === "next") serial = serials[seated++];
       if (serial === undefined) {
         socket.end(encodeFrame({ v: 1, id: req.id, ok: false, error: { code: "NO_MORE_UNITS", message: "the fixture has no more units" } }));
@@ -179,6 +181,7 @@ async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<
     fixture: new TcpFixture("127.0.0.1", server.port, { timeoutMs: 150 }),
     accepted: () => accepted,
     open: () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n))),
+    hangUp: () => sockets.forEach((socket) => socket.destroy()),
   };
 }
 
@@ -225,6 +228,18 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(await open()).toBe(0);
     expect(await fixture.next()).toBeUndefined();
+  });
+
+  it("lets go of a kept connection the fixture closed while it waited, and connects again", async () => {
+    const { fixture, accepted, open, hangUp } = await fakeSlots(["SN000001", "SN000002"]);
+    await (await link(fixture)).close();
+    hangUp();
+    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const b = await link(fixture);
+    expect((await b.hello()).serial).toBe("SN000002");
+    expect(accepted()).toBe(2);
+    await b.close();
+    await fixture.close();
   });
 
   it("keeps the ops it knows from a hello and leaves out names of later versions", async () => {
