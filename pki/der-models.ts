@@ -64,11 +64,10 @@ const DirectoryStringModel = asn1.define<{ type: string; value: string }>("Direc
 });
 
 export interface CertificateDer {
+  /** The issuer and the subject's key are read by position only (decodeWhole): a unit compares their bytes. */
   tbsCertificate: {
-    issuer: NameDer;
     validity: { notBefore: { value: number }; notAfter: { value: number } };
     subject: NameDer;
-    subjectPublicKeyInfo: SubjectPublicKeyInfoDer;
   };
   signatureAlgorithm: AlgorithmIdentifierDer;
   signatureValue: BitStringDer;
@@ -94,10 +93,11 @@ const TbsCertificateModel = asn1.define<CertificateDer["tbsCertificate"]>("TBSCe
     this.key("version").explicit(0).optional().int(),
     this.key("serialNumber").int(),
     this.key("signature").use(AlgorithmIdentifierModel),
-    this.key("issuer").use(NameModel),
+    // A SEQUENCE with no model of its content: asn1.js steps over it, and `track` still says where it is.
+    this.key("issuer").seq(),
     this.key("validity").use(ValidityModel),
     this.key("subject").use(NameModel),
-    this.key("subjectPublicKeyInfo").use(SubjectPublicKeyInfoModel),
+    this.key("subjectPublicKeyInfo").seq(),
   );
 });
 export const CertificateModel = asn1.define<CertificateDer>("Certificate", function () {
