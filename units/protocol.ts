@@ -65,8 +65,9 @@ import { UnitError } from "./errors.js";
  * unit of the first kind, one connection per unit.
  *
  * END OF THE LINE. A fixture with no more units still accepts the connection, answers its
- * first request (a hello) with error NO_MORE_UNITS and closes it; the driver turns that into
- * `UnitFixture.next()` resolving to undefined.
+ * first request (a hello) with error NO_MORE_UNITS and closes it, and so answers a `next`
+ * when no unit is left for the slot; the driver turns that into `UnitFixture.next()`
+ * resolving to undefined.
  */
 
 export const PROTOCOL_VERSION = 1;
