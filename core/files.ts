@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync, existsSync, mkdirSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 
 /** The temporary a file is written to before it is renamed into place: `.NAME.PID.tmp` beside it. */
@@ -9,25 +9,33 @@ function temporarySibling(path: string): string {
 const LEFTOVER = /^\..+\.\d+\.tmp$/;
 
 /**
- * Writes a file so that readers see either the old content or the whole new one:
- * write a temporary sibling, fsync it, rename it over the target.
+ * Replaces `path` through a temporary sibling and a rename, so that readers see either the
+ * old content or the whole new one; with `durable`, the temporary is fsynced first. A
+ * failure at any step leaves no temporary behind.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true });
+function replaceFile(path: string, data: string | Uint8Array, mode: number, durable: boolean): void {
   const tmp = temporarySibling(path);
-  const fd = openSync(tmp, "w", mode);
   try {
-    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    let offset = 0;
-    while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
-    fsyncSync(fd);
+    const fd = openSync(tmp, "w", mode);
+    try {
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+      let offset = 0;
+      while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+      if (durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
   } catch (e) {
-    closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
   }
-  closeSync(fd);
-  renameSync(tmp, path);
+}
+
+/** Writes a file whole or not at all, durably: its directory is made if need be, and the content fsynced before the rename. */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  replaceFile(path, data, mode, true);
 }
 
 /** Writes several files all-or-nothing: if any already exists, nothing is written. */
@@ -55,20 +63,12 @@ export function removeLeftoverTemporaries(dir: string): void {
 }
 
 /**
- * Replaces a file through a temporary sibling and a rename, without fsync: for copies of
- * what a database already holds durably (HOME/certs/SERIAL.pem), where readers must never
- * see half a file but an OS crash may cost a copy that is made again. Synchronous: the
- * station's store writer thread makes these copies, where blocking costs no event loop, and
- * four fs/promises calls a copy cost the line more (thread hand-offs, promises) than the
- * system calls themselves.
+ * Replaces a file whole or not at all, without fsync: for copies of what a database already
+ * holds durably (HOME/certs/SERIAL.pem), where readers must never see half a file but an OS
+ * crash may cost a copy that is made again. Synchronous: the station's store writer thread
+ * makes these copies, where blocking costs no event loop, and four fs/promises calls a copy
+ * cost the line more (thread hand-offs, promises) than the system calls themselves.
  */
 export function writeCopy(path: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = temporarySibling(path);
-  try {
-    writeFileSync(tmp, data, { mode });
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  replaceFile(path, data, mode, false);
 }

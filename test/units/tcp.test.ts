@@ -9,13 +9,18 @@ const servers: Server[] = [];
 afterAll(async () => {
   for (const server of servers) {
     // Every link the tests opened was closed: the fake units soon hold no connection.
-    const open = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
-    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await open()).toBe(0);
+    expect(await settledConnections(server)).toBe(0);
     await new Promise((resolve) => server.close(resolve));
   }
   expect(unhandled).toEqual([]);
 });
+
+/** The server's open connections once closing ones have gone (up to a second). */
+async function settledConnections(server: Server): Promise<number> {
+  const open = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+  for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  return open();
+}
 
 const HELLO = { serial: "SN000001", model: "Fake", hwType: "1.3.6.1.4.1.32473.1.1", firmware: "0.1", protocol: 1 };
 
@@ -180,7 +185,7 @@ async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<
   return {
     fixture: new TcpFixture("127.0.0.1", server.port, { timeoutMs: 150 }),
     accepted: () => accepted,
-    open: () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n))),
+    open: () => settledConnections(server),
     hangUp: () => sockets.forEach((socket) => socket.destroy()),
   };
 }
@@ -225,7 +230,6 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     expect(accepted()).toBe(2);
     await fixture.close();
     await fixture.close();
-    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(await open()).toBe(0);
     expect(await fixture.next()).toBeUndefined();
   });
@@ -234,7 +238,7 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     const { fixture, accepted, open, hangUp } = await fakeSlots(["SN000001", "SN000002"]);
     await (await link(fixture)).close();
     hangUp();
-    for (let i = 0; i < 50 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await open()).toBe(0);
     const b = await link(fixture);
     expect((await b.hello()).serial).toBe("SN000002");
     expect(accepted()).toBe(2);
