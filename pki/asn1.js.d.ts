@@ -31,11 +31,11 @@ declare module "asn1.js" {
     seqof(model: Model<unknown>): ModelNode;
     setof(model: Model<unknown>): ModelNode;
   }
-  interface DecodeOptions {
+  export interface DecodeOptions {
     /** Called as each element is decoded: its path ("a/b"), its start and end in the input, and whether that is the whole element ("tagged") or its content. */
     track?: (path: string, start: number, end: number, what: "tagged" | "content") => unknown;
   }
-  interface Model<T> {
+  export interface Model<T> {
     decode(data: Buffer, encoding: "der", options?: DecodeOptions): T;
     encode(value: T, encoding: "der"): Buffer;
   }

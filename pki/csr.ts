@@ -4,10 +4,9 @@ import {
   AlgorithmIdentifierModel,
   NameModel,
   SubjectPublicKeyInfoModel,
-  attributes,
   decodeWhole,
-  directoryString,
   oid,
+  serialNumbers,
   type AlgorithmIdentifierDer,
   type BitStringDer,
   type NameDer,
@@ -53,7 +52,6 @@ const ALLOWED_CURVES: Record<string, CheckedCsr["keyType"]> = {
 };
 const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
-const OID_SERIAL_NUMBER = "2.5.4.5";
 
 /*
  * Why not @peculiar/x509's Pkcs10CertificateRequest: it re-encodes the key and imports it
@@ -81,7 +79,7 @@ interface ParsedCsr {
   keyAlgorithm: { algorithm: string; parameters?: Buffer };
   keyBits: Buffer;
   spki: Buffer;
-  subject: Array<{ type: string; value: Buffer }>;
+  subject: NameDer;
   signatureAlgorithm: { algorithm: string; parameters?: Buffer };
   signature: Buffer;
 }
@@ -109,7 +107,7 @@ function parse(input: string | Uint8Array): ParsedCsr {
       keyAlgorithm: { algorithm: oid(key.algorithm.algorithm), parameters: key.algorithm.parameters },
       keyBits: key.subjectPublicKey.data,
       spki: der.subarray(...spki!),
-      subject: attributes(csr.info.subject),
+      subject: csr.info.subject,
       signatureAlgorithm: { algorithm: oid(csr.signatureAlgorithm.algorithm), parameters: csr.signatureAlgorithm.parameters },
       signature: csr.signature.data,
     };
@@ -209,11 +207,6 @@ async function selfSignatureVerifies(csr: ParsedCsr, key: KeyObject): Promise<bo
   return known !== undefined && known.keyType === key.asymmetricKeyType && (await verifyOffThread(known.hash, signed, key, signature));
 }
 
-/** The values of the subject's serialNumber attributes (2.5.4.5), as text. */
-function subjectSerials(csr: ParsedCsr): string[] {
-  return csr.subject.filter((a) => a.type === OID_SERIAL_NUMBER).map((a) => directoryString(a.value));
-}
-
 /**
  * The station's checks on a unit's CSR before the CA signs anything: the key is of an
  * allowed type and size, the self-signature verifies (proof of possession, RFC 2986 §3),
@@ -261,7 +254,7 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
 
   let serials: string[];
   try {
-    serials = subjectSerials(csr);
+    serials = serialNumbers(csr.subject);
   } catch (e) {
     throw new PkiError("input", "CSR_INVALID", "the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial", { cause: e });
   }

@@ -1,4 +1,4 @@
-import asn1 from "asn1.js";
+import asn1, { type Model } from "asn1.js";
 import BN from "bn.js";
 
 /*
@@ -104,16 +104,12 @@ export const CertificateModel = asn1.define<CertificateDer>("Certificate", funct
   this.seq().obj(this.key("tbsCertificate").use(TbsCertificateModel), this.key("signatureAlgorithm").use(AlgorithmIdentifierModel), this.key("signatureValue").bitstr());
 });
 
-export interface Decodable<T> {
-  decode(data: Buffer, encoding: "der", options?: { track?: (path: string, start: number, end: number, what: "tagged" | "content") => unknown }): T;
-}
-
 /**
  * Decodes `der`, which must be exactly one element of `model`, and says where the elements
  * at `paths` ("tbsCertificate/subject") lie in it, as [start, end). Throws if `der` is not
  * that, or if one of the paths is missing.
  */
-export function decodeWhole<T>(model: Decodable<T>, der: Buffer, paths: readonly string[]): { value: T; at: Array<[number, number]> } {
+export function decodeWhole<T>(model: Model<T>, der: Buffer, paths: readonly string[]): { value: T; at: Array<[number, number]> } {
   const found = new Map<string, [number, number]>();
   // An element comes before what it contains, some of which (the items of a SEQUENCE OF) share its path.
   const value = model.decode(der, "der", { track: (path, start, end, what) => what === "tagged" && !found.has(path) && found.set(path, [start, end]) });
@@ -128,6 +124,8 @@ export function decodeWhole<T>(model: Decodable<T>, der: Buffer, paths: readonly
 }
 
 export const oid = (arcs: Arcs): string => arcs.join(".");
+
+const OID_SERIAL_NUMBER = "2.5.4.5";
 
 /** A Name's attributes, in order, with their types as dotted OIDs. */
 export function attributes(name: NameDer): Array<{ type: string; value: Buffer }> {
@@ -148,4 +146,11 @@ const EcdsaSigValueModel = asn1.define<{ r: BN; s: BN }>("ECDSA-Sig-Value", func
 export function ecdsaSignatureDer(raw: Uint8Array): Buffer {
   const half = raw.length / 2;
   return EcdsaSigValueModel.encode({ r: new BN(raw.subarray(0, half)), s: new BN(raw.subarray(half)) }, "der");
+}
+
+/** The subject's serialNumber (X.520 2.5.4.5) values, as text; throws if one is not a directory string. */
+export function serialNumbers(name: NameDer): string[] {
+  return attributes(name)
+    .filter((a) => a.type === OID_SERIAL_NUMBER)
+    .map((a) => directoryString(a.value));
 }

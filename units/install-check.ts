@@ -2,7 +2,7 @@ import { X509Certificate, verify, type KeyObject } from "node:crypto";
 import { id_ecdsaWithSHA256, id_ecdsaWithSHA384 } from "@peculiar/asn1-ecc";
 import { id_sha256WithRSAEncryption } from "@peculiar/asn1-rsa";
 import { sha256Hex } from "../core/index.js";
-import { CertificateModel, PkiError, attributes, checkChain, decodeWhole, directoryString, oid, parseCertificate, x509, type CertificateDer } from "../pki/index.js";
+import { CertificateModel, PkiError, checkChain, decodeWhole, oid, parseCertificate, serialNumbers, x509, type CertificateDer } from "../pki/index.js";
 import { toPem } from "./csr.js";
 import type { UnitRefusalCode } from "./protocol.js";
 
@@ -68,7 +68,6 @@ const SIGNATURE_HASHES: Record<string, string> = {
   [id_ecdsaWithSHA384]: "sha384",
   [id_sha256WithRSAEncryption]: "sha256",
 };
-const OID_SERIAL_NUMBER = "2.5.4.5";
 
 const within = (at: Date | number, from: Date | number, to: Date | number) => from <= at && to >= at;
 
@@ -126,8 +125,14 @@ export class InstallChecker {
     const signature = cert.value.signatureValue;
     if (!hash || signature.unused !== 0 || !verify(hash, cert.tbs, ca.publicKey, signature.data)) return undefined;
     if (!cert.spki.equals(unit.spki)) return undefined;
-    const serials = attributes(cert.value.tbsCertificate.subject).filter((a) => a.type === OID_SERIAL_NUMBER);
-    if (serials.length !== 1 || directoryString(serials[0]!.value) !== unit.serial) return undefined;
+    let serials: string[];
+    try {
+      serials = serialNumbers(cert.value.tbsCertificate.subject);
+    } catch {
+      // A serialNumber that is not a string: the long path refuses it with its reason.
+      return undefined;
+    }
+    if (serials.length !== 1 || serials[0] !== unit.serial) return undefined;
     return { certificate: toPem("CERTIFICATE", leaf.der), chain: chain.map((c) => c!.pem).join("") };
   }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { Certificate } from "@peculiar/asn1-x509";
 import { generateKeyPairSync, sign, verify } from "node:crypto";
-import { CertificateModel, attributes, decodeWhole, directoryString, oid, x509 } from "../../pki/index.js";
+import { CertificateModel, attributes, decodeWhole, directoryString, oid, serialNumbers, x509 } from "../../pki/index.js";
 import { ecdsaSignatureDer } from "../../pki/der-models.js";
 import { openssl, scratch } from "../helpers.js";
 
@@ -36,6 +36,7 @@ describe("pki's asn1.js models", () => {
       ["2.5.4.5", "SN000042"],
       ["2.5.4.3", "unit"],
     ]);
+    expect(serialNumbers(value.tbsCertificate.subject)).toEqual(["SN000042"]);
   });
 
   it("encode an r || s ECDSA signature as the DER OpenSSL makes, leading zeros and high bits included", () => {
