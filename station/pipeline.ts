@@ -149,7 +149,8 @@ async function deliver(
   resumed: boolean,
   slotFree: (() => void) | undefined,
 ): Promise<UnitOutcome> {
-  const ack = await link.install(pem, ctx.ca.chainPems);
+  // Whatever the answer, nothing more is asked of this unit: its slot may seat the next one meanwhile.
+  const ack = await link.install(pem, ctx.ca.chainPems, { last: true });
   if (ack.fingerprint !== fingerprint) {
     throw new StationError("verify", "INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
   }

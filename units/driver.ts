@@ -15,8 +15,12 @@ export interface UnitLink {
   hello(): Promise<HelloResult>;
   /** Has the unit make a new key pair and return its CSR (PEM). */
   genkey(alg: UnitKeyAlgorithm): Promise<GenkeyResult>;
-  /** Hands the unit its IDevID and the chain up to (not including) the vendor root. */
-  install(certificatePem: string, chainPems: readonly string[]): Promise<InstallResult>;
+  /**
+   * Hands the unit its IDevID and the chain up to (not including) the vendor root. With
+   * `last`, the station asks nothing more of this unit, whatever the answer: a fixture may
+   * seat the next unit in the slot right behind it, and later calls on this link reject.
+   */
+  install(certificatePem: string, chainPems: readonly string[], options?: { last?: boolean }): Promise<InstallResult>;
   /** Where the unit is: new, keyed or provisioned (with its certificate's fingerprint). */
   status(): Promise<StatusResult>;
   /** Ends the link; outstanding requests reject with UNIT_DISCONNECTED. Idempotent. */

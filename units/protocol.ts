@@ -58,7 +58,12 @@ import { UnitError } from "./errors.js";
  *     this connection served (provisioned, failed or given up on), and the fixture seats the
  *     next one on the same connection. Optional: a hello whose `ops` lists "next" offers it.
  *     A connection then stands for a fixture slot rather than for one unit, which spares a
- *     TCP connect, accept and close per unit on both sides (~0.2 ms of CPU here).
+ *     TCP connect, accept and close per unit on both sides (~0.2 ms of CPU here). A station
+ *     may send `next` right behind its last request for a unit (an install), not waiting
+ *     for that answer: answers come in order, and the slot's next unit is seated while the
+ *     station records the install, one round trip less per unit. So a fixture puts a unit
+ *     back in line when its connection closes before it was asked anything but hello: the
+ *     station may never have read that hello (the install before it timed out).
  *
  * CAPABILITIES. hello may list the ops it answers in `ops` (at most 16 names). A station
  * uses an optional op only when it is listed; a unit that lists nothing is a protocol 1

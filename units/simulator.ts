@@ -163,6 +163,8 @@ class SimUnit {
   private key: UnitKey | undefined;
   /** Why the unit cannot work (its row is unreadable); it answers every request INTERNAL. */
   private readonly broken: string | undefined;
+  /** The unit went back to the line once already (see SimLink). */
+  seatedAgain = false;
 
   constructor(
     private readonly ctx: SimContext,
@@ -253,7 +255,10 @@ class SimUnit {
 
 /**
  * The simulator's end of one connection: a fixture slot. It serves one unit at a time, the
- * next one in line when the station asks `next`, and none once the line is empty.
+ * next one in line when the station asks `next`, and none once the line is empty. When the
+ * connection closes, a unit that was asked nothing but hello, and answered every hello,
+ * goes back to the line: the station may never have read its answer (a `next` sent behind
+ * an install that then timed out), and nothing about the unit changed.
  */
 class SimLink {
   private readonly decoder = new FrameDecoder();
@@ -261,6 +266,8 @@ class SimLink {
   private queued = 0;
   /** No further requests are read: dropped, closed, or NO_MORE_UNITS answered. */
   private done = false;
+  /** The unit in the slot was asked nothing but hello, and answered it. */
+  private untouched = true;
   /** Settles when every request read so far has been handled. */
   tail: Promise<void> = Promise.resolve();
 
@@ -270,7 +277,8 @@ class SimLink {
     /** The next unit in line for this slot, or undefined when the line is empty. */
     private readonly seat: () => SimUnit | undefined,
     private readonly slowMs: number,
-    onGone: (link: SimLink) => void,
+    /** The link is closed; `unseen` is its unit if it goes back to the line. */
+    onGone: (link: SimLink, unseen: SimUnit | undefined) => void,
   ) {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -280,7 +288,7 @@ class SimLink {
     socket.on("close", () => {
       this.done = true;
       this.abort.abort();
-      void this.tail.then(() => onGone(this));
+      void this.tail.then(() => onGone(this, this.untouched ? this.unit : undefined));
     });
   }
 
@@ -293,12 +301,15 @@ class SimLink {
   private onData(chunk: Buffer): void {
     if (this.done) return;
     const { frames, error } = this.decoder.push(chunk);
+    // Requests that came together (an install with a `next` behind it) are answered together: one write.
+    if (frames.length > 1) this.socket.cork();
     for (const frame of frames) {
       const parsed = parseRequest(frame);
       if (parsed.kind === "violation" || this.queued >= MAX_IN_FLIGHT) return this.drop();
       this.queued++;
       this.tail = this.tail.then(() => this.handle(parsed));
     }
+    if (frames.length > 1) void this.tail.then(() => this.socket.uncork());
     // After garbage nothing more is read; requests queued before it die with the connection.
     if (error) this.drop();
   }
@@ -309,7 +320,11 @@ class SimLink {
     try {
       if (this.done) return;
       // The station is done with this slot's unit, whatever its state: the next one in line takes the slot.
-      if (p.kind === "request" && p.request.op === "next") this.unit = this.seat();
+      if (p.kind === "request" && p.request.op === "next") {
+        this.unit = this.seat();
+        this.untouched = true;
+      }
+      if (p.kind === "refuse" || (p.request.op !== "hello" && p.request.op !== "next")) this.untouched = false;
       if (!this.unit) {
         // End of the line (see protocol.ts): answer once, then close.
         this.done = true;
@@ -337,9 +352,13 @@ class SimLink {
           return this.write(Buffer.concat([Buffer.from([0xff]), randomBytes(31)]));
         }
       }
+      // A unit that refused its hello was seen: the station acts on refusals (and may hang up).
+      if (!answer.ok) this.untouched = false;
       await this.reply(answer);
     } catch {
-      // Aborted by a close, or the socket failed: nothing left to answer.
+      // Aborted by a close, or the socket failed: nothing left to answer, and a unit that
+      // could not answer (a slow one) is not tried again.
+      this.untouched = false;
       this.drop();
     } finally {
       this.queued--;
@@ -371,7 +390,8 @@ function wholeNumber(name: string, v: unknown, min: number, max: number): number
 /**
  * A factory line of simulated units behind a TCP fixture on 127.0.0.1: each accepted
  * connection is the next unit in line order (a serial range, or an explicit list), until
- * `count` units have been handed out (a unit whose connection dropped is not served again);
+ * `count` units have been handed out (a unit whose connection closed is served again only
+ * if it was asked nothing but hello, see SimLink);
  * later connections are told NO_MORE_UNITS. Every unit speaks the unit link protocol
  * (protocol.ts), keeps its key in the chosen keystore and its state in the units' flash
  * under `unitsDir`, and misbehaves as its faults say.
@@ -386,6 +406,8 @@ export class UnitSimulator {
   private readonly faults: Map<string, Set<UnitFault>>;
   private readonly slowMs: number;
   private readonly links = new Set<SimLink>();
+  /** Units whose connection closed before they were asked anything but hello: served again first. */
+  private readonly unseen: SimUnit[] = [];
   private nextIndex = 0;
   private closing: Promise<void> | undefined;
 
@@ -483,8 +505,15 @@ export class UnitSimulator {
     return this.nextIndex;
   }
 
+  /** Connections open now, one per fixture slot in use. */
+  get connections(): number {
+    return this.links.size;
+  }
+
   /** The next unit in line, or undefined once every unit was handed out. */
   private seat(): SimUnit | undefined {
+    const again = this.unseen.shift();
+    if (again) return again;
     if (this.nextIndex >= this.count) return undefined;
     const index = this.nextIndex++;
     const serial = this.serialAt(index);
@@ -496,7 +525,14 @@ export class UnitSimulator {
       socket.destroy();
       return;
     }
-    const link = new SimLink(socket, this.seat(), () => this.seat(), this.slowMs, (l) => this.links.delete(l));
+    const link = new SimLink(socket, this.seat(), () => this.seat(), this.slowMs, (l, unseen) => {
+      this.links.delete(l);
+      // Once only: a station that keeps hanging up on a unit's hello never gets it a third time.
+      if (unseen && !unseen.seatedAgain) {
+        unseen.seatedAgain = true;
+        this.unseen.push(unseen);
+      }
+    });
     this.links.add(link);
   }
 

@@ -53,6 +53,8 @@ class UnitConnection {
   ended: UnitError | undefined;
   /** The unit being served, once it said hello. */
   unit: HelloResult | undefined;
+  /** A `next` sent behind the served unit's last request: the answer names the slot's next unit. */
+  private seating: { id: number; answer: Promise<HelloResult> } | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -84,7 +86,41 @@ class UnitConnection {
    * outstanding or abandoned (a late answer must never meet the next unit's request).
    */
   get reusable(): boolean {
-    return !this.ended && !this.socket.destroyed && this.pending.size === 0 && this.abandoned.size === 0 && this.unit?.ops?.includes("next") === true;
+    const outstanding = this.pending.size - (this.seating && this.pending.has(this.seating.id) ? 1 : 0);
+    return !this.ended && !this.socket.destroyed && outstanding === 0 && this.abandoned.size === 0 && this.offersNext;
+  }
+
+  get offersNext(): boolean {
+    return this.unit?.ops?.includes("next") === true;
+  }
+
+  /**
+   * Sends `body`, the served unit's last request, with `next` right behind it in one write:
+   * the fixture answers in order, so the next unit is seated while the station is still
+   * busy with this one's answer, which spares a round trip per unit. `takeSeating` hands
+   * over the `next`'s answer.
+   */
+  requestThenSeat<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
+    this.socket.cork();
+    try {
+      const answer = this.request<O>(body);
+      if (!this.ended && !this.seating) {
+        const seating = this.send({ op: "next" });
+        // Nobody may ever ask for it (the station closing, the connection dropped).
+        seating.answer.catch(() => {});
+        this.seating = seating;
+      }
+      return answer;
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** The answer of a `next` already sent, if one was. */
+  takeSeating(): Promise<HelloResult> | undefined {
+    const seating = this.seating;
+    this.seating = undefined;
+    return seating?.answer;
   }
 
   /** An idle connection waiting in the fixture's pool keeps no process alive; one in use does. */
@@ -166,19 +202,23 @@ class UnitConnection {
   }
 
   request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
-    if (this.ended) return Promise.reject(this.ended);
-    if (this.pending.size >= MAX_IN_FLIGHT) {
-      return Promise.reject(new UnitError("UNIT_PROTOCOL", `more than ${MAX_IN_FLIGHT} requests outstanding to ${this.who}: wait for answers first`, { kind: "internal" }));
-    }
+    return this.send<O>(body).answer;
+  }
+
+  private send<O extends UnitOp>(body: UnitRequestBody & { op: O }): { id: number; answer: Promise<OpResults[O]> } {
     const id = this.nextId;
+    if (this.ended) return { id, answer: Promise.reject(this.ended) };
+    if (this.pending.size >= MAX_IN_FLIGHT) {
+      return { id, answer: Promise.reject(new UnitError("UNIT_PROTOCOL", `more than ${MAX_IN_FLIGHT} requests outstanding to ${this.who}: wait for answers first`, { kind: "internal" })) };
+    }
     this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
     let frame: Buffer;
     try {
       frame = encodeFrame({ v: 1, id, ...body });
     } catch (e) {
-      return Promise.reject(new UnitError("UNIT_PROTOCOL", `the ${body.op} request for ${this.who} is too large for one frame (${(e as Error).message}): send a shorter chain`, { cause: e }));
+      return { id, answer: Promise.reject(new UnitError("UNIT_PROTOCOL", `the ${body.op} request for ${this.who} is too large for one frame (${(e as Error).message}): send a shorter chain`, { cause: e })) };
     }
-    return new Promise<OpResults[O]>((resolve, reject) => {
+    const answer = new Promise<OpResults[O]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.abandoned.add(id);
@@ -187,6 +227,7 @@ class UnitConnection {
       this.pending.set(id, { op: body.op, resolve: resolve as (v: never) => void, reject, timer });
       this.socket.write(frame);
     });
+    return { id, answer };
   }
 }
 
@@ -196,6 +237,8 @@ class UnitConnection {
  */
 class TcpUnitLink implements UnitLink {
   private released: Promise<void> | undefined;
+  /** Set by a last install: the connection may be seating the next unit already. */
+  private finished = false;
 
   constructor(
     private readonly connection: UnitConnection,
@@ -203,10 +246,15 @@ class TcpUnitLink implements UnitLink {
     /** Why the unit's first hello failed, if it did: every call rejects with it. */
     private readonly helloFailure: UnitError | undefined,
     private readonly release: (c: UnitConnection) => Promise<void>,
+    /** Whether the fixture will ask this connection's slot for another unit. */
+    private readonly slotMaySeat: () => boolean = () => false,
   ) {}
 
   private request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
     if (this.helloFailure) return Promise.reject(this.helloFailure);
+    if (this.finished) {
+      return Promise.reject(new UnitError("UNIT_PROTOCOL", `${body.op} for unit ${this.unit!.serial} after its last request: the slot may hold the next unit by now`, { kind: "internal", serial: this.unit!.serial }));
+    }
     if (this.released) {
       // The connection may serve another unit by now: its state is not this unit's.
       const ownEnd = this.connection.unit === this.unit ? this.connection.ended : undefined;
@@ -225,8 +273,12 @@ class TcpUnitLink implements UnitLink {
     return this.request({ op: "genkey", alg });
   }
 
-  install(certificatePem: string, chainPems: readonly string[]): Promise<InstallResult> {
-    return this.request({ op: "install", certificate: certificatePem, chain: [...chainPems] });
+  install(certificatePem: string, chainPems: readonly string[], options: { last?: boolean } = {}): Promise<InstallResult> {
+    const body = { op: "install" as const, certificate: certificatePem, chain: [...chainPems] };
+    const seat = options.last === true && !this.finished && !this.released && !this.helloFailure && this.connection.offersNext && this.slotMaySeat();
+    const answer = seat ? this.connection.requestThenSeat(body) : this.request(body);
+    if (options.last) this.finished = true;
+    return answer;
   }
 
   status(): Promise<StatusResult> {
@@ -299,14 +351,18 @@ export class TcpFixture implements UnitFixture {
     for (;;) {
       if (this.exhausted || this.closed) return undefined;
       let kept = this.idle.pop();
-      // A kept connection the fixture closed while it waited is of no use: let it go.
-      while (kept?.ended) kept = this.idle.pop();
+      let seating = kept?.takeSeating();
+      // A kept connection the fixture closed while it waited is of no use, unless the answer to a `next` came first.
+      while (kept?.ended && !seating) {
+        kept = this.idle.pop();
+        seating = kept?.takeSeating();
+      }
       const connection = kept ?? new UnitConnection(await openSocket(this.host, this.port, this.connectTimeoutMs), this.where, this.timeoutMs);
       connection.hold(true);
       connection.unit = undefined;
       try {
-        connection.unit = await connection.request(kept ? { op: "next" } : { op: "hello" });
-        return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c));
+        connection.unit = await (seating ?? connection.request(kept ? { op: "next" } : { op: "hello" }));
+        return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c), () => !this.exhausted && !this.closed);
       } catch (e) {
         if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
           this.exhausted = true;

@@ -193,6 +193,38 @@ describe("a line given as a list of serials, and units that survive a restart", 
     }
   });
 
+  it("a unit whose connection closes before it was asked anything but hello goes back to the line, once; one asked more does not", async () => {
+    const line = await UnitSimulator.start({ unitsDir: join(s.dir, "back"), root: pki.rootPem, serials: ["B-1", "B-2", "B-3", "B-4"] });
+    const hungUp = async () => {
+      for (let i = 0; i < 200 && line.connections > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(line.connections).toBe(0);
+    };
+    const serials = (r: { frames: Array<Record<string, unknown>> }) => r.frames.map((f) => (f.result as { serial: string }).serial);
+    try {
+      // B-1 is passed over by `next`; B-2 was seated behind it when the station hung up (a `next` behind a timed-out install).
+      expect(serials(await rawExchange(line.port, Buffer.concat([frame({ v: 1, id: 1, op: "hello" }), frame({ v: 1, id: 2, op: "next" })]), 2))).toEqual(["B-1", "B-2"]);
+      await hungUp();
+      // B-2 comes first again; hung up on a second time, it is not tried a third.
+      expect(serials(await rawExchange(line.port, Buffer.concat([frame({ v: 1, id: 1, op: "hello" }), frame({ v: 1, id: 2, op: "hello" })]), 2))).toEqual(["B-2", "B-2"]);
+      await hungUp();
+      // B-3 is asked for a key, so it was seen: dropped with its connection, it stays dropped.
+      const fx = new TcpFixture(line.host, line.port, { timeoutMs: 5000 });
+      const b3 = (await fx.next())!;
+      expect((await b3.hello()).serial).toBe("B-3");
+      await b3.genkey("EC-P256");
+      await b3.close();
+      await fx.close();
+      await hungUp();
+      const again = new TcpFixture(line.host, line.port, { timeoutMs: 5000 });
+      const b4 = (await again.next())!;
+      expect((await b4.hello()).serial).toBe("B-4");
+      await b4.close();
+      expect(await again.next()).toBeUndefined();
+    } finally {
+      await line.close();
+    }
+  });
+
   it("duplicate-key copies the key of the unit provisioned last, one the station has seen, not a key still in flight", async () => {
     const dup = await UnitSimulator.start({ unitsDir: join(s.dir, "dup"), root: pki.rootPem, serials: ["D-1", "D-2", "D-3"], faults: [{ serial: "D-3", fault: "duplicate-key" }] });
     try {

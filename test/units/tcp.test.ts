@@ -160,25 +160,45 @@ const SLOT_OPS = ["hello", "genkey", "install", "status", "next"];
 
 /**
  * A hand-driven fixture whose connections are slots (its hellos list `next`): the slots seat
- * `serials` in order; status is answered, and `lateStatus` serials answer it too late.
+ * `serials` in order; status is answered, and `lateStatus` serials answer it too late;
+ * install is answered after `installMs`.
  */
-async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<{ fixture: TcpFixture; accepted: () => number; open: () => Promise<number>; hangUp: () => void }> {
+async function fakeSlots(
+  serials: string[],
+  lateStatus: string[] = [],
+  installMs = 20,
+): Promise<{ fixture: TcpFixture; accepted: () => number; open: () => Promise<number>; hangUp: () => void; log: string[] }> {
   let seated = 0;
   let accepted = 0;
   const sockets = new Set<Socket>();
+  // What the slots saw and did, in order: "next SN000002" on arrival, "installed SN000001" when answered.
+  const log: string[] = [];
   const server = await frameServer(() => {
     accepted++;
     let serial = serials[seated++];
+    // A slot answers its requests in the order they came, as the protocol has it.
+    let answered = Promise.resolve();
+    const after = (ms: number, then: () => void) => {
+      answered = answered.then(() => new Promise<void>((resolve) => setTimeout(resolve, ms))).then(then);
+    };
     return (req, socket, answer) => {
       sockets.add(socket);
-      if (req.op === "next") serial = serials[seated++];
-      if (serial === undefined) {
-        socket.end(encodeFrame({ v: 1, id: req.id, ok: false, error: { code: "NO_MORE_UNITS", message: "the fixture has no more units" } }));
+      if (req.op === "next") {
+        log.push(`next ${serial}`);
+        serial = serials[seated++];
+      }
+      const s = serial;
+      if (s === undefined) {
+        after(0, () => socket.end(encodeFrame({ v: 1, id: req.id, ok: false, error: { code: "NO_MORE_UNITS", message: "the fixture has no more units" } })));
       } else if (req.op === "hello" || req.op === "next") {
-        answer({ ...HELLO, serial, ops: SLOT_OPS });
+        after(0, () => answer({ ...HELLO, serial: s, ops: SLOT_OPS }));
       } else if (req.op === "status") {
-        const s = serial;
-        setTimeout(() => answer({ serial: s, state: "new" }), lateStatus.includes(s) ? 300 : 0);
+        after(lateStatus.includes(s) ? 300 : 0, () => answer({ serial: s, state: "new" }));
+      } else if (req.op === "install") {
+        after(installMs, () => {
+          log.push(`installed ${s}`);
+          answer({ fingerprint: "ab".repeat(32) });
+        });
       }
     };
   });
@@ -187,6 +207,7 @@ async function fakeSlots(serials: string[], lateStatus: string[] = []): Promise<
     accepted: () => accepted,
     open: () => settledConnections(server),
     hangUp: () => sockets.forEach((socket) => socket.destroy()),
+    log,
   };
 }
 
@@ -241,6 +262,44 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     expect(await open()).toBe(0);
     const b = await link(fixture);
     expect((await b.hello()).serial).toBe("SN000002");
+    expect(accepted()).toBe(2);
+    await b.close();
+    await fixture.close();
+  });
+
+  it("a last install has next sent right behind it: the slot seats the next unit before the install is answered", async () => {
+    const { fixture, accepted, log } = await fakeSlots(["SN000001", "SN000002", "SN000003"]);
+    const a = await link(fixture);
+    expect(await a.install("cert", [], { last: true })).toEqual({ fingerprint: "ab".repeat(32) });
+    expect(log).toEqual(["next SN000001", "installed SN000001"]);
+    // Nothing more goes to a unit after its last request: the connection may be the next unit's by now.
+    await expect(a.status()).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/status for unit SN000001 after its last request/) });
+    await a.close();
+    const b = await link(fixture);
+    expect((await b.hello()).serial).toBe("SN000002");
+    expect(log).toEqual(["next SN000001", "installed SN000001"]);
+    // Without `last`, next waits for the link to close.
+    await b.install("cert", []);
+    expect(await b.status()).toEqual({ serial: "SN000002", state: "new" });
+    await b.close();
+    const c = await link(fixture);
+    expect(log).toEqual(["next SN000001", "installed SN000001", "installed SN000002", "next SN000002"]);
+    // The last unit's seating answer is NO_MORE_UNITS: the line ends without connecting again.
+    await c.install("cert", [], { last: true });
+    await c.close();
+    expect(await fixture.next()).toBeUndefined();
+    expect(accepted()).toBe(1);
+  });
+
+  it("does not reuse a connection whose last install timed out; the seating answer behind it is not taken", async () => {
+    const { fixture, accepted, log } = await fakeSlots(["SN000001", "SN000002", "SN000003"], [], 300);
+    const a = await link(fixture);
+    await expect(a.install("cert", [], { last: true })).rejects.toMatchObject({ code: "UNIT_TIMEOUT" });
+    await a.close();
+    // A new connection; SN000002 was seated on the dropped one (a fixture puts it back: see the simulator).
+    const b = await link(fixture);
+    expect((await b.hello()).serial).toBe("SN000003");
+    expect(log).toEqual(["next SN000001"]);
     expect(accepted()).toBe(2);
     await b.close();
     await fixture.close();
