@@ -266,6 +266,8 @@ class SimLink {
   private queued = 0;
   /** No further requests are read: dropped, closed, or NO_MORE_UNITS answered. */
   private done = false;
+  /** Corks of the socket not yet undone (see onData and write). */
+  private corked = 0;
   /** The unit in the slot was asked nothing but hello, and answered it. */
   private untouched = true;
   /** Settles when every request read so far has been handled. */
@@ -301,15 +303,18 @@ class SimLink {
   private onData(chunk: Buffer): void {
     if (this.done) return;
     const { frames, error } = this.decoder.push(chunk);
-    // Requests that came together (an install with a `next` behind it) are answered together: one write.
-    if (frames.length > 1) this.socket.cork();
+    // Requests that came together (an install with a `next` behind it) are answered in one
+    // write when their answers are ready together; see write().
+    if (frames.length > 1) {
+      this.socket.cork();
+      this.corked++;
+    }
     for (const frame of frames) {
       const parsed = parseRequest(frame);
       if (parsed.kind === "violation" || this.queued >= MAX_IN_FLIGHT) return this.drop();
       this.queued++;
       this.tail = this.tail.then(() => this.handle(parsed));
     }
-    if (frames.length > 1) void this.tail.then(() => this.socket.uncork());
     // After garbage nothing more is read; requests queued before it die with the connection.
     if (error) this.drop();
   }
@@ -373,6 +378,12 @@ class SimLink {
   private write(data: Buffer | UnitResponse): void {
     if (this.socket.destroyed || this.socket.writableEnded) return;
     this.socket.write(Buffer.isBuffer(data) ? data : encodeFrame(data));
+    if (this.corked > 0) {
+      // Flushed once the answers made in this turn are written: one that takes longer (a slow
+      // unit's hello) must not hold back the answer before it.
+      this.corked--;
+      process.nextTick(() => this.socket.uncork());
+    }
   }
 }
 

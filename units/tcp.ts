@@ -116,6 +116,11 @@ class UnitConnection {
     }
   }
 
+  /** Whether a `next` was sent and its answer is not taken yet. */
+  get seated(): boolean {
+    return this.seating !== undefined;
+  }
+
   /** The answer of a `next` already sent, if one was. */
   takeSeating(): Promise<HelloResult> | undefined {
     const seating = this.seating;
@@ -349,13 +354,19 @@ export class TcpFixture implements UnitFixture {
 
   async next(): Promise<UnitLink | undefined> {
     for (;;) {
-      if (this.exhausted || this.closed) return undefined;
-      let kept = this.idle.pop();
-      let seating = kept?.takeSeating();
-      // A kept connection the fixture closed while it waited is of no use, unless the answer to a `next` came first.
-      while (kept?.ended && !seating) {
+      if (this.closed) return undefined;
+      // A unit already seated behind a last install goes first, even once another slot found the line empty.
+      const seatedAt = this.idle.findIndex((c) => c.seated);
+      let kept: UnitConnection | undefined;
+      let seating: Promise<HelloResult> | undefined;
+      if (seatedAt >= 0) {
+        kept = this.idle.splice(seatedAt, 1)[0]!;
+        seating = kept.takeSeating();
+      } else {
+        if (this.exhausted) return undefined;
         kept = this.idle.pop();
-        seating = kept?.takeSeating();
+        // A kept connection the fixture closed while it waited is of no use: let it go.
+        while (kept?.ended) kept = this.idle.pop();
       }
       const connection = kept ?? new UnitConnection(await openSocket(this.host, this.port, this.connectTimeoutMs), this.where, this.timeoutMs);
       connection.hold(true);
@@ -366,7 +377,9 @@ export class TcpFixture implements UnitFixture {
       } catch (e) {
         if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
           this.exhausted = true;
-          await Promise.all([connection, ...this.idle.splice(0)].map((c) => c.drop(c.disconnected("was closed by the station"))));
+          const unseated = this.idle.filter((c) => !c.seated);
+          this.idle.splice(0, this.idle.length, ...this.idle.filter((c) => c.seated));
+          await Promise.all([connection, ...unseated].map((c) => c.drop(c.disconnected("was closed by the station"))));
           return undefined;
         }
         if (kept && e instanceof UnitError && e.code === "UNIT_DISCONNECTED") {
@@ -390,9 +403,9 @@ export class TcpFixture implements UnitFixture {
     await Promise.all(this.idle.splice(0).map((c) => c.drop(c.disconnected("was closed by the station"))));
   }
 
-  /** A link's close(): its connection goes back to the pool when its slot can seat another unit, else it is dropped. */
+  /** A link's close(): its connection goes back to the pool when its slot can seat another unit (or has seated one already), else it is dropped. */
   private release(connection: UnitConnection): Promise<void> {
-    if (connection.reusable && !this.exhausted && !this.closed) {
+    if (connection.reusable && !this.closed && (!this.exhausted || connection.seated)) {
       connection.hold(false);
       this.idle.push(connection);
       return Promise.resolve();

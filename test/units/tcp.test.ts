@@ -291,6 +291,25 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     expect(accepted()).toBe(1);
   });
 
+  it("a unit seated behind a last install is still taken after another slot found the line empty", async () => {
+    const { fixture, log } = await fakeSlots(["SN000001", "SN000002", "SN000003"]);
+    const [a, b] = [await link(fixture), await link(fixture)];
+    await a.install("cert", [], { last: true });
+    await b.install("cert", [], { last: true });
+    expect(log).toEqual(["next SN000001", "installed SN000001", "next SN000002", "installed SN000002"]);
+    // b's slot was told NO_MORE_UNITS, a's seated SN000003; b's is asked first.
+    await b.close();
+    await a.close();
+    const taken: Array<string | undefined> = [];
+    for (let i = 0; i < 3; i++) {
+      const l = await fixture.next();
+      taken.push(l && (await l.hello()).serial);
+      await l?.close();
+    }
+    expect(taken).toEqual([undefined, "SN000003", undefined]);
+    await fixture.close();
+  });
+
   it("does not reuse a connection whose last install timed out; the seating answer behind it is not taken", async () => {
     const { fixture, accepted, log } = await fakeSlots(["SN000001", "SN000002", "SN000003"], [], 300);
     const a = await link(fixture);
