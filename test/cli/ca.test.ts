@@ -2,12 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { idmint, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
+import { idmint, idmintInProcess, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
 
 const s = scratch("ca");
 const home = join(s.dir, "home");
 const pki = join(home, "pki");
-const cli = (...args: string[]): Run => idmint(["--home", home, ...args]);
+const cli = (...args: string[]): Promise<Run> => idmintInProcess(["--home", home, ...args]);
 const sha = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
 
 function csr(name: string, newkey: string[], subject: string): string {
@@ -18,22 +18,22 @@ function csr(name: string, newkey: string[], subject: string): string {
 }
 
 /** Runs `fn` with idmint.json edited by `edit`, then puts the original back. */
-function withConfig<T>(edit: (c: Record<string, any>) => void, fn: () => T): T {
+async function withConfig<T>(edit: (c: Record<string, any>) => void, fn: () => Promise<T> | T): Promise<T> {
   const path = join(home, "idmint.json");
   const original = readFileSync(path, "utf8");
   const c = JSON.parse(original);
   edit(c);
   writeFileSync(path, JSON.stringify(c));
   try {
-    return fn();
+    return await fn();
   } finally {
     writeFileSync(path, original);
   }
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const args of [["hsm", "init"], ["ca", "init"]]) {
-    const r = cli(...args);
+    const r = await cli(...args);
     if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
   }
 });
@@ -51,22 +51,22 @@ describe("idmint ca init", () => {
     expect(openssl(["x509", "-in", "station.pem", "-noout", "-subject"], { cwd: pki }).stdout).toMatch(/CN = station-1/);
   });
 
-  it("refuses a second ceremony and changes nothing", () => {
+  it("refuses a second ceremony and changes nothing", async () => {
     const before = ["root", "factory-ca", "allocation-signer", "station"].map((f) => sha(join(pki, `${f}.pem`)));
-    const r = cli("ca", "init");
+    const r = await cli("ca", "init");
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/already exists.*new --home/);
     expect(["root", "factory-ca", "allocation-signer", "station"].map((f) => sha(join(pki, `${f}.pem`)))).toEqual(before);
   });
 
-  it("refuses a second hsm init", () => {
-    const r = cli("hsm", "init");
+  it("refuses a second hsm init", async () => {
+    const r = await cli("hsm", "init");
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/already initialised/);
   });
 
-  it("keeps the CA keys sensitive and non-extractable (hsm list and pkcs11-tool agree)", () => {
-    const r = cli("hsm", "list", "--json");
+  it("keeps the CA keys sensitive and non-extractable (hsm list and pkcs11-tool agree)", async () => {
+    const r = await cli("hsm", "list", "--json");
     expect(r.code, r.stderr).toBe(0);
     const listed = JSON.parse(r.stdout) as { keys: Array<{ role: string; label: string; sensitive: boolean; extractable: boolean; algorithm: string }> };
     expect(listed.keys.map((k) => k.role).sort()).toEqual(["allocationSigner", "factoryCa", "root", "station"]);
@@ -95,11 +95,11 @@ describe("idmint ca issue", () => {
     ["P-256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "Digital Signature, Key Agreement"],
     ["RSA-2048", ["-newkey", "rsa:2048"], "Digital Signature, Key Encipherment"],
   ] as const) {
-    it(`issues an 802.1AR IDevID for an openssl ${label} CSR that openssl verifies`, () => {
+    it(`issues an 802.1AR IDevID for an openssl ${label} CSR that openssl verifies`, async () => {
       const serial = `SN${label.replace(/\W/g, "")}`;
       const req = csr(label, [...newkey], `/serialNumber=${serial}/CN=unit ${label}`);
       const out = join(s.dir, `${label}.pem`);
-      const r = cli("ca", "issue", "--csr", req, "--serial", serial, "--out", out, "--json");
+      const r = await cli("ca", "issue", "--csr", req, "--serial", serial, "--out", out, "--json");
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ serial, out });
 
@@ -123,49 +123,51 @@ describe("idmint ca issue", () => {
 
   describe("refuses bad input with one line, a non-zero exit and nothing written", () => {
     const good = () => csr("good", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "/serialNumber=SN000001/CN=unit");
-    const attempt = (name: string, args: string[], expectedCode: number, message: RegExp) => {
+    const attempt = async (name: string, args: string[], expectedCode: number, message: RegExp) => {
       const out = join(s.dir, `${name}.out.pem`);
-      const r = cli("ca", "issue", ...args, "--out", out);
+      const r = await cli("ca", "issue", ...args, "--out", out);
       expect(r.code, r.stderr).toBe(expectedCode);
       expect(oneLineError(r)).toMatch(message);
       expect(r.stdout).toBe("");
       expect(existsSync(out)).toBe(false);
     };
 
-    it("a CSR with a bad signature", () => {
+    it("a CSR with a bad signature", async () => {
       const der = join(s.dir, "bad-sig.der");
       expect(openssl(["req", "-in", good(), "-outform", "DER", "-out", der]).code).toBe(0);
       const bytes = readFileSync(der);
       bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
       writeFileSync(der, bytes);
-      attempt("bad-sig", ["--csr", der, "--serial", "SN000001"], 6, /self-signature does not verify/);
+      await attempt("bad-sig", ["--csr", der, "--serial", "SN000001"], 6, /self-signature does not verify/);
     });
 
-    it("a CSR whose serial differs from --serial", () => {
-      attempt("mismatch", ["--csr", good(), "--serial", "SN000002"], 3, /serialNumber SN000001, not SN000002/);
+    it("a CSR whose serial differs from --serial", async () => {
+      await attempt("mismatch", ["--csr", good(), "--serial", "SN000002"], 3, /serialNumber SN000001, not SN000002/);
     });
 
-    it("a CSR with an RSA-1024 key", () => {
-      attempt("rsa1024", ["--csr", csr("rsa1024", ["-newkey", "rsa:1024"], "/serialNumber=SN000001"), "--serial", "SN000001"], 3, /RSA-1024, which is refused/);
+    it("a CSR with an RSA-1024 key", async () => {
+      await attempt("rsa1024", ["--csr", csr("rsa1024", ["-newkey", "rsa:1024"], "/serialNumber=SN000001"), "--serial", "SN000001"], 3, /RSA-1024, which is refused/);
     });
 
-    it("a CSR with a P-192 key", () => {
+    it("a CSR with a P-192 key", async () => {
       const req = csr("p192", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-192"], "/serialNumber=SN000001");
-      attempt("p192", ["--csr", req, "--serial", "SN000001"], 3, /curve prime192v1, which is refused/);
+      await attempt("p192", ["--csr", req, "--serial", "SN000001"], 3, /curve prime192v1, which is refused/);
     });
 
-    it("a file that is not a CSR, and a CSR file that does not exist", () => {
+    it("a file that is not a CSR, and a CSR file that does not exist", async () => {
       const junk = join(s.dir, "junk.csr");
       writeFileSync(junk, "hello");
-      attempt("junk", ["--csr", junk, "--serial", "SN000001"], 3, /not a PKCS#10 request/);
-      attempt("nofile", ["--csr", join(s.dir, "absent.csr"), "--serial", "SN000001"], 3, /does not exist/);
+      await attempt("junk", ["--csr", junk, "--serial", "SN000001"], 3, /not a PKCS#10 request/);
+      await attempt("nofile", ["--csr", join(s.dir, "absent.csr"), "--serial", "SN000001"], 3, /does not exist/);
     });
 
-    it("a serial with characters outside the allowed set", () => {
-      attempt("badserial", ["--csr", good(), "--serial", "SN 1/../x"], 3, /serial "SN 1\/..\/x" is not valid/);
+    it("a serial with characters outside the allowed set", async () => {
+      await attempt("badserial", ["--csr", good(), "--serial", "SN 1/../x"], 3, /serial "SN 1\/..\/x" is not valid/);
     });
 
-    it("a wrong PIN: one login attempt, no retry", () => {
+    // The real binary: pkcs11-spy reads PKCS11SPY from the process environment, not from Io.env.
+    // It is also this file's check of the binary's contract: the exit code, one line, no stack trace.
+    it("a wrong PIN: one login attempt, no retry", async () => {
       const pinPath = join(home, "hsm", "pins", "factory-ca.pin");
       const pin = readFileSync(pinPath, "utf8");
       const log = join(s.dir, "spy.log");
@@ -174,7 +176,7 @@ describe("idmint ca issue", () => {
       writeFileSync(pinPath, "0000\n");
       try {
         const req = good();
-        withConfig(
+        await withConfig(
           (c) => {
             // OpenSC's pkcs11-spy sits between idmint and SoftHSM and logs every call.
             if (spy) c.hsm.module = spy;
@@ -198,34 +200,34 @@ describe("idmint ca issue", () => {
       }
     });
 
-    it("a missing token", () => {
-      withConfig(
+    it("a missing token", async () => {
+      await withConfig(
         (c) => (c.keys.factoryCa = c.keys.factoryCa.replace("token=factory-ca", "token=unplugged")),
         () => attempt("notoken", ["--csr", good(), "--serial", "SN000001"], 4, /no token unplugged/),
       );
     });
 
-    it("a missing PKCS#11 module", () => {
-      withConfig(
+    it("a missing PKCS#11 module", async () => {
+      await withConfig(
         (c) => (c.hsm.module = "/nonexistent/libpkcs11.so"),
         () => attempt("nomodule", ["--csr", good(), "--serial", "SN000001"], 4, /module \/nonexistent\/libpkcs11.so does not exist/),
       );
     });
 
-    it("an --out that already exists", () => {
+    it("an --out that already exists", async () => {
       const out = join(s.dir, "exists.pem");
       writeFileSync(out, "keep me");
-      const r = cli("ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", out);
+      const r = await cli("ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", out);
       expect(r.code).toBe(3);
       expect(oneLineError(r)).toMatch(/already exists/);
       expect(readFileSync(out, "utf8")).toBe("keep me");
     });
 
-    it("a home that was never initialised, and a missing option", () => {
-      const r = idmint(["--home", join(s.dir, "nowhere"), "ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", join(s.dir, "x.pem")]);
+    it("a home that was never initialised, and a missing option", async () => {
+      const r = await idmintInProcess(["--home", join(s.dir, "nowhere"), "ca", "issue", "--csr", good(), "--serial", "SN000001", "--out", join(s.dir, "x.pem")]);
       expect(r.code).toBe(5);
       expect(oneLineError(r)).toMatch(/idmint hsm init/);
-      const u = cli("ca", "issue", "--csr", good(), "--out", join(s.dir, "y.pem"));
+      const u = await cli("ca", "issue", "--csr", good(), "--out", join(s.dir, "y.pem"));
       expect(u.code).toBe(2);
       expect(oneLineError(u)).toMatch(/Missing required argument: serial/);
     });
@@ -233,16 +235,16 @@ describe("idmint ca issue", () => {
 });
 
 describe("--help and --json", () => {
-  it("every command has help with an example", () => {
+  it("every command has help with an example", async () => {
     for (const cmd of [["hsm", "init"], ["hsm", "list"], ["ca", "init"], ["ca", "issue"]]) {
-      const r = idmint([...cmd, "--help"]);
+      const r = await idmintInProcess([...cmd, "--help"]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/Examples:/);
     }
   });
 
-  it("a failure with --json prints one JSON document on stdout", () => {
-    const r = cli("ca", "init", "--json");
+  it("a failure with --json prints one JSON document on stdout", async () => {
+    const r = await cli("ca", "init", "--json");
     expect(r.code).toBe(5);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: { code: "CA_EXISTS" } });
   });

@@ -7,24 +7,24 @@ import { Ledger } from "../../ledger/index.js";
 import { SerialStore, signDocument, type UsageReport } from "../../serials/index.js";
 import { SoftwareUnit } from "../../units/index.js";
 import { issueFromCsr } from "../../cli/commands/ca.js";
-import { idmint, oneLineError, scratch, type Run } from "../helpers.js";
+import { idmint, idmintInProcess, oneLineError, scratch, type Run } from "../helpers.js";
 
 const s = scratch("cli-serials");
 const homeDir = join(s.dir, "home");
 const home = new Home(homeDir);
 const rogueHome = join(s.dir, "rogue");
-const cli = (...args: string[]): Run => idmint(["--home", homeDir, ...args]);
+const cli = (...args: string[]): Promise<Run> => idmintInProcess(["--home", homeDir, ...args]);
 const file = (name: string) => join(s.dir, name);
 
-function allocate(name: string, extra: string[], h = homeDir): string {
+async function allocate(name: string, extra: string[], h = homeDir): Promise<string> {
   const out = file(`${name}.json`);
-  const r = idmint(["--home", h, "serials", "allocate", "--order", `PO-${name}`, "--model", "RT-1", "--out", out, ...extra]);
+  const r = await idmintInProcess(["--home", h, "serials", "allocate", "--order", `PO-${name}`, "--model", "RT-1", "--out", out, ...extra]);
   if (r.code !== 0) throw new Error(r.stderr);
   return out;
 }
 
-function status(): unknown {
-  return JSON.parse(cli("serials", "status", "--json").stdout);
+async function status(): Promise<unknown> {
+  return JSON.parse((await cli("serials", "status", "--json")).stdout);
 }
 
 function ledgerSize(): number {
@@ -58,22 +58,22 @@ async function provision(serials: string[]): Promise<void> {
 
 let main = "";
 
-beforeAll(() => {
+beforeAll(async () => {
   for (const h of [homeDir, rogueHome]) {
     for (const args of [["hsm", "init"], ["ca", "init"]]) {
-      const r = idmint(["--home", h, ...args]);
+      const r = await idmintInProcess(["--home", h, ...args]);
       if (r.code !== 0) throw new Error(r.stderr);
     }
   }
-  main = allocate("main", ["--station", "station-1", "--count", "10", "--prefix", "SN", "--start", "1"]);
-  const r = cli("serials", "import", main);
+  main = await allocate("main", ["--station", "station-1", "--count", "10", "--prefix", "SN", "--start", "1"]);
+  const r = await cli("serials", "import", main);
   if (r.code !== 0) throw new Error(r.stderr);
 });
 afterAll(() => s.cleanup());
 
 describe("idmint serials allocate", () => {
-  it("writes a signed list with compact ranges, and claim codes only as hashes", () => {
-    const out = allocate("claims", ["--station", "station-1", "--count", "3", "--prefix", "CL", "--start", "7", "--width", "4", "--claim-codes", "--claim-codes-out", file("claims.csv")]);
+  it("writes a signed list with compact ranges, and claim codes only as hashes", async () => {
+    const out = await allocate("claims", ["--station", "station-1", "--count", "3", "--prefix", "CL", "--start", "7", "--width", "4", "--claim-codes", "--claim-codes-out", file("claims.csv")]);
     const doc = JSON.parse(readFileSync(out, "utf8"));
     expect(doc.payload).toMatchObject({ format: "idmint-allocation/1", station: "station-1", count: 3, ranges: [{ prefix: "CL", start: 7, count: 3, width: 4 }] });
     const codes = readFileSync(file("claims.csv"), "utf8").trim().split("\n");
@@ -82,21 +82,22 @@ describe("idmint serials allocate", () => {
     expect(JSON.stringify(doc)).not.toContain(codes[0]!.split(",")[1]);
   });
 
-  it("takes an explicit list from a file", () => {
+  it("takes an explicit list from a file", async () => {
     writeFileSync(file("list.txt"), "X-1\nX-7\n\nX-9\n");
-    const doc = JSON.parse(readFileSync(allocate("list", ["--station", "station-1", "--from-file", file("list.txt")]), "utf8"));
+    const doc = JSON.parse(readFileSync(await allocate("list", ["--station", "station-1", "--from-file", file("list.txt")]), "utf8"));
     expect(doc.payload).toMatchObject({ count: 3, serials: ["X-1", "X-7", "X-9"] });
   });
 
+  // The real binary, for its contract: the exit code and one "idmint: ..." line, no stack trace.
   it("refuses to allocate a serial twice, and writes nothing", () => {
     const out = file("again.json");
-    const r = cli("serials", "allocate", "--order", "PO-x", "--station", "station-1", "--model", "RT-1", "--count", "5", "--prefix", "SN", "--start", "8", "--out", out);
+    const r = idmint(["--home", homeDir, "serials", "allocate", "--order", "PO-x", "--station", "station-1", "--model", "RT-1", "--count", "5", "--prefix", "SN", "--start", "8", "--out", out]);
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/serial SN000008 is already allocated/);
     expect(existsSync(out)).toBe(false);
   });
 
-  it("refuses bad options with one line", () => {
+  it("refuses bad options with one line", async () => {
     for (const [args, message] of [
       [["--count", "0", "--prefix", "SN", "--start", "1"], /--count must be a whole number/],
       [["--count", "5", "--start", "1"], /--prefix is required/],
@@ -105,7 +106,7 @@ describe("idmint serials allocate", () => {
       [["--count", "5", "--prefix", "SN", "--start", "900", "--claim-codes"], /--claim-codes needs --claim-codes-out/],
     ] as const) {
       const out = file("bad.json");
-      const r = cli("serials", "allocate", "--order", "PO-b", "--station", "station-1", "--model", "RT-1", "--out", out, ...args);
+      const r = await cli("serials", "allocate", "--order", "PO-b", "--station", "station-1", "--model", "RT-1", "--out", out, ...args);
       expect(r.code, r.stderr).toBeGreaterThan(0);
       expect(oneLineError(r)).toMatch(message);
       expect(existsSync(out)).toBe(false);
@@ -114,22 +115,22 @@ describe("idmint serials allocate", () => {
 });
 
 describe("idmint serials import refuses, consuming nothing", () => {
-  function refused(list: string, code: number, message: RegExp): void {
-    const before = { status: status(), ledger: ledgerSize() };
-    const r = cli("serials", "import", list);
+  async function refused(list: string, code: number, message: RegExp): Promise<void> {
+    const before = { status: await status(), ledger: ledgerSize() };
+    const r = await cli("serials", "import", list);
     expect(r.code, r.stderr).toBe(code);
     expect(oneLineError(r)).toMatch(message);
-    expect({ status: status(), ledger: ledgerSize() }).toEqual(before);
+    expect({ status: await status(), ledger: ledgerSize() }).toEqual(before);
   }
 
-  it("a list with one byte changed", () => {
+  it("a list with one byte changed", async () => {
     const text = readFileSync(main, "utf8").replace('"model": "RT-1"', '"model": "RT-7"');
     writeFileSync(file("tampered.json"), text);
-    refused(file("tampered.json"), 6, /signature on the allocation list does not verify/);
+    await refused(file("tampered.json"), 6, /signature on the allocation list does not verify/);
   });
 
-  it("a list signed by a key that does not chain to the root", () => {
-    refused(allocate("rogue", ["--station", "station-1", "--count", "3", "--prefix", "RG", "--start", "1"], rogueHome), 6, /does not chain to the vendor root/);
+  it("a list signed by a key that does not chain to the root", async () => {
+    await refused(await allocate("rogue", ["--station", "station-1", "--count", "3", "--prefix", "RG", "--start", "1"], rogueHome), 6, /does not chain to the vendor root/);
   });
 
   it("a list signed by the station key instead of the allocation signer", async () => {
@@ -142,32 +143,32 @@ describe("idmint serials import refuses, consuming nothing", () => {
     } finally {
       hsm.close();
     }
-    refused(file("forged.json"), 6, /not an allocation signer certificate/);
+    await refused(file("forged.json"), 6, /not an allocation signer certificate/);
   });
 
-  it("another station's list", () => {
-    refused(allocate("other", ["--station", "station-2", "--count", "3", "--prefix", "OT", "--start", "1"]), 6, /is for station station-2, not station-1/);
+  it("another station's list", async () => {
+    await refused(await allocate("other", ["--station", "station-2", "--count", "3", "--prefix", "OT", "--start", "1"]), 6, /is for station station-2, not station-1/);
   });
 
-  it("an expired list", () => {
-    refused(allocate("expired", ["--station", "station-1", "--count", "3", "--prefix", "EX", "--start", "1", "--not-before", "2020-01-01", "--not-after", "2020-12-31"]), 6, /valid from 2020-01-01.*not now/);
+  it("an expired list", async () => {
+    await refused(await allocate("expired", ["--station", "station-1", "--count", "3", "--prefix", "EX", "--start", "1", "--not-before", "2020-01-01", "--not-after", "2020-12-31"]), 6, /valid from 2020-01-01.*not now/);
   });
 
-  it("a list overlapping one already imported (the vendor's register was lost)", () => {
+  it("a list overlapping one already imported (the vendor's register was lost)", async () => {
     rmSync(join(homeDir, "vendor.db"));
-    refused(allocate("overlap", ["--station", "station-1", "--count", "5", "--prefix", "SN", "--start", "9"]), 6, /overlaps alloc-.* at serial SN000009/);
+    await refused(await allocate("overlap", ["--station", "station-1", "--count", "5", "--prefix", "SN", "--start", "9"]), 6, /overlaps alloc-.* at serial SN000009/);
   });
 
-  it("garbage and missing files", () => {
+  it("garbage and missing files", async () => {
     writeFileSync(file("garbage.json"), "{not json");
-    refused(file("garbage.json"), 3, /is not JSON/);
+    await refused(file("garbage.json"), 3, /is not JSON/);
     writeFileSync(file("shape.json"), JSON.stringify({ hello: 1 }));
-    refused(file("shape.json"), 3, /not a signed idmint document/);
-    refused(file("absent.json"), 3, /does not exist/);
+    await refused(file("shape.json"), 3, /not a signed idmint document/);
+    await refused(file("absent.json"), 3, /does not exist/);
   });
 
-  it("but importing the same list again is a no-op", () => {
-    const r = cli("serials", "import", main, "--json");
+  it("but importing the same list again is a no-op", async () => {
+    const r = await cli("serials", "import", main, "--json");
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ imported: false, count: 10 });
   });
@@ -176,17 +177,17 @@ describe("idmint serials import refuses, consuming nothing", () => {
 describe("scrap, report and reconcile", () => {
   it("a clean run reconciles with no anomaly; an edited report and a lying station are caught", async () => {
     await provision(["SN000001", "SN000002", "SN000003"]);
-    const scrap = cli("serials", "scrap", "SN000004", "--reason", "failed RF test");
+    const scrap = await cli("serials", "scrap", "SN000004", "--reason", "failed RF test");
     expect(scrap.code, scrap.stderr).toBe(0);
-    const again = cli("serials", "scrap", "SN000004", "--reason", "twice");
+    const again = await cli("serials", "scrap", "SN000004", "--reason", "twice");
     expect(again.code).toBe(6);
     expect(oneLineError(again)).toMatch(/was scrapped \(failed RF test\)/);
-    expect(status()).toMatchObject({ allocations: [{ allocated: 10, provisioned: 3, scrapped: 1, reserved: 0, available: 6 }] });
+    expect(await status()).toMatchObject({ allocations: [{ allocated: 10, provisioned: 3, scrapped: 1, reserved: 0, available: 6 }] });
 
     const reportPath = file("report.json");
-    const rep = cli("station", "report", "--out", reportPath);
+    const rep = await cli("station", "report", "--out", reportPath);
     expect(rep.code, rep.stderr).toBe(0);
-    const ok = cli("serials", "reconcile", "--allocation", main, "--report", reportPath, "--json");
+    const ok = await cli("serials", "reconcile", "--allocation", main, "--report", reportPath, "--json");
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, allocated: 10, provisioned: 3, scrapped: 1, reserved: 0, unused: 6, anomalies: [] });
 
@@ -195,7 +196,7 @@ describe("scrap, report and reconcile", () => {
     const section = doc.payload.allocations[0]!;
     section.serials["SN000002"] = { state: "unused" };
     writeFileSync(file("edited.json"), JSON.stringify(doc));
-    const edited = cli("serials", "reconcile", "--allocation", main, "--report", file("edited.json"));
+    const edited = await cli("serials", "reconcile", "--allocation", main, "--report", file("edited.json"));
     expect(edited.code).toBe(6);
     expect(oneLineError(edited)).toMatch(/signature on the usage report does not verify/);
 
@@ -210,29 +211,29 @@ describe("scrap, report and reconcile", () => {
     } finally {
       hsm.close();
     }
-    const caught = cli("serials", "reconcile", "--allocation", main, "--report", file("lie.json"), "--json");
+    const caught = await cli("serials", "reconcile", "--allocation", main, "--report", file("lie.json"), "--json");
     expect(caught.code).toBe(6);
     expect(oneLineError(caught)).toMatch(/1 anomalies/);
     expect(JSON.parse(caught.stdout).anomalies).toEqual([
       { kind: "report-disagrees", serial: "SN000002", detail: "the report says SN000002 is unused, its ledger says provisioned" },
     ]);
-    const short = cli("serials", "reconcile", "--allocation", main, "--report", file("short.json"), "--json");
+    const short = await cli("serials", "reconcile", "--allocation", main, "--report", file("short.json"), "--json");
     expect(short.code).toBe(6);
     expect(JSON.parse(short.stdout).anomalies[0]).toMatchObject({ kind: "report-disagrees", detail: expect.stringMatching(/do not hash to its signed checkpoint/) });
   });
 
-  it("refuses to reconcile a report against another station's allocation", () => {
+  it("refuses to reconcile a report against another station's allocation", async () => {
     const reportPath = file("report2.json");
-    expect(cli("station", "report", "--out", reportPath).code).toBe(0);
-    const station2 = allocate("station-2", ["--station", "station-2", "--count", "2", "--prefix", "ST", "--start", "1"]);
-    const r = cli("serials", "reconcile", "--allocation", station2, "--report", reportPath);
+    expect((await cli("station", "report", "--out", reportPath)).code).toBe(0);
+    const station2 = await allocate("station-2", ["--station", "station-2", "--count", "2", "--prefix", "ST", "--start", "1"]);
+    const r = await cli("serials", "reconcile", "--allocation", station2, "--report", reportPath);
     expect(r.code).toBe(6);
     expect(oneLineError(r)).toMatch(/allocation is for station-2/);
   });
 
-  it("has help with an example for every serials and station command", () => {
+  it("has help with an example for every serials and station command", async () => {
     for (const cmd of [["serials", "allocate"], ["serials", "import"], ["serials", "status"], ["serials", "scrap"], ["serials", "reconcile"], ["station", "report"]]) {
-      const r = idmint([...cmd, "--help"]);
+      const r = await idmintInProcess([...cmd, "--help"]);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/Examples:/);
     }

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
 import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
-import { REPO, oneLineError, openssl, scratch, type Run } from "../helpers.js";
+import { REPO, idmintInProcess, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { directoryCommandLine, makeHome, must } from "../directory/fixture.js";
 
 /**
@@ -22,6 +22,8 @@ const file = (name: string) => join(s.dir, name);
 let vendor: ReturnType<typeof makeHome>;
 let directory: ChildProcess | undefined;
 let url = "";
+/** The vendor home's commands in this process; vendor.cli runs the real binary. */
+const cli = (...args: string[]): Promise<Run> => idmintInProcess(["--home", vendor.home, ...args]);
 
 const EC = "SN000001";
 const EC_OTHER = "SN000002";
@@ -32,9 +34,10 @@ const config = "hostname edge-7\nsnmp-server community s3cret RO\ninterface ge-0
 beforeAll(async () => {
   vendor = makeHome(s.dir, "vendor");
   const list = file("po1.json");
-  must(vendor.cli("serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", "10", "--prefix", "SN", "--start", "1", "--out", list), "allocate");
-  must(vendor.cli("serials", "import", list), "import");
-  must(vendor.cli("directory", "allocations", "add", list), "directory allocations add");
+  must(await cli("serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", "10", "--prefix", "SN", "--start", "1", "--out", list), "allocate");
+  must(await cli("serials", "import", list), "import");
+  must(await cli("directory", "allocations", "add", list), "directory allocations add");
+  // The line stays on the binary: in this process it took as long (its simulator child and store-writer thread start under tsx).
   must(vendor.cli("station", "run", "--sim", "2"), "station run EC");
   must(vendor.cli("station", "run", "--sim", "1", "--alg", "RSA-2048"), "station run RSA");
   must(vendor.cli("station", "run", "--sim", "1", "--keystore", "pkcs11"), "station run pkcs11");
@@ -52,7 +55,7 @@ beforeAll(async () => {
       else reject(new Error(`unexpected first line from directory serve: ${line}`));
     });
   });
-  must(vendor.cli("station", "upload", "--directory", url), "station upload");
+  must(await cli("station", "upload", "--directory", url), "station upload");
 });
 
 afterAll(async () => {
@@ -64,14 +67,13 @@ afterAll(async () => {
   s.cleanup();
 });
 
-const cli = (...args: string[]): Run => vendor.cli(...args);
 const certFile = (serial: string) => join(vendor.home, "certs", `${serial}.pem`);
 let n = 0;
 const fresh = (name: string) => file(`${++n}-${name}`);
 /** The unit's soft key as a file for openssl: the simulated units keep theirs in units.db. */
-function unitKey(serial: string): string {
+async function unitKey(serial: string): Promise<string> {
   const out = fresh(`${serial}.key`);
-  must(cli("unit", "export", "--serial", serial, "--key", "--out", out), "unit export --key");
+  must(await cli("unit", "export", "--serial", serial, "--key", "--out", out), "unit export --key");
   return out;
 }
 
@@ -83,15 +85,15 @@ function refused(r: Run, code: number, out: string): string {
 }
 
 describe("idmint operator fetch", () => {
-  it("fetches a unit's IDevID from the directory, checks it against the pinned root and prints its SHA-256 fingerprint", () => {
+  it("fetches a unit's IDevID from the directory, checks it against the pinned root and prints its SHA-256 fingerprint", async () => {
     const out = fresh("SN000001.pem");
-    const r = cli("operator", "fetch", "--directory", url, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--chain", vendor.h.pkiFile("factory-ca"), "--out", out, "--json");
+    const r = await cli("operator", "fetch", "--directory", url, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--chain", vendor.h.pkiFile("factory-ca"), "--out", out, "--json");
     expect(r.code, r.stderr).toBe(0);
     const der = new Uint8Array(new x509.X509Certificate(readFileSync(out, "utf8")).rawData);
     expect(readFileSync(out, "utf8").replace(/\s+/g, "")).toBe(readFileSync(certFile(EC), "utf8").replace(/\s+/g, ""));
     expect(JSON.parse(r.stdout)).toMatchObject({ serial: EC, fingerprint: sha256Hex(der), out, key: "EC P-256", keyUsage: ["digitalSignature", "keyAgreement"], path: [expect.stringContaining(`CN=${EC}`), expect.stringContaining("Factory CA"), expect.stringContaining("Root CA")] });
 
-    const human = cli("operator", "fetch", "--directory", url, "--serial", RSA, "--root", vendor.h.pkiFile("root"), "--chain", vendor.h.pkiFile("factory-ca"), "--out", fresh("SN000003.pem"));
+    const human = await cli("operator", "fetch", "--directory", url, "--serial", RSA, "--root", vendor.h.pkiFile("root"), "--chain", vendor.h.pkiFile("factory-ca"), "--out", fresh("SN000003.pem"));
     expect(human.code, human.stderr).toBe(0);
     const fp = openssl(["x509", "-noout", "-fingerprint", "-sha256", "-in", certFile(RSA)]).stdout.trim().split("=")[1];
     expect(human.stdout).toContain(`SHA-256 fingerprint ${fp}`);
@@ -106,16 +108,16 @@ describe("idmint operator fetch", () => {
     const base = ["operator", "fetch", "--directory", url, "--serial", EC, "--chain", vendor.h.pkiFile("factory-ca")];
 
     let out = fresh("x.pem");
-    expect(refused(cli(...base, "--root", file("fake-root.pem"), "--out", out), 6, out)).toMatch(/^idmint: the certificate of SN000001 does not chain to the pinned vendor root .* \(no signature by the pinned root or a given CA on .*Factory CA\): check that --root is this vendor's root/);
+    expect(refused(await cli(...base, "--root", file("fake-root.pem"), "--out", out), 6, out)).toMatch(/^idmint: the certificate of SN000001 does not chain to the pinned vendor root .* \(no signature by the pinned root or a given CA on .*Factory CA\): check that --root is this vendor's root/);
 
     out = fresh("x.pem");
     // The directory serves the factory CA after the device certificate, so --chain is optional.
-    const noChain = cli("operator", "fetch", "--directory", url, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--out", out, "--json");
+    const noChain = await cli("operator", "fetch", "--directory", url, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--out", out, "--json");
     expect(noChain.code, noChain.stderr).toBe(0);
     rmSync(out);
 
     out = fresh("x.pem");
-    expect(refused(cli(...base.slice(0, 5), "SN000009", "--chain", vendor.h.pkiFile("factory-ca"), "--root", vendor.h.pkiFile("root"), "--out", out), 3, out)).toBe(
+    expect(refused(await cli(...base.slice(0, 5), "SN000009", "--chain", vendor.h.pkiFile("factory-ca"), "--root", vendor.h.pkiFile("root"), "--out", out), 3, out)).toBe(
       `idmint: the directory ${url} has no certificate for SN000009: check the serial, or ask the vendor whether that unit was provisioned and published`,
     );
 
@@ -126,35 +128,35 @@ describe("idmint operator fetch", () => {
       });
     });
     out = fresh("x.pem");
-    expect(refused(cli("operator", "fetch", "--directory", `http://127.0.0.1:${closed}`, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--out", out), 7, out)).toMatch(/cannot reach the directory .*ECONNREFUSED/);
+    expect(refused(await cli("operator", "fetch", "--directory", `http://127.0.0.1:${closed}`, "--serial", EC, "--root", vendor.h.pkiFile("root"), "--out", out), 7, out)).toMatch(/cannot reach the directory .*ECONNREFUSED/);
   });
 });
 
 describe("idmint operator encrypt -> openssl cms -decrypt with the unit's key", () => {
-  it("P-256 (DER) and RSA-2048 (PEM): openssl decrypts with the unit's exported key, and the output names the algorithms", () => {
+  it("P-256 (DER) and RSA-2048 (PEM): openssl decrypts with the unit's exported key, and the output names the algorithms", async () => {
     const ecOut = fresh("ec.cms");
-    const r = cli("operator", "encrypt", "--cert", certFile(EC), "--in", file("router.cfg"), "--out", ecOut, "--json");
+    const r = await cli("operator", "encrypt", "--cert", certFile(EC), "--in", file("router.cfg"), "--out", ecOut, "--json");
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: "der", bytes: config.length, recipient: { serialNumber: EC, key: "EC P-256" }, keyEncryption: "dhSinglePass-stdDH-sha256kdf-scheme", keyWrap: "id-aes256-wrap", contentEncryption: "aes-256-cbc" });
-    const ec = openssl(["cms", "-decrypt", "-inform", "DER", "-in", ecOut, "-recip", certFile(EC), "-inkey", unitKey(EC)]);
+    const ec = openssl(["cms", "-decrypt", "-inform", "DER", "-in", ecOut, "-recip", certFile(EC), "-inkey", await unitKey(EC)]);
     expect(ec.code, ec.stderr).toBe(0);
     expect(ec.stdout).toBe(config);
 
     const rsaOut = fresh("rsa.pem");
-    const h = cli("operator", "encrypt", "--cert", certFile(RSA), "--in", file("router.cfg"), "--out", rsaOut, "--pem");
+    const h = await cli("operator", "encrypt", "--cert", certFile(RSA), "--in", file("router.cfg"), "--out", rsaOut, "--pem");
     expect(h.code, h.stderr).toBe(0);
     expect(h.stdout).toMatch(/^encrypted \d+ bytes to SN000003 \(RSA-2048; id-RSAES-OAEP \(sha256, MGF1-sha256\), aes-256-cbc\)\nwritten to .* \(PEM\)\n$/);
     expect(readFileSync(rsaOut, "utf8")).toMatch(/^-----BEGIN CMS-----\n/);
-    const rsa = openssl(["cms", "-decrypt", "-inform", "PEM", "-in", rsaOut, "-recip", certFile(RSA), "-inkey", unitKey(RSA)]);
+    const rsa = openssl(["cms", "-decrypt", "-inform", "PEM", "-in", rsaOut, "-recip", certFile(RSA), "-inkey", await unitKey(RSA)]);
     expect(rsa.code, rsa.stderr).toBe(0);
     expect(rsa.stdout).toBe(config);
   });
 
-  it("refuses a certificate whose keyUsage forbids the scheme, in one line", () => {
+  it("refuses a certificate whose keyUsage forbids the scheme, in one line", async () => {
     const made = openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", file("sig.key"), "-out", file("sig.pem"), "-subj", "/CN=signing only", "-days", "1", "-addext", "keyUsage=critical,digitalSignature"]);
     expect(made.code, made.stderr).toBe(0);
     const out = fresh("x.cms");
-    expect(refused(cli("operator", "encrypt", "--cert", file("sig.pem"), "--in", file("router.cfg"), "--out", out), 3, out)).toMatch(/^idmint: the certificate of CN=signing only does not allow keyAgreement \(its keyUsage is digitalSignature\), which ECDH key agreement needs/);
+    expect(refused(await cli("operator", "encrypt", "--cert", file("sig.pem"), "--in", file("router.cfg"), "--out", out), 3, out)).toMatch(/^idmint: the certificate of CN=signing only does not allow keyAgreement \(its keyUsage is digitalSignature\), which ECDH key agreement needs/);
   });
 });
 
@@ -165,7 +167,7 @@ describe("idmint unit decrypt", () => {
     expect(r.code, r.stderr).toBe(0);
   }
 
-  it("opens openssl cms -encrypt output with the unit's own key: P-256 and RSA-2048 soft keys, and P-256 inside the unit-se token", () => {
+  it("opens openssl cms -encrypt output with the unit's own key: P-256 and RSA-2048 soft keys, and P-256 inside the unit-se token", async () => {
     for (const [serial, keystore, keyEncryption] of [
       [EC, "soft", "dhSinglePass-stdDH-sha1kdf-scheme"],
       [RSA, "soft", "rsaEncryption (PKCS #1 v1.5)"],
@@ -174,7 +176,7 @@ describe("idmint unit decrypt", () => {
       const cms = fresh(`${serial}.cms`);
       opensslEncrypt(serial, cms);
       const out = fresh(`${serial}.cfg`);
-      const r = cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out, "--require-encrypted", "--json");
+      const r = await cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out, "--require-encrypted", "--json");
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)).toEqual({ serial, encrypted: true, bytes: config.length, out, keystore, framing: "der", keyEncryption, keyWrap: serial === RSA ? undefined : "id-aes256-wrap", contentEncryption: "aes-256-cbc" });
       expect(readFileSync(out, "utf8")).toBe(config);
@@ -185,22 +187,22 @@ describe("idmint unit decrypt", () => {
     expect(() => readSoftUnitKey(join(vendor.home, "units"), TOKEN)).toThrow(/in a PKCS#11 token/);
   });
 
-  it("opens idmint operator encrypt output (PEM) in the token, and says how", () => {
+  it("opens idmint operator encrypt output (PEM) in the token, and says how", async () => {
     const cms = fresh("token.pem");
-    must(cli("operator", "encrypt", "--cert", certFile(TOKEN), "--in", file("router.cfg"), "--out", cms, "--pem"), "operator encrypt");
+    must(await cli("operator", "encrypt", "--cert", certFile(TOKEN), "--in", file("router.cfg"), "--out", cms, "--pem"), "operator encrypt");
     const out = fresh("token.cfg");
-    const r = cli("unit", "decrypt", "--serial", TOKEN, "--in", cms, "--out", out);
+    const r = await cli("unit", "decrypt", "--serial", TOKEN, "--in", cms, "--out", out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${TOKEN}: decrypted ${config.length} bytes with its key in the token (ECDH inside the token) (dhSinglePass-stdDH-sha256kdf-scheme, id-aes256-wrap, aes-256-cbc)\nwritten to ${out}\n`);
     expect(readFileSync(out, "utf8")).toBe(config);
   });
 
-  it("another unit's key, or one flipped byte: a clear one-line error and nothing at --out", () => {
+  it("another unit's key, or one flipped byte: a clear one-line error and nothing at --out", async () => {
     const forEc = fresh("for-ec.cms");
-    must(cli("operator", "encrypt", "--cert", certFile(EC), "--in", file("router.cfg"), "--out", forEc), "operator encrypt");
+    must(await cli("operator", "encrypt", "--cert", certFile(EC), "--in", file("router.cfg"), "--out", forEc), "operator encrypt");
     for (const other of [EC_OTHER, TOKEN]) {
       const out = fresh("x.cfg");
-      expect(refused(cli("unit", "decrypt", "--serial", other, "--in", forEc, "--out", out), 3, out)).toMatch(new RegExp(`^idmint: the input is encrypted to certificate [0-9a-f]+ of .*Factory CA, not to unit ${other}'s EC key: fetch this unit's certificate and encrypt to it$`));
+      expect(refused(await cli("unit", "decrypt", "--serial", other, "--in", forEc, "--out", out), 3, out)).toMatch(new RegExp(`^idmint: the input is encrypted to certificate [0-9a-f]+ of .*Factory CA, not to unit ${other}'s EC key: fetch this unit's certificate and encrypt to it$`));
     }
 
     // One flipped bit in the wrapped content key: AES key wrap's integrity check catches it.
@@ -209,7 +211,7 @@ describe("idmint unit decrypt", () => {
       [TOKEN, certFile(TOKEN)],
     ] as const) {
       const cms = fresh(`${serial}-flip.cms`);
-      must(cli("operator", "encrypt", "--cert", cert, "--in", file("router.cfg"), "--out", cms), "operator encrypt");
+      must(await cli("operator", "encrypt", "--cert", cert, "--in", file("router.cfg"), "--out", cms), "operator encrypt");
       const der = readFileSync(cms);
       const env = new pkijs.EnvelopedData({ schema: pkijs.ContentInfo.fromBER(der).content });
       const kari = env.recipientInfos[0]!.value as pkijs.KeyAgreeRecipientInfo;
@@ -218,35 +220,36 @@ describe("idmint unit decrypt", () => {
       der[at]! ^= 0x01;
       writeFileSync(cms, der);
       const out = fresh("x.cfg");
-      expect(refused(cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out), 6, out)).toBe(
+      expect(refused(await cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out), 6, out)).toBe(
         `idmint: unit ${serial}'s key (${serial === TOKEN ? "token" : "soft key"}) does not open the input: it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`,
       );
     }
   });
 
-  it("plaintext is passed through unless --require-encrypted (RFC 8886 §4.3); an unknown unit is refused", () => {
+  it("plaintext is passed through unless --require-encrypted (RFC 8886 §4.3); an unknown unit is refused", async () => {
     const out = fresh("plain.cfg");
-    const r = cli("unit", "decrypt", "--serial", EC, "--in", file("router.cfg"), "--out", out, "--json");
+    const r = await cli("unit", "decrypt", "--serial", EC, "--in", file("router.cfg"), "--out", out, "--json");
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ serial: EC, encrypted: false, bytes: config.length, out });
     expect(readFileSync(out, "utf8")).toBe(config);
 
     let refusedOut = fresh("x.cfg");
-    expect(refused(cli("unit", "decrypt", "--serial", EC, "--in", file("router.cfg"), "--out", refusedOut, "--require-encrypted"), 3, refusedOut)).toMatch(/^idmint: the input is not encrypted .* --require-encrypted refuses plaintext/);
+    expect(refused(await cli("unit", "decrypt", "--serial", EC, "--in", file("router.cfg"), "--out", refusedOut, "--require-encrypted"), 3, refusedOut)).toMatch(/^idmint: the input is not encrypted .* --require-encrypted refuses plaintext/);
     refusedOut = fresh("x.cfg");
-    expect(refused(cli("unit", "decrypt", "--serial", "SN000099", "--in", file("router.cfg"), "--out", refusedOut), 5, refusedOut)).toMatch(/^idmint: there is no unit SN000099 in .*units/);
+    // The real binary once, for its contract: the exit code and one "idmint: ..." line, no stack trace.
+    expect(refused(vendor.cli("unit", "decrypt", "--serial", "SN000099", "--in", file("router.cfg"), "--out", refusedOut), 5, refusedOut)).toMatch(/^idmint: there is no unit SN000099 in .*units/);
   });
 });
 
 describe("--help", () => {
-  it("has an example on each new command", () => {
+  it("has an example on each new command", async () => {
     for (const cmd of [
       ["operator", "fetch"],
       ["operator", "encrypt"],
       ["unit", "decrypt"],
       ["unit", "export"],
     ]) {
-      const r = cli(...cmd, "--help");
+      const r = await cli(...cmd, "--help");
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout, cmd.join(" ")).toMatch(/Examples:\n\s+(idmint|openssl) /);
       expect(r.stdout).toContain(`idmint ${cmd.join(" ")} --`);

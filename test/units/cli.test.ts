@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { createServer } from "node:net";
 import { checkCsr, x509 } from "../../pki/index.js";
 import { TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, type UnitLink } from "../../units/index.js";
-import { BIN, REPO, idmint, oneLineError, openssl, run, scratch, type Run } from "../helpers.js";
+import { BIN, REPO, idmint, idmintInProcess, oneLineError, openssl, run, scratch, type Run } from "../helpers.js";
 import { makePki, type TestPki } from "./pki-fixture.js";
 
 const s = scratch("units-cli");
@@ -85,23 +85,24 @@ describe("idmint unit sim", () => {
 
   it("refuses bad input with one line and a non-zero exit", async () => {
     const base = ["--home", home, "unit", "sim", "--port", "0", "--count", "2", "--prefix", "SN", "--start", "1"];
+    // The real binary once, for its contract: the exit code and one "idmint: ..." line, no stack trace.
     const fault = idmint([...base, "--fault", "SN000001:garbage"]);
     expect(fault.code).toBe(2);
     expect(oneLineError(fault)).toMatch(/fault "SN000001:garbage" is not SERIAL=KIND/);
 
-    const kind = idmint([...base, "--fault", "SN000001=explode"]);
+    const kind = await idmintInProcess([...base, "--fault", "SN000001=explode"]);
     expect(kind.code).toBe(2);
     expect(oneLineError(kind)).toMatch(/fault kind "explode" .* is unknown/);
 
-    const count = idmint(["--home", home, "unit", "sim", "--port", "0", "--count", "0", "--prefix", "SN", "--start", "1"]);
+    const count = await idmintInProcess(["--home", home, "unit", "sim", "--port", "0", "--count", "0", "--prefix", "SN", "--start", "1"]);
     expect(count.code).toBe(2);
     expect(oneLineError(count)).toMatch(/count 0 is out of range/);
 
-    const root = idmint([...base, "--root", join(s.dir, "absent.pem")]);
+    const root = await idmintInProcess([...base, "--root", join(s.dir, "absent.pem")]);
     expect(root.code).toBe(3);
     expect(oneLineError(root)).toMatch(/vendor root certificate .*absent\.pem does not exist/);
 
-    const noHome = idmint(["--home", join(s.dir, "empty"), "unit", "sim", "--port", "0", "--count", "1", "--prefix", "SN", "--start", "1"]);
+    const noHome = await idmintInProcess(["--home", join(s.dir, "empty"), "unit", "sim", "--port", "0", "--count", "1", "--prefix", "SN", "--start", "1"]);
     expect(noHome.code).toBe(5);
     expect(oneLineError(noHome)).toMatch(/no vendor root at .*root\.pem: run `idmint ca init/);
 
@@ -109,7 +110,7 @@ describe("idmint unit sim", () => {
     await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
     try {
       const port = String((busy.address() as { port: number }).port);
-      const inUse = idmint(["--home", home, "unit", "sim", "--port", port, "--count", "1", "--prefix", "SN", "--start", "1", "--json"]);
+      const inUse = await idmintInProcess(["--home", home, "unit", "sim", "--port", port, "--count", "1", "--prefix", "SN", "--start", "1", "--json"]);
       expect(inUse.code).toBe(3);
       expect(oneLineError(inUse)).toMatch(new RegExp(`port ${port} on 127.0.0.1 is in use`));
       expect(JSON.parse(inUse.stdout)).toMatchObject({ ok: false, error: { code: "SIM_LISTEN" } });
@@ -117,18 +118,18 @@ describe("idmint unit sim", () => {
       await new Promise((resolve) => busy.close(resolve));
     }
 
-    const token = idmint([...base, "--keystore", "pkcs11"]);
+    const token = await idmintInProcess([...base, "--keystore", "pkcs11"]);
     expect(token.code).toBe(2);
     expect(oneLineError(token)).toMatch(/--keystore pkcs11 needs --pkcs11-token/);
 
-    const missing = idmint(["--home", home, "unit", "sim", "--port", "0", "--count", "2"]);
+    const missing = await idmintInProcess(["--home", home, "unit", "sim", "--port", "0", "--count", "2"]);
     expect(missing.code).toBe(2);
     expect(oneLineError(missing)).toMatch(/Missing required arguments: prefix, start/);
   });
 
   it("--keystore pkcs11 keeps unit keys in a token of the home's PKCS#11 module", async () => {
     const hsmHome = join(s.dir, "hsm-home");
-    const init = idmint(["--home", hsmHome, "hsm", "init"]);
+    const init = await idmintInProcess(["--home", hsmHome, "hsm", "init"]);
     expect(init.code, init.stderr).toBe(0);
     mkdirSync(join(hsmHome, "pki"), { recursive: true });
     writeFileSync(join(hsmHome, "pki", "root.pem"), pki.rootPem);
@@ -148,7 +149,7 @@ describe("idmint unit sim", () => {
     expect(() => readSoftUnitKey(join(hsmHome, "units"), "P000001")).toThrow(/in a PKCS#11 token/);
     // unit export cannot take the key out of the token, and says what to do instead.
     const out = join(s.dir, "P000001.key");
-    const refused = idmint(["--home", hsmHome, "unit", "export", "--serial", "P000001", "--key", "--out", out]);
+    const refused = await idmintInProcess(["--home", hsmHome, "unit", "export", "--serial", "P000001", "--key", "--out", out]);
     expect(refused.code).toBe(3);
     expect(oneLineError(refused)).toMatch(/^idmint: unit P000001's key is object unit-P000001-[0-9a-f]+ in a PKCS#11 token and never leaves it: decrypt with `idmint unit decrypt --serial P000001`/);
     expect(existsSync(out)).toBe(false);
@@ -157,8 +158,8 @@ describe("idmint unit sim", () => {
     expect(r.code, r.stderr).toBe(0);
   });
 
-  it("has --help with an example", () => {
-    const r = idmint(["unit", "sim", "--help"]);
+  it("has --help with an example", async () => {
+    const r = await idmintInProcess(["unit", "sim", "--help"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Examples:/);
     expect(r.stdout).toMatch(/--fault/);
@@ -168,7 +169,7 @@ describe("idmint unit sim", () => {
 describe("idmint unit export", () => {
   const exportHome = join(s.dir, "export-home");
   const unitsDir = join(exportHome, "units");
-  const cli = (...args: string[]): Run => idmint(["--home", exportHome, "unit", "export", ...args]);
+  const cli = (...args: string[]): Promise<Run> => idmintInProcess(["--home", exportHome, "unit", "export", ...args]);
   let n = 0;
   const fresh = () => join(s.dir, `export-${++n}.pem`);
   let installed: x509.X509Certificate;
@@ -190,9 +191,9 @@ describe("idmint unit export", () => {
     }
   });
 
-  it("writes the unit's key (0600, the certificate's key, sound to openssl), its certificate and its chain", () => {
+  it("writes the unit's key (0600, the certificate's key, sound to openssl), its certificate and its chain", async () => {
     const key = fresh();
-    const r = cli("--serial", "EX-1", "--key", "--out", key, "--json");
+    const r = await cli("--serial", "EX-1", "--key", "--out", key, "--json");
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ serial: "EX-1", part: "key", out: key });
     expect(statSync(key).mode & 0o777).toBe(0o600);
@@ -200,45 +201,45 @@ describe("idmint unit export", () => {
     expect(Buffer.from(createPublicKey(readFileSync(key, "utf8")).export({ type: "spki", format: "der" })).equals(Buffer.from(installed.publicKey.rawData))).toBe(true);
 
     const cert = fresh();
-    const c = cli("--serial", "EX-1", "--cert", "--out", cert);
+    const c = await cli("--serial", "EX-1", "--cert", "--out", cert);
     expect(c.code, c.stderr).toBe(0);
     expect(c.stdout).toBe(`EX-1: certificate written to ${cert}\n`);
     expect(new x509.X509Certificate(readFileSync(cert, "utf8")).equal(installed)).toBe(true);
 
     const chain = fresh();
-    expect(cli("--serial", "EX-1", "--chain", "--out", chain).code).toBe(0);
+    expect((await cli("--serial", "EX-1", "--chain", "--out", chain)).code).toBe(0);
     expect(new x509.X509Certificate(readFileSync(chain, "utf8")).toString("pem")).toBe(pki.chainPems[0]);
     // A keyed unit's key can be exported before it holds a certificate.
-    expect(cli("--serial", "EX-2", "--key", "--out", fresh()).code).toBe(0);
+    expect((await cli("--serial", "EX-2", "--key", "--out", fresh())).code).toBe(0);
   });
 
-  it("refuses an unknown serial, a unit with no certificate yet, an existing --out and a missing or doubled part: one line, nothing written", () => {
+  it("refuses an unknown serial, a unit with no certificate yet, an existing --out and a missing or doubled part: one line, nothing written", async () => {
     const refused = (r: Run, code: number, out: string): string => {
       expect(r.code, r.stderr).toBe(code);
       expect(existsSync(out)).toBe(false);
       return oneLineError(r);
     };
     let out = fresh();
-    expect(refused(cli("--serial", "EX-9", "--cert", "--out", out), 5, out)).toMatch(/^idmint: there is no unit EX-9 in .*units: check the serial and --home/);
-    expect(refused(cli("--serial", "EX-2", "--cert", "--out", out), 5, out)).toBe("idmint: unit EX-2 has no certificate yet: provision it first (idmint station run)");
-    expect(refused(cli("--serial", "EX-2", "--chain", "--out", out), 5, out)).toMatch(/EX-2 has no certificate yet/);
-    expect(refused(cli("--serial", "../EX-1", "--key", "--out", out), 3, out)).toMatch(/serial "..\/EX-1" is not valid/);
-    expect(refused(cli("--serial", "EX-1", "--out", out), 2, out)).toBe("idmint: give exactly one of --key, --cert or --chain");
-    expect(refused(cli("--serial", "EX-1", "--key", "--cert", "--out", out), 2, out)).toMatch(/exactly one of/);
-    const noUnits = idmint(["--home", join(s.dir, "no-units"), "unit", "export", "--serial", "EX-1", "--key", "--out", out]);
+    expect(refused(await cli("--serial", "EX-9", "--cert", "--out", out), 5, out)).toMatch(/^idmint: there is no unit EX-9 in .*units: check the serial and --home/);
+    expect(refused(await cli("--serial", "EX-2", "--cert", "--out", out), 5, out)).toBe("idmint: unit EX-2 has no certificate yet: provision it first (idmint station run)");
+    expect(refused(await cli("--serial", "EX-2", "--chain", "--out", out), 5, out)).toMatch(/EX-2 has no certificate yet/);
+    expect(refused(await cli("--serial", "../EX-1", "--key", "--out", out), 3, out)).toMatch(/serial "..\/EX-1" is not valid/);
+    expect(refused(await cli("--serial", "EX-1", "--out", out), 2, out)).toBe("idmint: give exactly one of --key, --cert or --chain");
+    expect(refused(await cli("--serial", "EX-1", "--key", "--cert", "--out", out), 2, out)).toMatch(/exactly one of/);
+    const noUnits = await idmintInProcess(["--home", join(s.dir, "no-units"), "unit", "export", "--serial", "EX-1", "--key", "--out", out]);
     expect(refused(noUnits, 5, out)).toMatch(/there is no unit EX-1 in /);
     expect(existsSync(join(s.dir, "no-units", "units"))).toBe(false);
 
     out = fresh();
     writeFileSync(out, "keep");
-    const exists = cli("--serial", "EX-1", "--key", "--out", out);
+    const exists = await cli("--serial", "EX-1", "--key", "--out", out);
     expect(exists.code).toBe(3);
     expect(oneLineError(exists)).toMatch(/--out .* already exists/);
     expect(readFileSync(out, "utf8")).toBe("keep");
   });
 
-  it("has --help with an example", () => {
-    const r = idmint(["unit", "export", "--help"]);
+  it("has --help with an example", async () => {
+    const r = await idmintInProcess(["unit", "export", "--help"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Examples:\n\s+idmint unit export --serial SN000042 --key --out/);
   });
