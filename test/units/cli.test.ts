@@ -186,6 +186,7 @@ describe("idmint unit export", () => {
       const b = await next(fixture);
       await b.genkey("EC-P256");
       await Promise.all([a.close(), b.close()]);
+      await fixture.close();
     } finally {
       await sim.close();
     }
