@@ -339,6 +339,7 @@ function lineFigures(prefix: string, what: string, summary: SimLineResult): Figu
 // Floor (a): the bare work of a unit, in this process, one unit after another
 
 interface FloorSlice {
+  units: number;
   perS: number;
   /** µs per unit of each part. */
   us: { keygen: number; unitSign: number; caSign: number; commit: number };
@@ -382,11 +383,9 @@ async function floorBareSlice(ctx: BenchContext, config: IdmintConfig, count: nu
     for (let i = FLOOR_WARMUP; i < FLOOR_WARMUP + count; i++) await unit(i, true);
     const ms = performance.now() - t0;
     const perS = perSecond(count, ms);
-    ctx.log(`floor (a), slice ${slice}: ${count} units in ${ms.toFixed(0)} ms, ${perS.toFixed(0)} units/s (commit ${((parts.commit * 1000) / count).toFixed(0)} µs)`);
-    return {
-      perS,
-      us: { keygen: (parts.keygen * 1000) / count, unitSign: (parts.unitSign * 1000) / count, caSign: (parts.caSign * 1000) / count, commit: (parts.commit * 1000) / count },
-    };
+    const us = (part: keyof typeof parts) => (parts[part] * 1000) / count;
+    ctx.log(`floor (a), slice ${slice}: ${count} units in ${ms.toFixed(0)} ms, ${perS.toFixed(0)} units/s (commit ${us("commit").toFixed(0)} µs)`);
+    return { units: count, perS, us: { keygen: us("keygen"), unitSign: us("unitSign"), caSign: us("caSign"), commit: us("commit") } };
   } finally {
     hsm.close();
     db.close();
@@ -404,6 +403,7 @@ function floorBare(slices: readonly FloorSlice[]): { perS: number; figures: Figu
   return {
     perS: median.perS,
     figures: [
+      { key: "floor_a.units", label: "floor (a) bare work: units per slice", value: median.units, unit: "units" },
       { key: "floor_a.slices", label: "floor (a) bare work: slices (before K=1, after K=1, after K=8)", value: slices.length, unit: "slices" },
       { key: "floor_a.per_s", label: "floor (a) bare work: throughput, median slice", value: median.perS, unit: "units/s", digits: 1 },
       { key: "floor_a.per_s_min", label: "floor (a) bare work: slowest slice", value: sorted[0]!.perS, unit: "units/s", digits: 1 },
