@@ -45,7 +45,7 @@ const FLOOR_WARMUP = 20;
 // What `station run` uses unless told otherwise.
 const UNIT_TIMEOUT_MS = 10_000;
 const SLOW_MS = 5_000;
-const STAGES: readonly TimedStage[] = ["hello", "reserve", "genkey", "check", "intent", "sign", "store", "install", "total"];
+const STAGES: readonly TimedStage[] = ["hello", "genkey", "check", "intent", "sign", "store", "install", "total"];
 // CK_ULONG values at or above this are CK_UNAVAILABLE_INFORMATION / CK_EFFECTIVELY_INFINITE.
 const UNAVAILABLE = 2 ** 32 - 2;
 // SoftHSM hands out session handles 1, 2, ... (the lowest free one first), so its open sessions

@@ -7,15 +7,17 @@ import type { UnitStore } from "./store.js";
  * hot path). They are data so that a worker thread can make them (see commits.ts).
  */
 export type UnitChange =
-  /** The serial is this station's to provision: reserved, ledger entry, unit row. */
-  | { op: "reserve"; serial: string }
-  /** The unit's key on record (refused if another unit presented it) and the ledger's signing intent. */
+  /**
+   * The serial reserved for this station (refused if it is not in a valid allocation or is
+   * someone else's), the unit's key on record (refused if another unit presented it), and
+   * the ledger's signing intent: one commit, the last before the CA signs.
+   */
   | { op: "intent"; serial: string; keyFingerprint: string; certificateSerial: string }
   /** The certificate stored, the serial provisioned, the ledger's issued entry: one transaction. */
   | { op: "issued"; serial: string; certificateSerial: string; pem: string; fingerprint: string }
   /** The unit acknowledged its certificate: ledger entry, and the certificate queued for the directory. */
   | { op: "delivered"; serial: string; pem: string; fingerprint: string }
-  /** The unit failed: ledger entry, its row, and its serial released if no certificate was signed. */
+  /** The unit failed: ledger entry, its row, and, if no certificate is on record, its serial released when this station holds it. */
   | { op: "failed"; serial: string; code: string; message: string; releaseSerial: boolean };
 
 export interface ChangeStores {
@@ -26,15 +28,15 @@ export interface ChangeStores {
   owner: string;
 }
 
-/** Makes one change inside the caller's transaction. For "intent", returns the serial that already had the key, if any. */
+/**
+ * Makes one change inside the caller's transaction. For "intent", returns the serial that
+ * already had the key, if any: the serial stays reserved, and nothing else is recorded.
+ */
 export function applyChange(s: ChangeStores, c: UnitChange): string | undefined {
   switch (c.op) {
-    case "reserve":
-      s.serials.reserve(c.serial, s.owner);
-      s.units.begin(c.serial);
-      return undefined;
     case "intent": {
-      const had = s.units.recordKey(c.serial, c.keyFingerprint, c.certificateSerial);
+      s.serials.reserve(c.serial, s.owner);
+      const had = s.units.recordIntent(c.serial, c.keyFingerprint, c.certificateSerial);
       // Invariant 2: the ledger names the signature before the CA key makes it.
       if (had === undefined) s.ledger.append({ type: "signing.intent", serial: c.serial, keyFingerprint: c.keyFingerprint, certificateSerial: c.certificateSerial });
       return had;
@@ -51,7 +53,7 @@ export function applyChange(s: ChangeStores, c: UnitChange): string | undefined 
     case "failed":
       s.ledger.append({ type: "error", serial: c.serial, stage: "provision", code: c.code, message: c.message.slice(0, 300) });
       s.units.failed(c.serial, c.code, c.message);
-      // No certificate was signed for this unit: the serial may be used by a good unit later.
+      // No certificate is on record for this unit: its serial, if this station holds it, may go to a good unit later.
       if (c.releaseSerial) s.serials.release(c.serial, s.owner, c.code);
       return undefined;
   }

@@ -2,6 +2,7 @@ export { buildUsageReport } from "./report.js";
 export { StationError, type StationErrorCode } from "./errors.js";
 export { acquireRunLock } from "./lock.js";
 export { GroupCommitter } from "./commits.js";
+export type { UnitChange } from "./changes.js";
 export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";

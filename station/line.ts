@@ -32,7 +32,7 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   const started = performance.now();
   const before = p.ctx.commits.stats;
   // Only counts and stage times are kept, not the outcomes: a long run must not grow memory.
-  const stageNames = ["hello", "reserve", "genkey", "check", "intent", "sign", "store", "install", "total"] as const;
+  const stageNames = ["hello", "genkey", "check", "intent", "sign", "store", "install", "total"] as const;
   const times = new Map<TimedStage, number[]>(stageNames.map((n) => [n, []]));
   const failures: Record<string, number> = {};
   let units = 0;

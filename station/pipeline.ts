@@ -6,11 +6,11 @@ import { StationError } from "./errors.js";
 import type { UnitStore } from "./store.js";
 
 /** The steps of one unit, in order; each is a place a crash test may kill the station. */
-export const STEPS = ["hello", "reserved", "genkey", "intent", "signed", "issued", "installed", "delivered"] as const;
+export const STEPS = ["hello", "genkey", "intent", "signed", "issued", "installed", "delivered"] as const;
 export type Step = (typeof STEPS)[number];
 
 /** Stages whose time the summary reports (p50/p99). */
-export type TimedStage = "hello" | "reserve" | "genkey" | "check" | "intent" | "sign" | "store" | "install" | "total";
+export type TimedStage = "hello" | "genkey" | "check" | "intent" | "sign" | "store" | "install" | "total";
 
 export interface LineContext {
   /** Every change to the store goes through here: durable before the unit's next step, grouped across slots. */
@@ -53,9 +53,9 @@ function failure(e: unknown): UnitFailure {
 }
 
 /**
- * One unit through the hot path (DESIGN.md): hello, serial check and reservation (while the
- * unit makes its key), the unit's CSR, proof of possession, a ledger intent before the CA
- * signs, one transaction for the certificate, install on the unit, delivery recorded. Every
+ * One unit through the hot path (DESIGN.md): hello, the unit's CSR, proof of possession, the
+ * serial's reservation with a ledger intent before the CA signs, one transaction for the
+ * certificate, install on the unit, delivery recorded. Every
  * state change is in SQLite before the step that depends on it, so a killed station resumes
  * each unit where it stood: a unit whose certificate was signed and stored gets that same
  * certificate again. `slotFree` is called once the unit holds its certificate and the
@@ -71,7 +71,8 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     mark = now;
   };
   let serial: string | undefined;
-  let reserved = false;
+  /** The unit's certificate is on record: its serial is spent, whatever happens next. */
+  let certified = false;
   try {
     const hello = await link.hello();
     serial = hello.serial;
@@ -82,32 +83,24 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     const row = ctx.units.get(serial);
     if (row?.stage === "delivered") return await confirmDelivered(link, serial, row.certificateFingerprint ?? "", ms, started);
     if (row?.stage === "issued" && row.certificate) {
+      certified = true;
       return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
     }
 
     const s = serial;
-    // The unit makes its key while its reservation commits: both are done before anything
-    // is signed, and a refused serial costs the unit no more than a key it never uses.
-    const reserving = performance.now();
-    const [reservation, generated] = await Promise.allSettled([
-      ctx.commits.commit({ op: "reserve", serial: s }).then(() => {
-        ms.reserve = performance.now() - reserving;
-      }),
-      link.genkey(ctx.keyAlgorithm),
-    ]);
-    if (reservation.status === "rejected") throw reservation.reason;
-    reserved = true;
-    ctx.reached?.("reserved", serial);
-    if (generated.status === "rejected") throw generated.reason;
-    const { csr } = generated.value;
+    // The serial is checked and reserved in the intent's commit, once the unit's CSR is in
+    // hand: one commit fewer per unit than reserving first, and still before anything is
+    // signed. A refused serial costs the unit no more than a key it never uses.
+    const { csr } = await link.genkey(ctx.keyAlgorithm);
     lap("genkey");
     ctx.reached?.("genkey", serial);
     const checked = await checkCsr(csr, serial);
     const keyFingerprint = checked.keyFingerprint;
     lap("check");
 
-    // Invariant 2: the ledger names the signature before the CA key makes it. The key is
-    // recorded in the same commit, so it is never certified without being on record.
+    // Invariant 2: the ledger names the signature before the CA key makes it. The serial's
+    // reservation and the key are recorded in the same commit, so the key is never certified
+    // without being on record, nor for a serial that is not this station's.
     const certificateSerial = newCertificateSerial(ctx.random);
     const had = await ctx.commits.commit({ op: "intent", serial: s, keyFingerprint, certificateSerial });
     // Only another unit's key is refused: this unit showing its own key again (a resume) is no second unit.
@@ -124,14 +117,14 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     const pem = cert.pem + "\n";
     const fingerprint = cert.fingerprint;
     await ctx.commits.commit({ op: "issued", serial: s, certificateSerial, pem, fingerprint });
-    reserved = false;
+    certified = true;
     lap("store");
     ctx.reached?.("issued", serial);
 
     return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false, slotFree);
   } catch (e) {
     const f = failure(e);
-    if (serial !== undefined) await recordFailure(ctx, serial, f, reserved);
+    if (serial !== undefined) await recordFailure(ctx, serial, f, !certified);
     ms.total = performance.now() - started;
     return { serial, status: "failed", code: f.code, reason: f.message, ms };
   }
@@ -175,10 +168,11 @@ async function confirmDelivered(link: UnitLink, serial: string, fingerprint: str
   throw new UnitFailure("SERIAL_PROVISIONED", `serial ${serial} was already provisioned and this unit does not hold its certificate: it may be a clone`);
 }
 
-async function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, reserved: boolean): Promise<void> {
+async function recordFailure(ctx: LineContext, serial: string, f: UnitFailure, releaseSerial: boolean): Promise<void> {
   try {
-    // No certificate was signed for a unit still reserved: its serial may go to a good unit later.
-    await ctx.commits.commit({ op: "failed", serial, code: f.code, message: f.message, releaseSerial: reserved });
+    // No certificate is on record for the unit: its serial, if this station holds it (this
+    // run's intent or a killed run's), may go to a good unit later.
+    await ctx.commits.commit({ op: "failed", serial, code: f.code, message: f.message, releaseSerial });
   } catch {
     // The failure is reported either way; a store that cannot record it fails the next unit too.
   }

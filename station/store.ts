@@ -1,4 +1,5 @@
 import { migrate, type Clock, type Db, type Migration } from "../core/index.js";
+import { StationError } from "./errors.js";
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -43,7 +44,11 @@ export interface OutboxCounts {
   refused: number;
 }
 
-/** "keyed" is only found in stores of idmint 0.1 runs, which recorded the key and the intent apart. */
+/**
+ * "keyed" is only found in stores of idmint 0.1 runs, which recorded the key and the intent
+ * apart; "reserved" only in stores of earlier runs, which reserved a serial in a commit of
+ * its own while the unit made its key.
+ */
 export type UnitStage = "reserved" | "keyed" | "intent" | "issued" | "delivered" | "failed";
 
 export interface UnitRow {
@@ -63,7 +68,7 @@ export class UnitStore {
   private readonly clock: Clock;
   private readonly stmts;
   // Made once: better-sqlite3 builds a new function on every db.transaction().
-  private readonly recordKeyTx;
+  private readonly recordIntentTx;
 
   constructor(db: Db, clock: Clock) {
     this.db = db;
@@ -75,17 +80,24 @@ export class UnitStore {
            certificate_fingerprint AS certificateFingerprint, failure_code AS failureCode, failure_message AS failureMessage
          FROM units WHERE serial = ?`,
       ),
-      upsert: db.prepare(
-        `INSERT INTO units (serial, stage, updated_at) VALUES (?, 'reserved', ?)
-         ON CONFLICT (serial) DO UPDATE SET stage = 'reserved', key_fingerprint = NULL, certificate_serial = NULL,
-           failure_code = NULL, failure_message = NULL, updated_at = excluded.updated_at`,
+      // A unit seen before (failed, or half-way when a run was killed) starts over; one holding a certificate never does.
+      intent: db.prepare(
+        `INSERT INTO units (serial, stage, key_fingerprint, certificate_serial, updated_at) VALUES (?, 'intent', ?, ?, ?)
+         ON CONFLICT (serial) DO UPDATE SET stage = 'intent', key_fingerprint = excluded.key_fingerprint,
+           certificate_serial = excluded.certificate_serial, failure_code = NULL, failure_message = NULL, updated_at = excluded.updated_at
+         WHERE stage NOT IN ('issued', 'delivered')`,
       ),
       seenKey: db.prepare("SELECT serial FROM seen_keys WHERE key_fingerprint = ?").pluck(),
       addKey: db.prepare("INSERT INTO seen_keys (key_fingerprint, serial, seen_at) VALUES (?, ?, ?)"),
-      intent: db.prepare("UPDATE units SET stage = 'intent', key_fingerprint = ?, certificate_serial = ?, updated_at = ? WHERE serial = ?"),
       issued: db.prepare("UPDATE units SET stage = 'issued', certificate = ?, certificate_fingerprint = ?, updated_at = ? WHERE serial = ?"),
       delivered: db.prepare("UPDATE units SET stage = 'delivered', updated_at = ? WHERE serial = ?"),
-      failed: db.prepare("UPDATE units SET stage = 'failed', failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ? AND stage NOT IN ('issued', 'delivered')"),
+      // A unit may fail before its intent made it a row: it gets one.
+      failed: db.prepare(
+        `INSERT INTO units (serial, stage, failure_code, failure_message, updated_at) VALUES (?, 'failed', ?, ?, ?)
+         ON CONFLICT (serial) DO UPDATE SET stage = 'failed', failure_code = excluded.failure_code,
+           failure_message = excluded.failure_message, updated_at = excluded.updated_at
+         WHERE stage NOT IN ('issued', 'delivered')`,
+      ),
       failedIssued: db.prepare("UPDATE units SET failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ?"),
       enqueue: db.prepare("INSERT OR IGNORE INTO outbox (serial, certificate, queued_at) VALUES (?, ?, ?)"),
       inFlight: db.prepare("SELECT serial FROM units WHERE stage IN ('reserved', 'keyed', 'intent', 'issued') ORDER BY serial").pluck(),
@@ -98,11 +110,13 @@ export class UnitStore {
       sent: db.prepare("UPDATE outbox SET sent_at = ? WHERE serial = ? AND sent_at IS NULL"),
       refuse: db.prepare("UPDATE outbox SET refused = ? WHERE serial = ?"),
     };
-    this.recordKeyTx = db.transaction((serial: string, keyFingerprint: string, certificateSerial: string): string | undefined => {
+    this.recordIntentTx = db.transaction((serial: string, keyFingerprint: string, certificateSerial: string): string | undefined => {
       const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
       if (had !== undefined && had !== serial) return had;
       if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
-      this.stmts.intent.run(keyFingerprint, certificateSerial, this.now(), serial);
+      if (this.stmts.intent.run(serial, keyFingerprint, certificateSerial, this.now()).changes !== 1) {
+        throw new StationError("internal", "UNIT_CERTIFIED", `unit ${serial} already has a certificate on record: it is delivered again, never signed anew`);
+      }
       return undefined;
     });
   }
@@ -115,17 +129,14 @@ export class UnitStore {
     return this.clock.now().toISOString();
   }
 
-  begin(serial: string): void {
-    this.stmts.upsert.run(serial, this.now());
-  }
-
   /**
    * Records the unit's new public key and the certificate serial the CA is about to sign
-   * for it; refuses a key any unit presented before (a weak RNG or a cloned key), certified
-   * or not, and then records nothing. Returns the serial that had the key, if another had it.
+   * for it (the unit's row, made or started over); refuses a key any unit presented before
+   * (a weak RNG or a cloned key), certified or not, and then records nothing. Returns the
+   * serial that had the key, if another had it.
    */
-  recordKey(serial: string, keyFingerprint: string, certificateSerial: string): string | undefined {
-    return this.recordKeyTx(serial, keyFingerprint, certificateSerial);
+  recordIntent(serial: string, keyFingerprint: string, certificateSerial: string): string | undefined {
+    return this.recordIntentTx(serial, keyFingerprint, certificateSerial);
   }
 
   issued(serial: string, certificatePem: string, fingerprint: string): void {
@@ -139,7 +150,7 @@ export class UnitStore {
 
   /** A unit that did not make it; an issued unit keeps its certificate (a retry delivers it). */
   failed(serial: string, code: string, message: string): void {
-    const r = this.stmts.failed.run(code, message, this.now(), serial);
+    const r = this.stmts.failed.run(serial, code, message, this.now());
     if (r.changes === 0) this.stmts.failedIssued.run(code, message, this.now(), serial);
   }
 

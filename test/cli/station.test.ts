@@ -89,7 +89,7 @@ describe("idmint station run --sim", () => {
 });
 
 describe("a station killed at any step resumes", () => {
-  const steps = ["hello", "reserved", "genkey", "intent", "signed", "issued", "installed", "delivered"];
+  const steps = ["hello", "genkey", "intent", "signed", "issued", "installed", "delivered"];
   let crash: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
     crash = makeHome("crash", steps.length * 8);

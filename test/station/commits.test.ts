@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { openDb, systemClock } from "../../core/index.js";
 import { Ledger } from "../../ledger/index.js";
 import { SerialStore, type Allocation } from "../../serials/index.js";
-import { GroupCommitter, UnitStore } from "../../station/index.js";
+import { GroupCommitter, UnitStore, type UnitChange } from "../../station/index.js";
 import { scratch } from "../helpers.js";
 
 const s = scratch("group-commit");
@@ -41,6 +41,11 @@ beforeEach(() => {
   }
 });
 
+/** The intent change for `serial` with a key and certificate serial of its own (the serial's digits). */
+function intent(serial: string, keyFingerprint = serial.slice(-2).repeat(32)): UnitChange {
+  return { op: "intent", serial, keyFingerprint, certificateSerial: serial.slice(-2).repeat(16) };
+}
+
 /** What another connection sees: committed state only. */
 function committed(): { reserved: string[]; ledger: string[] } {
   const db = new Database(path, { readonly: true });
@@ -59,12 +64,12 @@ describe("GroupCommitter", () => {
     const commits = new GroupCommitter({ dbPath: path, owner });
     try {
       const seen: string[][] = [];
-      const all = ["SN000001", "SN000002", "SN000003"].map((serial) => commits.commit({ op: "reserve", serial }).then(() => seen.push(committed().reserved)));
+      const all = ["SN000001", "SN000002", "SN000003"].map((serial) => commits.commit(intent(serial)).then(() => seen.push(committed().reserved)));
       await Promise.all(all);
       const three = ["SN000001", "SN000002", "SN000003"];
       expect(seen).toEqual([three, three, three]);
       expect(commits.stats).toEqual({ commits: 1, changes: 3 });
-      expect(committed().ledger).toEqual(three.map((x) => `serial.reserved ${x}`));
+      expect(committed().ledger).toEqual(three.flatMap((x) => [`serial.reserved ${x}`, `signing.intent ${x}`]));
     } finally {
       await commits.close();
     }
@@ -74,20 +79,20 @@ describe("GroupCommitter", () => {
     const commits = new GroupCommitter({ dbPath: path, owner });
     try {
       const results = await Promise.allSettled([
-        commits.commit({ op: "reserve", serial: "SN000001" }),
-        commits.commit({ op: "reserve", serial: "XX000001" }),
-        commits.commit({ op: "intent", serial: "SN000001", keyFingerprint: "ab".repeat(32), certificateSerial: "4".repeat(32) }),
-        commits.commit({ op: "reserve", serial: "SN000002" }),
-        commits.commit({ op: "intent", serial: "SN000002", keyFingerprint: "ab".repeat(32), certificateSerial: "5".repeat(32) }),
+        commits.commit(intent("SN000001", "ab".repeat(32))),
+        commits.commit(intent("XX000001", "cd".repeat(32))),
+        commits.commit(intent("SN000002", "ab".repeat(32))),
       ]);
-      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
       expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: "SERIAL_UNKNOWN", kind: "verify", message: expect.stringMatching(/^serial XX000001 is in no imported allocation/) });
       // The second unit presented the first one's key: no intent for it, and the first one named.
-      expect((results[4] as PromiseFulfilledResult<string | undefined>).value).toBe("SN000001");
+      expect((results[2] as PromiseFulfilledResult<string | undefined>).value).toBe("SN000001");
       expect(committed()).toEqual({
         reserved: ["SN000001", "SN000002"],
         ledger: ["serial.reserved SN000001", "signing.intent SN000001", "serial.reserved SN000002"],
       });
+      // The refused serial's key was not recorded either: a unit with a good serial may present it.
+      await expect(commits.commit(intent("SN000003", "cd".repeat(32)))).resolves.toBeUndefined();
     } finally {
       await commits.close();
     }
@@ -95,17 +100,17 @@ describe("GroupCommitter", () => {
 
   it("rejects every change of a group whose commit fails, and makes none of them", async () => {
     const commits = new GroupCommitter({ dbPath: path, owner, busyTimeoutMs: 0 });
-    await commits.commit({ op: "reserve", serial: "SN000009" });
+    await commits.commit(intent("SN000009"));
     // Another connection holds the write lock: the writer's BEGIN IMMEDIATE fails at once.
     const other = new Database(path, { timeout: 0 });
     other.exec("BEGIN IMMEDIATE");
     try {
-      const results = await Promise.allSettled([commits.commit({ op: "reserve", serial: "SN000001" }), commits.commit({ op: "reserve", serial: "SN000002" })]);
+      const results = await Promise.allSettled([commits.commit(intent("SN000001")), commits.commit(intent("SN000002"))]);
       expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
       expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: "SQLITE_BUSY" });
       other.exec("ROLLBACK");
       expect(committed().reserved).toEqual(["SN000009"]);
-      await commits.commit({ op: "reserve", serial: "SN000003" });
+      await commits.commit(intent("SN000003"));
       expect(committed().reserved).toEqual(["SN000003", "SN000009"]);
     } finally {
       if (other.inTransaction) other.exec("ROLLBACK");
@@ -119,7 +124,6 @@ describe("GroupCommitter", () => {
     mkdirSync(join(certsDir, "SN000002.pem"), { recursive: true }); // a directory where the copy goes: rename fails
     const issue = async (commits: GroupCommitter, serials: string[]) => {
       for (const [i, serial] of serials.entries()) {
-        await commits.commit({ op: "reserve", serial });
         await commits.commit({ op: "intent", serial, keyFingerprint: serial.slice(-1).repeat(64), certificateSerial: String(i + 4).repeat(32) });
         await commits.commit({ op: "issued", serial, certificateSerial: String(i + 4).repeat(32), pem: `PEM ${serial}\n`, fingerprint: String(i + 7).repeat(64) });
       }
@@ -151,17 +155,58 @@ describe("GroupCommitter", () => {
     }
   });
 
+  it("records a failed unit whether or not it got as far as its intent, and gives back only a serial the station holds", async () => {
+    const commits = new GroupCommitter({ dbPath: path, owner });
+    const failed = (serial: string, releaseSerial: boolean) => commits.commit({ op: "failed", serial, code: "CSR_SIGNATURE", message: "bad", releaseSerial });
+    try {
+      await commits.commit(intent("SN000001"));
+      await commits.commit(intent("SN000002"));
+      await commits.commit({ op: "issued", serial: "SN000002", certificateSerial: "02".repeat(16), pem: "PEM SN000002\n", fingerprint: "2".repeat(64) });
+      await failed("SN000001", true); // failed after its intent: the serial goes back
+      await failed("SN000003", true); // failed before it: never reserved, nothing to give back
+      await failed("SN000002", false); // failed after its certificate was stored: it keeps it
+      expect(committed()).toEqual({
+        reserved: [],
+        ledger: [
+          "serial.reserved SN000001",
+          "signing.intent SN000001",
+          "serial.reserved SN000002",
+          "signing.intent SN000002",
+          "certificate.issued SN000002",
+          "error SN000001",
+          "serial.released SN000001",
+          "error SN000003",
+          "error SN000002",
+        ],
+      });
+      const db = new Database(path, { readonly: true });
+      try {
+        expect(db.prepare("SELECT serial, stage FROM units ORDER BY serial").all()).toEqual([
+          { serial: "SN000001", stage: "failed" },
+          { serial: "SN000002", stage: "issued" },
+          { serial: "SN000003", stage: "failed" },
+        ]);
+      } finally {
+        db.close();
+      }
+      // A unit whose certificate is on record is never signed for again: its serial is spent.
+      await expect(commits.commit(intent("SN000002", "ee".repeat(32)))).rejects.toMatchObject({ code: "SERIAL_PROVISIONED" });
+    } finally {
+      await commits.close();
+    }
+  });
+
   it("refuses changes once closed", async () => {
     const commits = new GroupCommitter({ dbPath: path, owner });
     await commits.close();
-    await expect(commits.commit({ op: "reserve", serial: "SN000001" })).rejects.toThrow(/closed/);
+    await expect(commits.commit(intent("SN000001"))).rejects.toThrow(/closed/);
   });
 
   it("fails every change, one line each, when the writer cannot start", async () => {
     // A directory where the store should be: the writer cannot open it.
     const commits = new GroupCommitter({ dbPath: s.dir, owner });
     try {
-      await expect(commits.commit({ op: "reserve", serial: "SN000001" })).rejects.toMatchObject({ code: "STORE_WRITER", message: expect.stringMatching(/^the station store's writer thread failed: [^\n]+$/) });
+      await expect(commits.commit(intent("SN000001"))).rejects.toMatchObject({ code: "STORE_WRITER", message: expect.stringMatching(/^the station store's writer thread failed: [^\n]+$/) });
     } finally {
       await commits.close();
     }
