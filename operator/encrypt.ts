@@ -111,8 +111,10 @@ function keyAgreeRecipient(cert: pkijs.Certificate, recipient: RecipientKeyInfo,
   const curve = recipient.curve!;
   // RFC 5753 §3.1.1: a fresh ephemeral key per message, its public point in originatorKey.
   const ephemeral = generateKeyPairSync("ec", { namedCurve: curve.name });
-  const jwk = ephemeral.publicKey.export({ format: "jwk" });
-  const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x ?? "", "base64url"), Buffer.from(jwk.y ?? "", "base64url")]);
+  // The point from the key's DER SPKI, not its JWK: on Node 20 a JWK export of a key just
+  // generated may deadlock (see units/csr.ts, p256Encodings).
+  const spki = pkijs.PublicKeyInfo.fromBER(ephemeral.publicKey.export({ type: "spki", format: "der" }));
+  const point = Buffer.from(spki.subjectPublicKey.valueBlock.valueHexView);
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient.key });
   // No ukm is sent, so ECC-CMS-SharedInfo has no entityUInfo (RFC 5753 §7.2).
   const kek = Buffer.from(x963Kdf("sha256", z, eccCmsSharedInfo(OID.aes256Wrap, undefined, 256), 32));

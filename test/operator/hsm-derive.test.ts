@@ -29,9 +29,10 @@ afterAll(() => {
 
 const keyUri = (object: string) => formatPkcs11Uri({ token: "unit-se", object, type: "private", pinSource: `file:${pinFile}` });
 
+/** An EC key's uncompressed point: the end of its SPKI (not its JWK: see units/csr.ts, p256Encodings). */
 function point(publicKey: ReturnType<typeof createPublicKey>): Buffer {
-  const jwk = publicKey.export({ format: "jwk" });
-  return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, "base64url"), Buffer.from(jwk.y!, "base64url")]);
+  const bytes = { prime256v1: 32, secp384r1: 48 }[publicKey.asymmetricKeyDetails?.namedCurve ?? ""] ?? 0;
+  return publicKey.export({ type: "spki", format: "der" }).subarray(-(1 + 2 * bytes));
 }
 
 function tokenUsage(label: string): string {

@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { createPrivateKey, generateKeyPairSync, sign } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createPrivateKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { certificationRequest, certificationRequestInfo, isPrintableString, p256Encodings, toPem } from "../../units/csr.js";
 import { checkCsr } from "../../pki/index.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
 
 describe("the unit's hand-encoded DER", () => {
   it("P-256 SPKI and PKCS#8 equal what OpenSSL encodes, key after key", () => {
@@ -13,7 +18,20 @@ describe("the unit's hand-encoded DER", () => {
     }
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const pem = toPem("PRIVATE KEY", p256Encodings(privateKey, publicKey).pkcs8);
-    expect(createPrivateKey(pem).export({ format: "jwk" })).toEqual(privateKey.export({ format: "jwk" }));
+    const data = Buffer.from("signed with the key read back");
+    expect(verify("sha256", data, publicKey, sign("sha256", data, createPrivateKey(pem)))).toBe(true);
+  });
+
+  it("encodes thousands of new keys in a row without hanging (Node 20 can deadlock on a JWK export of a key just made)", () => {
+    // In a child with a time limit: a deadlocked thread would never reach a timeout of its own.
+    const csr = pathToFileURL(join(root, "dist", "units", "csr.js")).href;
+    const script = `import { generateKeyPairSync } from "node:crypto";
+      import { p256Encodings } from ${JSON.stringify(csr)};
+      for (let i = 0; i < 5000; i++) { const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" }); p256Encodings(privateKey, publicKey); }
+      console.log("done");`;
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+    expect(child.error, "the key loop hung").toBeUndefined();
+    expect(child.stdout.trim(), child.stderr).toBe("done");
   });
 
   it("CSRs carry the serial as a PrintableString and pass pki's checks; non-printable serials are refused", async () => {
