@@ -1,5 +1,13 @@
 import type { UnitFixture } from "../units/index.js";
+import { StationError } from "./errors.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
+
+/**
+ * Units in a row that fail before their hello (silence, garbage, a hang-up) after which a
+ * slot stops asking the fixture for more: a fixture that stopped answering would otherwise
+ * fail one unit per timeout for ever.
+ */
+const SILENT_LIMIT = 3;
 
 export interface LineSummary {
   units: number;
@@ -25,8 +33,9 @@ function percentile(sorted: number[], p: number): number {
 
 /**
  * Runs the line: K slots, each taking the next unit from the fixture until it has none.
- * A failed unit never stops the line; only a fixture that cannot be reached does. Reports
- * each unit through `onUnit` as it ends (library code never prints).
+ * A failed unit never stops the line; only a fixture that cannot be reached, or one that
+ * stopped answering on every slot (see SILENT_LIMIT), does. Reports each unit through
+ * `onUnit` as it ends (library code never prints).
  */
 export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: LineContext; onUnit?: (o: UnitOutcome) => void }): Promise<LineSummary> {
   const started = performance.now();
@@ -52,25 +61,45 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   };
   // Units whose slot is free again but whose delivery is still being recorded.
   const recording = new Set<Promise<void>>();
+  // Slots that gave up on the fixture, and why the last one did.
+  let silentSlots = 0;
+  let silence = "";
   const slot = async () => {
+    let silentInARow = 0;
     for (;;) {
       const link = await p.fixture.next();
       if (!link) return;
       try {
         let freed!: () => void;
         const free = new Promise<void>((resolve) => (freed = resolve));
-        const outcome = provisionUnit(link, p.ctx, freed).then(record);
+        const unit = provisionUnit(link, p.ctx, freed);
+        const outcome = unit.then(record);
         recording.add(outcome);
         const recorded = () => recording.delete(outcome);
         outcome.then(recorded, recorded);
-        await Promise.race([free, outcome]);
+        const ended = await Promise.race([free.then(() => undefined), unit]);
+        // A unit that failed before it said hello: the fixture, not the unit, is failing.
+        const silent = ended?.status === "failed" && ended.serial === undefined;
+        silentInARow = silent ? silentInARow + 1 : 0;
+        if (silent) silence = ended.reason ?? "";
       } finally {
         await link.close();
+      }
+      if (silentInARow >= SILENT_LIMIT) {
+        silentSlots++;
+        return;
       }
     }
   };
   await Promise.all(Array.from({ length: p.slots }, slot));
   await Promise.all(recording);
+  if (silentSlots === p.slots) {
+    throw new StationError(
+      "unavailable",
+      "FIXTURE",
+      `the fixture stopped answering: on every slot ${SILENT_LIMIT} units in a row failed before their hello, the last with "${silence}": check the fixture (or allow a longer --timeout-ms), then run the station again; the units done so far are recorded`,
+    );
+  }
   const seconds = (performance.now() - started) / 1000;
   const stages: LineSummary["stages"] = {};
   for (const stage of stageNames) {

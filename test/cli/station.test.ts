@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
@@ -167,6 +168,20 @@ describe("station run refuses with one line", () => {
     const r = empty.cli("station", "run", "--fixture", "127.0.0.1:9", "--timeout-ms", "500");
     expect(r.code).toBe(7);
     expect(oneLineError(r)).toMatch(/127\.0\.0\.1:9/);
+  });
+
+  it("a fixture that stops answering: the line gives up once every slot had units fail before their hello", async () => {
+    // Accepts connections (the kernel does, while the run blocks this process) and never says a word.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const r = empty.cli("station", "run", "--fixture", `127.0.0.1:${port}`, "--slots", "2", "--timeout-ms", "200");
+      expect(r.code).toBe(7);
+      expect(oneLineError(r)).toMatch(/^idmint: the fixture stopped answering: on every slot 3 units in a row failed before their hello, the last with ".*did not answer hello within 200 ms.*": check the fixture/);
+    } finally {
+      silent.close();
+    }
   });
 
   it("another run holding the home", () => {
