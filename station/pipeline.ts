@@ -55,11 +55,11 @@ function failure(e: unknown): UnitFailure {
 /**
  * One unit through the hot path (DESIGN.md): hello, the unit's CSR, proof of possession, the
  * serial's reservation with a ledger intent before the CA signs, one transaction for the
- * certificate, install on the unit, delivery recorded. Every
- * state change is in SQLite before the step that depends on it, so a killed station resumes
- * each unit where it stood: a unit whose certificate was signed and stored gets that same
- * certificate again. `slotFree` is called once the unit holds its certificate and the
- * fixture slot may take the next unit; the outcome follows when the delivery is recorded.
+ * certificate, install on the unit, delivery recorded. Every state change is in SQLite
+ * before the step that depends on it, so a killed station resumes each unit where it stood:
+ * a unit whose certificate was signed and stored gets that same certificate again.
+ * `slotFree` is called once the unit holds its certificate and the fixture slot may take the
+ * next unit; the outcome follows when the delivery is recorded.
  */
 export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?: () => void): Promise<UnitOutcome> {
   const ms: UnitOutcome["ms"] = {};
