@@ -81,9 +81,9 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     ctx.reached?.("hello", serial);
 
     const row = ctx.units.get(serial);
+    certified = row?.stage === "delivered" || row?.stage === "issued";
     if (row?.stage === "delivered") return await confirmDelivered(link, serial, row.certificateFingerprint ?? "", ms, started);
     if (row?.stage === "issued" && row.certificate) {
-      certified = true;
       return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
     }
 
