@@ -2,7 +2,7 @@
  * The directory's read path under load, beside a floor measured in the same run:
  *
  *  1. Population: a real vendor PKI (root, factory CA, station certificate; software keys, as
- *     test/units/pki-fixture.ts makes them), BENCH_DIRECTORY_CERTS distinct IDevIDs signed by
+ *     test/fixtures/pki-fixture.ts makes them), BENCH_DIRECTORY_CERTS distinct IDevIDs signed by
  *     the factory CA, a station ledger of their certificate.issued entries, a checkpoint signed
  *     by the station key, and every certificate with its entry and RFC 9162 inclusion proof
  *     stored through the store's own `commitUpload`, as an accepted upload stores it. Uploads

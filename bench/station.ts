@@ -35,7 +35,8 @@ import { Pkcs11Module } from "../hsm/module.js";
 import type { Allocation } from "../serials/index.js";
 import { UnitStore, acquireRunLock, runLine, type LineSummary } from "../station/index.js";
 import type { TimedStage } from "../station/pipeline.js";
-import { SIM_HOST, TcpFixture, startSimulatorProcess } from "../units/index.js";
+import { TcpFixture } from "../link/index.js";
+import { SIM_HOST, startSimulatorProcess } from "../sim/index.js";
 import type { BenchContext, Benchmark, Figure } from "./run.js";
 
 const STATION_ID = "station-1";

@@ -6,7 +6,7 @@ import { Ledger, LedgerError, stationOrigin } from "../ledger/index.js";
 import { IdevidIssuer, parseCertificate, x509 } from "../pki/index.js";
 import { SerialStore } from "../serials/index.js";
 import { GroupCommitter, type LineContext, type UnitStore } from "../station/index.js";
-import type { UnitKeyAlgorithm } from "../units/index.js";
+import type { UnitKeyAlgorithm } from "../link/index.js";
 import type { GlobalArgs, Io } from "./io.js";
 
 export function homeOf(args: GlobalArgs, io: Io): Home {

@@ -112,7 +112,7 @@ function keyAgreeRecipient(cert: pkijs.Certificate, recipient: RecipientKeyInfo,
   // RFC 5753 §3.1.1: a fresh ephemeral key per message, its public point in originatorKey.
   const ephemeral = generateKeyPairSync("ec", { namedCurve: curve.name });
   // The point from the key's DER SPKI, not its JWK: on Node 20 a JWK export of a key just
-  // generated may deadlock (see units/csr.ts, p256Encodings).
+  // generated may deadlock (see device/csr.ts, p256Encodings).
   const spki = pkijs.PublicKeyInfo.fromBER(ephemeral.publicKey.export({ type: "spki", format: "der" }));
   const point = Buffer.from(spki.subjectPublicKey.valueBlock.valueHexView);
   const z = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient.key });

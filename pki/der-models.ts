@@ -4,7 +4,7 @@ import BN from "bn.js";
 /*
  * DER models of the X.509 and PKCS#10 structures on the line's hot path, in asn1.js: a
  * unit's CSR at the station (csr.ts), its certificate at the simulated unit
- * (units/install-check.ts), and the DER form of each HSM signature (x509.ts). @peculiar/asn1-schema took ~100 µs for a CSR and ~280 µs for
+ * (device/install-check.ts), and the DER form of each HSM signature (x509.ts). @peculiar/asn1-schema took ~100 µs for a CSR and ~280 µs for
  * a certificate (asn1js builds an object per node, then the schema maps them); asn1.js
  * decodes the same models in ~8 and ~25 µs. Everything else in pki stays on the
  * @peculiar libraries.

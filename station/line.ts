@@ -1,4 +1,4 @@
-import type { UnitFixture } from "../units/index.js";
+import type { UnitFixture } from "../link/index.js";
 import { StationError } from "./errors.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
 

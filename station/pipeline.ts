@@ -1,6 +1,6 @@
 import { isIdmintError, type Random } from "../core/index.js";
 import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
-import type { UnitKeyAlgorithm, UnitLink } from "../units/index.js";
+import type { UnitKeyAlgorithm, UnitLink } from "../link/index.js";
 import type { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
 import type { UnitStore } from "./store.js";

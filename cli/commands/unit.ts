@@ -2,7 +2,8 @@ import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { CoreError, DEFAULT_HW_TYPE_OID, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
-import { MAX_ENCRYPTED_INPUT_BYTES, UNIT_FAULTS, UnitError, UnitSimulator, decryptForUnit, exportUnitPart, parseFaultSpec, unitsDbPath, type SimKeystoreOptions, type UnitPart } from "../../units/index.js";
+import { MAX_ENCRYPTED_INPUT_BYTES, decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
+import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
 import { assertNewOutput, homeOf, readBoundedInput, readInputFile, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
@@ -40,13 +41,13 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             // `hsm init` homes name a token for simulated secure elements in idmint.json.
             const tokenUri = args["pkcs11-token"] ?? (config as { simulator?: { unitTokenUri?: string } } | undefined)?.simulator?.unitTokenUri;
             if (!tokenUri) {
-              throw new UnitError("SIM_OPTIONS", "--keystore pkcs11 needs --pkcs11-token (this home names no units' token), e.g. --pkcs11-token 'pkcs11:token=unit-se?pin-source=file:/path/pin'");
+              throw new SimError("SIM_OPTIONS", "--keystore pkcs11 needs --pkcs11-token (this home names no units' token), e.g. --pkcs11-token 'pkcs11:token=unit-se?pin-source=file:/path/pin'");
             }
             const module = args["pkcs11-module"] ?? config?.hsm.module ?? findSoftHsmModule();
             const softhsmConf = args["pkcs11-module"] === undefined ? config?.hsm.softhsmConf : undefined;
             keystore = { kind: "pkcs11", module, softhsmConf, tokenUri, env: io.env };
           } else if (args["pkcs11-token"] !== undefined || args["pkcs11-module"] !== undefined) {
-            throw new UnitError("SIM_OPTIONS", "--pkcs11-token and --pkcs11-module go with --keystore pkcs11: add it, or drop them");
+            throw new SimError("SIM_OPTIONS", "--pkcs11-token and --pkcs11-module go with --keystore pkcs11: add it, or drop them");
           }
 
           const rootPath = args.root ?? home.pkiFile("root");

@@ -5,7 +5,7 @@ import { Home, openDb, sha256Hex, systemClock } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { Ledger } from "../../ledger/index.js";
 import { SerialStore, signDocument, type UsageReport } from "../../serials/index.js";
-import { SoftwareUnit } from "../../units/index.js";
+import { SoftwareUnit } from "../fixtures/software-unit.js";
 import { issueFromCsr } from "../../cli/commands/ca.js";
 import { idmint, idmintInProcess, oneLineError, scratch, type Run } from "../helpers.js";
 

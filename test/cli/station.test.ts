@@ -5,7 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
-import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
 import { idmint, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("station");

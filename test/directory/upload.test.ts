@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { openDb, sha256Hex, systemClock, systemRandom } from "../../core/index.js";
 import { Ledger, openCheckpoint, stationOrigin } from "../../ledger/index.js";
 import { issueEndEntity, issueIdevid, x509 } from "../../pki/index.js";
-import { SoftwareUnit } from "../../units/index.js";
+import { SoftwareUnit } from "../fixtures/software-unit.js";
 import { issueFromCsr } from "../../cli/commands/ca.js";
 import { DirectoryClient, DirectoryError, buildUpload, signUpload, startDirectory, type RunningDirectory, type SignedUpload } from "../../directory/index.js";
 import { openssl, scratch } from "../helpers.js";

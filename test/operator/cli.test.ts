@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
-import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
 import { REPO, idmintInProcess, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { directoryCommandLine, makeHome, must } from "../directory/fixture.js";
 

@@ -7,10 +7,10 @@ import { join } from "node:path";
 import { systemClock, systemRandom } from "../../core/index.js";
 import { checkDeviceCertificate, cmsPem, encryptToCertificate, OperatorError } from "../../operator/index.js";
 import { issueEndEntity, x509 } from "../../pki/index.js";
-import { decryptWithKey, parseEnvelope, recipientIdentity, softRecipientKey, unframe, UnitDecryptError, type RecipientKey } from "../../units/index.js";
+import { decryptWithKey, parseEnvelope, recipientIdentity, softRecipientKey, unframe, UnitDecryptError, type RecipientKey } from "../../device/index.js";
 import { eccCmsSharedInfo } from "../../pki/index.js";
 import { openssl, scratch } from "../helpers.js";
-import { makePki, softSigner, type TestPki } from "../units/pki-fixture.js";
+import { makePki, softSigner, type TestPki } from "../fixtures/pki-fixture.js";
 
 const s = scratch("operator-cms");
 const file = (name: string) => join(s.dir, name);

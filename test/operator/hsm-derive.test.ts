@@ -3,10 +3,10 @@ import { constants, createPublicKey, diffieHellman, generateKeyPairSync, publicE
 import { readFileSync } from "node:fs";
 import { Home } from "../../core/index.js";
 import { Hsm, formatPkcs11Uri, initEmbeddedHsm } from "../../hsm/index.js";
-import { decryptWithKey, tokenRecipientKey } from "../../units/index.js";
+import { decryptWithKey, tokenRecipientKey } from "../../device/index.js";
 import { encryptToCertificate } from "../../operator/index.js";
 import { run, scratch } from "../helpers.js";
-import { makePki } from "../units/pki-fixture.js";
+import { makePki } from "../fixtures/pki-fixture.js";
 
 /** Hsm.deriveEcdh and createKey's `derive` option, on the embedded SoftHSM's unit-se token. */
 const s = scratch("operator-hsm");
@@ -29,7 +29,7 @@ afterAll(() => {
 
 const keyUri = (object: string) => formatPkcs11Uri({ token: "unit-se", object, type: "private", pinSource: `file:${pinFile}` });
 
-/** An EC key's uncompressed point: the end of its SPKI (not its JWK: see units/csr.ts, p256Encodings). */
+/** An EC key's uncompressed point: the end of its SPKI (not its JWK: see device/csr.ts, p256Encodings). */
 function point(publicKey: ReturnType<typeof createPublicKey>): Buffer {
   const bytes = { prime256v1: 32, secp384r1: 48 }[publicKey.asymmetricKeyDetails?.namedCurve ?? ""] ?? 0;
   return publicKey.export({ type: "spki", format: "der" }).subarray(-(1 + 2 * bytes));

@@ -3,7 +3,7 @@ import * as pkijs from "pkijs";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readSoftUnitKey, readUnitRecord } from "../../units/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
 import { oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { makeHome, must } from "../directory/fixture.js";
 

@@ -6,9 +6,11 @@ import Database from "better-sqlite3";
 import { Home, sha256Hex, type IdmintConfig } from "../../core/index.js";
 import { Hsm, formatPkcs11Uri, initEmbeddedHsm } from "../../hsm/index.js";
 import { checkCsr } from "../../pki/index.js";
-import { TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, unitsDbPath, type UnitLink } from "../../units/index.js";
+import { TcpFixture, type UnitLink } from "../../link/index.js";
+import { readSoftUnitKey, readUnitRecord, unitsDbPath } from "../../device/index.js";
+import { UnitSimulator } from "../../sim/index.js";
 import { run, scratch } from "../helpers.js";
-import { makePki, type TestPki } from "./pki-fixture.js";
+import { makePki, type TestPki } from "../fixtures/pki-fixture.js";
 
 const unhandled: unknown[] = [];
 process.on("unhandledRejection", (e) => unhandled.push(e));

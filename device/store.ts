@@ -2,8 +2,8 @@ import { createPrivateKey, type KeyObject } from "node:crypto";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { migrate, openDb, type Db, type Migration } from "../core/index.js";
-import { UnitError } from "./errors.js";
-import { UNIT_KEY_ALGORITHMS, UNIT_STATES, type UnitKeyAlgorithm, type UnitState } from "./protocol.js";
+import { DeviceError } from "./errors.js";
+import { UNIT_KEY_ALGORITHMS, UNIT_STATES, type UnitKeyAlgorithm, type UnitState } from "../link/index.js";
 
 /** Which keystore holds a unit's key, and for a token, which object. */
 export type KeyRef = { keystore: "soft" } | { keystore: "pkcs11"; object: string };
@@ -107,7 +107,7 @@ export class UnitFlash {
       return new UnitFlash(db, path);
     } catch (e) {
       db?.close();
-      throw new UnitError("UNIT_STATE", `the units' store ${path} cannot be used (${(e as Error).message.split("\n")[0]}): remove it to start every simulated unit afresh`, { cause: e });
+      throw new DeviceError("UNIT_STATE", `the units' store ${path} cannot be used (${(e as Error).message.split("\n")[0]}): remove it to start every simulated unit afresh`, { cause: e });
     }
   }
 
@@ -120,7 +120,7 @@ export class UnitFlash {
   read(serial: string): UnitRecord | undefined {
     const row = this.select.get(serial);
     if (!row) return undefined;
-    const broken = (why: string) => new UnitError("UNIT_STATE", `unit ${serial}'s row in ${this.path} ${why}: delete that row to start unit ${serial} afresh`);
+    const broken = (why: string) => new DeviceError("UNIT_STATE", `unit ${serial}'s row in ${this.path} ${why}: delete that row to start unit ${serial} afresh`);
     const state = row.state as UnitState;
     if (!UNIT_STATES.includes(state)) throw broken(`has state ${JSON.stringify(row.state)}, which is no unit state`);
     if (state === "new") return { serial, state };
@@ -180,12 +180,12 @@ export function readUnitRecord(unitsDir: string, serial: string): UnitRecord | u
 export function softUnitKey(flash: UnitFlash, serial: string): KeyObject {
   const pkcs8 = flash.softKey(serial);
   if (!pkcs8) {
-    throw new UnitError("UNIT_STATE", `unit ${serial} has no key in ${flash.path}: it never generated a key, or its key is in a PKCS#11 token`);
+    throw new DeviceError("UNIT_STATE", `unit ${serial} has no key in ${flash.path}: it never generated a key, or its key is in a PKCS#11 token`);
   }
   try {
     return createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });
   } catch (e) {
-    throw new UnitError("UNIT_STATE", `unit ${serial}'s key in ${flash.path} is not a PKCS#8 private key: delete that row to start unit ${serial} afresh`, { cause: e });
+    throw new DeviceError("UNIT_STATE", `unit ${serial}'s key in ${flash.path} is not a PKCS#8 private key: delete that row to start unit ${serial} afresh`, { cause: e });
   }
 }
 
@@ -195,7 +195,7 @@ export function softUnitKey(flash: UnitFlash, serial: string): KeyObject {
  */
 export function readSoftUnitKey(unitsDir: string, serial: string): KeyObject {
   return withUnitFlash(unitsDir, (flash) => {
-    if (!flash) throw new UnitError("UNIT_STATE", `unit ${serial} has no key: there is no ${unitsDbPath(unitsDir)}, so no unit ever generated one there`);
+    if (!flash) throw new DeviceError("UNIT_STATE", `unit ${serial} has no key: there is no ${unitsDbPath(unitsDir)}, so no unit ever generated one there`);
     return softUnitKey(flash, serial);
   });
 }

@@ -6,9 +6,11 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { checkCsr, x509 } from "../../pki/index.js";
-import { MAX_FRAME_BYTES, TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, unitsDbPath, type UnitLink } from "../../units/index.js";
+import { MAX_FRAME_BYTES, TcpFixture, type UnitLink } from "../../link/index.js";
+import { readSoftUnitKey, readUnitRecord, unitsDbPath } from "../../device/index.js";
+import { UnitSimulator } from "../../sim/index.js";
 import { openssl, scratch } from "../helpers.js";
-import { makePki, softSigner, type TestPki } from "./pki-fixture.js";
+import { makePki, softSigner, type TestPki } from "../fixtures/pki-fixture.js";
 
 const unhandled: unknown[] = [];
 process.on("unhandledRejection", (e) => unhandled.push(e));

@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IdmintError } from "../../core/index.js";
 import { checkCsr } from "../../pki/index.js";
-import { SIM_HOST, TcpFixture, UnitError, UnitSimulator, startSimulatorProcess, type SimProcessOptions, type SimulatorProcess } from "../../units/index.js";
+import { TcpFixture } from "../../link/index.js";
+import { SIM_HOST, SimError, UnitSimulator, startSimulatorProcess, type SimProcessOptions, type SimulatorProcess } from "../../sim/index.js";
 import { REPO, scratch } from "../helpers.js";
-import { makePki, type TestPki } from "./pki-fixture.js";
+import { makePki, type TestPki } from "../fixtures/pki-fixture.js";
 
 const s = scratch("sim-process");
 let pki: TestPki;
@@ -78,7 +79,7 @@ describe("startSimulatorProcess", () => {
         (e: IdmintError) => e,
       );
       const e = outcomes[i] as IdmintError;
-      expect(e, code).toBeInstanceOf(code === "CERT_INVALID" ? IdmintError : UnitError);
+      expect(e, code).toBeInstanceOf(code === "CERT_INVALID" ? IdmintError : SimError);
       expect({ code: e.code, kind: e.kind, message: e.message }).toEqual({ code, kind: inProcess!.kind, message: inProcess!.message });
       expect(e.message).not.toMatch(/\n/);
     }

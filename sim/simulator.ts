@@ -4,11 +4,8 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { setTimeout as sleep } from "node:timers/promises";
 import { DEFAULT_HW_TYPE_OID, systemClock, type Clock } from "../core/index.js";
 import { assertSerialSyntax, parseCertificate, x509 } from "../pki/index.js";
-import { certificationRequest, certificationRequestInfo, toPem } from "./csr.js";
-import { UnitError } from "./errors.js";
+import { SimError } from "./errors.js";
 import { UNIT_FAULTS, type FaultSpec, type UnitFault } from "./faults.js";
-import { InstallChecker, Refusal } from "./install-check.js";
-import { Pkcs11Keystore, SoftKeystore, type Pkcs11KeystoreOptions, type UnitKey, type UnitKeystore } from "./keystore.js";
 import {
   MAX_IN_FLIGHT,
   OID_SYNTAX,
@@ -25,8 +22,22 @@ import {
   type UnitRequest,
   type UnitResponse,
   UNIT_OPS,
-} from "./protocol.js";
-import { UnitFlash, type KeyRef, type UnitRecord } from "./store.js";
+} from "../link/index.js";
+import {
+  InstallChecker,
+  Pkcs11Keystore,
+  Refusal,
+  SoftKeystore,
+  UnitFlash,
+  certificationRequest,
+  certificationRequestInfo,
+  toPem,
+  type KeyRef,
+  type Pkcs11KeystoreOptions,
+  type UnitKey,
+  type UnitKeystore,
+  type UnitRecord,
+} from "../device/index.js";
 
 export const SIM_HOST = "127.0.0.1";
 export const SIM_LIMITS = {
@@ -387,8 +398,8 @@ class SimLink {
   }
 }
 
-function fail(message: string, kind?: "usage" | "input"): UnitError {
-  return new UnitError("SIM_OPTIONS", message, kind ? { kind } : undefined);
+function fail(message: string, code: "SIM_OPTIONS" | "SIM_INPUT" = "SIM_OPTIONS"): SimError {
+  return new SimError(code, message);
 }
 
 function wholeNumber(name: string, v: unknown, min: number, max: number): number {
@@ -438,7 +449,7 @@ export class UnitSimulator {
     this.port = (p.server.address() as AddressInfo).port;
   }
 
-  /** Checks the options, opens the keystore and listens; rejects with a one-line UnitError (or the pki/hsm error) otherwise. */
+  /** Checks the options, opens the keystore and listens; rejects with a one-line SimError (or the device, pki or hsm error) otherwise. */
   static async start(options: UnitSimulatorOptions): Promise<UnitSimulator> {
     const line = "serials" in options ? listLine(options) : rangeLine(options);
     const port = wholeNumber("port", options.port ?? 0, 0, 65535);
@@ -461,12 +472,12 @@ export class UnitSimulator {
 
     const root = parseCertificate(options.root, "the vendor root");
     if (root.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-      throw fail(`the vendor root (${root.subject}) is not a CA certificate: give the vendor root certificate (HOME/pki/root.pem)`, "input");
+      throw fail(`the vendor root (${root.subject}) is not a CA certificate: give the vendor root certificate (HOME/pki/root.pem)`, "SIM_INPUT");
     }
     try {
       mkdirSync(options.unitsDir, { recursive: true, mode: 0o700 });
     } catch (e) {
-      throw fail(`cannot create the units directory ${options.unitsDir} (${(e as NodeJS.ErrnoException).code ?? "error"}): give a writable home`, "input");
+      throw fail(`cannot create the units directory ${options.unitsDir} (${(e as NodeJS.ErrnoException).code ?? "error"}): give a writable home`, "SIM_INPUT");
     }
 
     const flash = UnitFlash.open(options.unitsDir);
@@ -495,9 +506,9 @@ export class UnitSimulator {
       keystore.close();
       flash.close();
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EADDRINUSE") throw new UnitError("SIM_LISTEN", `port ${port} on ${SIM_HOST} is in use: pick another port, or 0 for any free one`, { cause: e });
-      if (code === "EACCES") throw new UnitError("SIM_LISTEN", `not allowed to listen on port ${port}: pick a port above 1023, or 0 for any free one`, { cause: e });
-      throw new UnitError("SIM_LISTEN", `cannot listen on ${SIM_HOST}:${port} (${code ?? (e as Error).message}): pick another port`, { cause: e });
+      if (code === "EADDRINUSE") throw new SimError("SIM_LISTEN", `port ${port} on ${SIM_HOST} is in use: pick another port, or 0 for any free one`, { cause: e });
+      if (code === "EACCES") throw new SimError("SIM_LISTEN", `not allowed to listen on port ${port}: pick a port above 1023, or 0 for any free one`, { cause: e });
+      throw new SimError("SIM_LISTEN", `cannot listen on ${SIM_HOST}:${port} (${code ?? (e as Error).message}): pick another port`, { cause: e });
     }
     server.on("error", () => {
       // Accept failures (EMFILE...) cost one connection; the station sees it as unreachable and retries.

@@ -1,5 +1,5 @@
 import type { KeyObject } from "node:crypto";
-import type { UnitKeyAlgorithm } from "./protocol.js";
+import type { UnitKeyAlgorithm } from "../link/index.js";
 
 /**
  * The few DER structures a unit writes, encoded directly (X.690 §10) rather than through

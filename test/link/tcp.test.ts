@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createServer, type Server, type Socket } from "node:net";
-import { FrameDecoder, MAX_FRAME_BYTES, TcpFixture, encodeFrame, type UnitLink } from "../../units/index.js";
+import { FrameDecoder, MAX_FRAME_BYTES, TcpFixture, encodeFrame, type UnitLink } from "../../link/index.js";
 
 const unhandled: unknown[] = [];
 process.on("unhandledRejection", (e) => unhandled.push(e));
@@ -273,7 +273,7 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     expect(await a.install("cert", [], { last: true })).toEqual({ fingerprint: "ab".repeat(32) });
     expect(log).toEqual(["next SN000001", "installed SN000001"]);
     // Nothing more goes to a unit after its last request: the connection may be the next unit's by now.
-    await expect(a.status()).rejects.toMatchObject({ code: "UNIT_PROTOCOL", message: expect.stringMatching(/status for unit SN000001 after its last request/) });
+    await expect(a.status()).rejects.toMatchObject({ code: "LINK_MISUSE", message: expect.stringMatching(/status for unit SN000001 after its last request/) });
     await a.close();
     const b = await link(fixture);
     expect((await b.hello()).serial).toBe("SN000002");

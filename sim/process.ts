@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { fromWireError, siblingModule, toWireError, type WireError } from "../core/index.js";
-import { UnitError, type UnitErrorCode } from "./errors.js";
+import { fromWireError, siblingModule, type WireError } from "../core/index.js";
+import { SimError, isSimErrorCode } from "./errors.js";
 import type { UnitSimulatorOptions } from "./simulator.js";
 
 /** How long close() gives the simulator process to close its units before it is killed. */
@@ -13,22 +13,13 @@ type WithoutClock<T> = T extends unknown ? Omit<T, "clock"> : never;
 /** UnitSimulator's options as they cross to the simulator process: plain data, so no clock (it runs on the system clock). */
 export type SimProcessOptions = WithoutClock<UnitSimulatorOptions>;
 
-/** A failure as it crosses the IPC channel, and whether it was a UnitError (rebuilt as one). */
-export interface SimWireError extends WireError {
-  unit?: boolean;
-}
-
-/** What sim-child.ts and this module say to each other over the IPC channel. */
+/** What child.ts and this module say to each other over the IPC channel. */
 export type ToSimChild = { type: "start"; options: SimProcessOptions } | { type: "close" };
-export type FromSimChild = { type: "ready" } | { type: "listening"; port: number; count: number } | { type: "failed"; error: SimWireError };
+export type FromSimChild = { type: "ready" } | { type: "listening"; port: number; count: number } | { type: "failed"; error: WireError };
 
-export function toSimWireError(e: unknown): SimWireError {
-  return { ...toWireError(e), unit: e instanceof UnitError };
-}
-
-function fromSimWireError(w: SimWireError): Error {
-  if (w.code === undefined || w.kind === undefined) return new Error(`the unit simulator failed to start: ${w.message}`);
-  return w.unit ? new UnitError(w.code as UnitErrorCode, w.message, { kind: w.kind }) : fromWireError(w);
+function simFailure(w: WireError): Error {
+  if (w.code === undefined || w.kind === undefined) return new SimError("SIM_CRASHED", `the unit simulator failed to start: ${w.message}`);
+  return isSimErrorCode(w.code) ? new SimError(w.code, w.message) : fromWireError(w);
 }
 
 /** The simulator running in a process of its own (see startSimulatorProcess). */
@@ -74,7 +65,7 @@ function running(child: ChildProcess, port: number, count: number, ended: Promis
 }
 
 /**
- * Starts a UnitSimulator in a child process of its own (sim-child.ts), so that the units'
+ * Starts a UnitSimulator in a child process of its own (child.ts), so that the units'
  * work runs on another core than the station's, as a real fixture is another device. The
  * options go over the IPC channel (a line of up to a million serials is no argv); resolves
  * once the child listens, or rejects with the child's start-up error rebuilt here with the
@@ -83,7 +74,7 @@ function running(child: ChildProcess, port: number, count: number, ended: Promis
  * this process however it ends (it watches the IPC channel).
  */
 export function startSimulatorProcess(options: SimProcessOptions): Promise<SimulatorProcess> {
-  const { path, execArgv } = siblingModule(import.meta.url, "sim-child");
+  const { path, execArgv } = siblingModule(import.meta.url, "child");
   // Advanced serialization carries the root as bytes and a long serial list without JSON.
   const child = fork(path, [], { execArgv, stdio: ["ignore", "ignore", "pipe", "ipc"], serialization: "advanced" });
   let stderr = "";
@@ -102,7 +93,7 @@ export function startSimulatorProcess(options: SimProcessOptions): Promise<Simul
         resolve(running(child, m.port, m.count, ended, () => stderr));
       } else {
         // The child closes and exits after a failed start; the caller hears of it then, with no child left behind.
-        failure = fromSimWireError(m.error);
+        failure = simFailure(m.error);
       }
     };
     child.on("message", onMessage);

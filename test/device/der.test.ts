@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { certificationRequest, certificationRequestInfo, isPrintableString, p256Encodings, toPem } from "../../units/csr.js";
+import { certificationRequest, certificationRequestInfo, isPrintableString, p256Encodings, toPem } from "../../device/csr.js";
 import { checkCsr } from "../../pki/index.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));

@@ -3,8 +3,8 @@ import { promisify } from "node:util";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "../hsm/index.js";
 import { ecdsaSignatureDer } from "../pki/index.js";
 import { p256Encodings } from "./csr.js";
-import { UnitError } from "./errors.js";
-import type { UnitKeyAlgorithm } from "./protocol.js";
+import { DeviceError } from "./errors.js";
+import type { UnitKeyAlgorithm } from "../link/index.js";
 import type { KeyRef } from "./store.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -98,7 +98,7 @@ export class Pkcs11Keystore implements UnitKeystore {
   static open(options: Pkcs11KeystoreOptions): Pkcs11Keystore {
     const token = parsePkcs11Uri(options.tokenUri);
     if (token.object !== undefined || token.id !== undefined) {
-      throw new UnitError("SIM_OPTIONS", `the units' token URI names a key (object=/id=): give only the token, e.g. pkcs11:token=unit-se?pin-source=file:/path`);
+      throw new DeviceError("KEYSTORE_OPTIONS", `the units' token URI names a key (object=/id=): give only the token, e.g. pkcs11:token=unit-se?pin-source=file:/path`);
     }
     return new Pkcs11Keystore(Hsm.open({ module: options.module, softhsmConf: options.softhsmConf, env: options.env }), token);
   }

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { checkCsr, x509 } from "../../pki/index.js";
-import { TcpFixture, UnitSimulator, parseFaultSpec, type UnitLink } from "../../units/index.js";
+import { TcpFixture, type UnitLink } from "../../link/index.js";
+import { UnitSimulator, parseFaultSpec } from "../../sim/index.js";
 import { scratch } from "../helpers.js";
-import { makePki } from "./pki-fixture.js";
+import { makePki } from "../fixtures/pki-fixture.js";
 
 const unhandled: unknown[] = [];
 process.on("unhandledRejection", (e) => unhandled.push(e));

@@ -1,12 +1,13 @@
 /**
- * The unit simulator's own process, forked by startSimulatorProcess (sim-process.ts): it
+ * The unit simulator's own process, forked by startSimulatorProcess (process.ts): it
  * says "ready", takes the UnitSimulator options in one IPC message, answers "listening" or
  * "failed", and serves units until it is told to close. It lives no longer than its parent:
  * the IPC channel closing ("disconnect", also when the parent was SIGKILLed) closes the
  * simulator and ends the process, as do SIGINT and SIGTERM (a Ctrl-C reaches the whole
  * process group).
  */
-import { SIM_CLOSE_TIMEOUT_MS, toSimWireError, type FromSimChild, type ToSimChild } from "./sim-process.js";
+import { toWireError } from "../core/index.js";
+import { SIM_CLOSE_TIMEOUT_MS, type FromSimChild, type ToSimChild } from "./process.js";
 import { UnitSimulator } from "./simulator.js";
 
 /**
@@ -33,7 +34,7 @@ function end(): void {
       await (await started)?.close();
       process.exit(0);
     } catch (e) {
-      process.stderr.write(`cannot close the unit simulator: ${toSimWireError(e).message}\n`);
+      process.stderr.write(`cannot close the unit simulator: ${toWireError(e).message}\n`);
       process.exit(1);
     }
   })();
@@ -47,7 +48,7 @@ process.on("message", (m: ToSimChild) => {
       return sim;
     },
     (e: unknown) => {
-      send({ type: "failed", error: toSimWireError(e) }, end);
+      send({ type: "failed", error: toWireError(e) }, end);
       return undefined;
     },
   );

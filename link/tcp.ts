@@ -214,7 +214,7 @@ class UnitConnection {
     const id = this.nextId;
     if (this.ended) return { id, answer: Promise.reject(this.ended) };
     if (this.pending.size >= MAX_IN_FLIGHT) {
-      return { id, answer: Promise.reject(new UnitError("UNIT_PROTOCOL", `more than ${MAX_IN_FLIGHT} requests outstanding to ${this.who}: wait for answers first`, { kind: "internal" })) };
+      return { id, answer: Promise.reject(new UnitError("LINK_MISUSE", `more than ${MAX_IN_FLIGHT} requests outstanding to ${this.who}: wait for answers first`)) };
     }
     this.nextId = this.nextId >= MAX_REQUEST_ID ? 1 : this.nextId + 1;
     let frame: Buffer;
@@ -258,7 +258,7 @@ class TcpUnitLink implements UnitLink {
   private request<O extends UnitOp>(body: UnitRequestBody & { op: O }): Promise<OpResults[O]> {
     if (this.helloFailure) return Promise.reject(this.helloFailure);
     if (this.finished) {
-      return Promise.reject(new UnitError("UNIT_PROTOCOL", `${body.op} for unit ${this.unit!.serial} after its last request: the slot may hold the next unit by now`, { kind: "internal", serial: this.unit!.serial }));
+      return Promise.reject(new UnitError("LINK_MISUSE", `${body.op} for unit ${this.unit!.serial} after its last request: the slot may hold the next unit by now`, { serial: this.unit!.serial }));
     }
     if (this.released) {
       // The connection may serve another unit by now: its state is not this unit's.

@@ -1,4 +1,4 @@
-import { UnitError } from "./errors.js";
+import { SimError } from "./errors.js";
 
 /**
  * Misbehaviours the simulator can give a unit, so that tests and the bench see every way a
@@ -29,10 +29,10 @@ export function parseFaultSpec(spec: string): FaultSpec {
   const serial = eq === -1 ? "" : spec.slice(0, eq);
   const fault = eq === -1 ? "" : spec.slice(eq + 1);
   if (!serial || !fault) {
-    throw new UnitError("FAULT_SYNTAX", `fault "${spec}" is not SERIAL=KIND: write e.g. --fault SN000002=duplicate-key`);
+    throw new SimError("FAULT_SYNTAX", `fault "${spec}" is not SERIAL=KIND: write e.g. --fault SN000002=duplicate-key`);
   }
   if (!(UNIT_FAULTS as readonly string[]).includes(fault)) {
-    throw new UnitError("FAULT_SYNTAX", `fault kind "${fault}" in "${spec}" is unknown: use one of ${UNIT_FAULTS.join(", ")}`);
+    throw new SimError("FAULT_SYNTAX", `fault kind "${fault}" in "${spec}" is unknown: use one of ${UNIT_FAULTS.join(", ")}`);
   }
   return { serial, fault: fault as UnitFault };
 }

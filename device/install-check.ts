@@ -4,7 +4,7 @@ import { id_sha256WithRSAEncryption } from "@peculiar/asn1-rsa";
 import { sha256Hex } from "../core/index.js";
 import { CertificateModel, PkiError, checkChain, decodeWhole, oid, parseCertificate, serialNumbers, x509, type CertificateDer } from "../pki/index.js";
 import { toPem } from "./csr.js";
-import type { UnitRefusalCode } from "./protocol.js";
+import type { UnitRefusalCode } from "../link/index.js";
 
 /** A unit's refusal of a request: becomes an `ok: false` answer, never a thrown error. */
 export class Refusal {

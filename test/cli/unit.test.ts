@@ -6,9 +6,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createServer } from "node:net";
 import { checkCsr, x509 } from "../../pki/index.js";
-import { TcpFixture, UnitSimulator, readSoftUnitKey, readUnitRecord, type UnitLink } from "../../units/index.js";
+import { TcpFixture, type UnitLink } from "../../link/index.js";
+import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
+import { UnitSimulator } from "../../sim/index.js";
 import { BIN, REPO, idmint, idmintInProcess, oneLineError, openssl, run, scratch, type Run } from "../helpers.js";
-import { makePki, type TestPki } from "./pki-fixture.js";
+import { makePki, type TestPki } from "../fixtures/pki-fixture.js";
 
 const s = scratch("units-cli");
 const home = join(s.dir, "home");

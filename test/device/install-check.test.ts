@@ -2,8 +2,8 @@ import { describe, expect, it, vi } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
-import { InstallChecker, Refusal, type Installer } from "../../units/install-check.js";
-import { makePki } from "./pki-fixture.js";
+import { InstallChecker, Refusal, type Installer } from "../../device/install-check.js";
+import { makePki } from "../fixtures/pki-fixture.js";
 
 function unitKey(): Buffer {
   return generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "der" });

@@ -1,0 +1,26 @@
+import { IdmintError, type ErrorKind } from "../core/index.js";
+
+/**
+ * What can go wrong on a unit itself: its flash, its keystore, its own files.
+ *
+ * - UNIT_STATE: a unit's row in the units' flash (units.db) is unreadable.
+ * - UNIT_UNKNOWN, UNIT_NOT_READY, KEY_IN_TOKEN: a unit the flash does not hold, a key or
+ *   certificate the unit does not have yet, or a key that cannot leave its token.
+ * - KEYSTORE_OPTIONS: the keystore was named wrongly (e.g. a token URI that names a key).
+ */
+export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS";
+
+const KIND: Record<DeviceErrorCode, ErrorKind> = {
+  UNIT_STATE: "state",
+  UNIT_UNKNOWN: "state",
+  UNIT_NOT_READY: "state",
+  KEY_IN_TOKEN: "input",
+  KEYSTORE_OPTIONS: "usage",
+};
+
+export class DeviceError extends IdmintError<DeviceErrorCode> {
+  constructor(code: DeviceErrorCode, message: string, options?: { cause?: unknown }) {
+    super(KIND[code], code, message, options);
+    this.name = "DeviceError";
+  }
+}

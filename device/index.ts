@@ -1,0 +1,27 @@
+export { DeviceError, type DeviceErrorCode } from "./errors.js";
+export { certificationRequest, certificationRequestInfo, isPrintableString, p256Encodings, toPem } from "./csr.js";
+export { SoftKeystore, Pkcs11Keystore, type UnitKey, type UnitKeystore, type Pkcs11KeystoreOptions } from "./keystore.js";
+export { UnitFlash, readUnitRecord, readSoftUnitKey, unitsDbPath, type UnitRecord, type KeyRef } from "./store.js";
+export { InstallChecker, Refusal, type Installer } from "./install-check.js";
+export { exportUnitPart, type UnitPart } from "./export.js";
+export {
+  decryptForUnit,
+  decryptWithKey,
+  parseEnvelope,
+  openEnvelope,
+  unframe,
+  softRecipientKey,
+  tokenRecipientKey,
+  recipientIdentity,
+  UnitDecryptError,
+  MAX_ENCRYPTED_INPUT_BYTES,
+  type UnitDecryptErrorCode,
+  type UnitDecryptOptions,
+  type UnitDecryptResult,
+  type DecryptResult,
+  type EncryptedResult,
+  type RecipientKey,
+  type RecipientIdentity,
+  type Envelope,
+  type Framing,
+} from "./decrypt.js";
