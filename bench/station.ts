@@ -4,10 +4,9 @@
  *  1. Setup: a real SoftHSM home (`initEmbeddedHsm`), the key ceremony (`initCa`, as `idmint ca
  *     init`), and one allocation big enough for every unit below, imported directly into the
  *     station's SerialStore (import takes an already-verified Allocation, so no signature).
- *  2. The line exactly as `station run --sim` wires it (run lock, the unit simulator in a process
- *     of its own with an explicit serial list and the soft keystore, TcpFixture, a LineContext
- *     whose CA signer is the factory CA key in SoftHSM, runLine in this process), at K=1 and at
- *     K=8 slots.
+ *  2. The line through `runStation`, the wiring `station run --sim` uses (run lock, the unit
+ *     simulator in a process of its own with the soft keystore, the factory CA key in SoftHSM),
+ *     at K=1 and at K=8 slots.
  *  3. Floor (a): the bare work of a unit, units one after another: a P-256 keygen, a CSR-sized
  *     signature with that key, a factory CA signature through pkcs11js/SoftHSM (`Hsm.signer`),
  *     one synchronous=FULL SQLite commit; in three slices around the line runs, the median
@@ -25,18 +24,13 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { spawnSync } from "node:child_process";
-import { initCa } from "../cli/commands/ca.js";
-import { stationLineContext, withStation } from "../cli/context.js";
-import type { Io } from "../cli/io.js";
 import { Home, openDb, systemClock, type IdmintConfig } from "../core/index.js";
-import { Hsm, initEmbeddedHsm, parsePkcs11Uri, readPin } from "../hsm/index.js";
+import { Hsm, initEmbeddedHsm, parsePkcs11Uri, readPin, withHsm } from "../hsm/index.js";
+import { initCa } from "../pki/index.js";
 import { ckr } from "../hsm/errors.js";
 import { Pkcs11Module } from "../hsm/module.js";
 import type { Allocation } from "../serials/index.js";
-import { UnitStore, acquireRunLock, runLine, type LineSummary } from "../station/index.js";
-import type { TimedStage } from "../station/pipeline.js";
-import { TcpFixture } from "../link/index.js";
-import { SIM_HOST, startSimulatorProcess } from "../sim/index.js";
+import { runStation, withStation, type LineSummary, type TimedStage } from "../station/index.js";
 import type { BenchContext, Benchmark, Figure } from "./run.js";
 
 const STATION_ID = "station-1";
@@ -57,7 +51,6 @@ const MB = 1024 * 1024;
 // USER_HZ: the unit of /proc/PID/stat's CPU times on Linux.
 const CLOCK_TICKS_PER_S = 100;
 
-const quietIo: Io = { out: () => {}, err: () => {}, isTty: false, env: process.env };
 
 function perSecond(count: number, ms: number): number {
   return (count * 1000) / ms;
@@ -77,7 +70,8 @@ async function setUp(ctx: BenchContext, serialCount: number): Promise<Setup> {
   const t0 = performance.now();
   initEmbeddedHsm(home);
   const t1 = performance.now();
-  await initCa(home, home.readConfig(), STATION_ID, quietIo);
+  const ceremonyConfig = home.readConfig();
+  await withHsm({ module: ceremonyConfig.hsm.module, softhsmConf: ceremonyConfig.hsm.softhsmConf, env: process.env }, (hsm) => initCa(home, ceremonyConfig, STATION_ID, hsm));
   const t2 = performance.now();
   const config = home.readConfig();
 
@@ -95,7 +89,7 @@ async function setUp(ctx: BenchContext, serialCount: number): Promise<Setup> {
     ranges: [{ prefix: "SN", start: 1, count: serialCount, width }],
     createdAt: new Date(now).toISOString(),
   };
-  const imported = await withStation(home, quietIo, ({ serials }) => serials.importAllocation(allocation, JSON.stringify(allocation), config.station.id));
+  const imported = await withStation(home, systemClock, ({ serials }) => serials.importAllocation(allocation, JSON.stringify(allocation), config.station.id));
   const t3 = performance.now();
   if (!imported.imported || imported.count !== serialCount) throw new Error(`the allocation import took ${imported.count} serials, expected ${serialCount}`);
   ctx.log(`setup: SoftHSM home ${(t1 - t0).toFixed(0)} ms, ceremony ${(t2 - t1).toFixed(0)} ms, ${serialCount} serials imported in ${(t3 - t2).toFixed(0)} ms`);
@@ -216,9 +210,9 @@ class TokenInspector {
 // The line, as `station run --sim` wires it
 
 interface LineHooks {
-  /** Called with the line's HSM open and its CA signer made, before the first unit. */
+  /** Called with the line's HSM open, its CA signer made and the simulator started, before the first unit. */
   beforeUnits?(): void;
-  /** Called after the last unit, with the line's HSM and simulator still open. */
+  /** Called as the last unit ends, with the line's HSM and simulator still open. */
   afterUnits?(): void;
   onUnit?(): void;
 }
@@ -246,70 +240,50 @@ interface SimLineResult extends LineSummary {
  * `measured` covers the units after them, in the same run.
  */
 async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}, warmup = 0): Promise<SimLineResult> {
-  const release = acquireRunLock(join(home.root, "station.lock"));
-  try {
-    return await withStation(home, quietIo, async (stores) => {
-      const { db, serials } = stores;
-      const hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: process.env });
-      try {
-        const units = new UnitStore(db, systemClock);
-        const resuming = units.inFlight();
-        const fresh = serials.nextAvailable(Math.max(0, count - resuming.length));
-        const line = [...resuming, ...fresh].slice(0, count);
-        if (line.length < count) throw new Error(`only ${line.length} serials are left for a line of ${count}: the allocation is too small`);
-        const sim = await startSimulatorProcess({
-          unitsDir: home.unitsDir,
-          root: readFileSync(home.pkiFile("root")),
-          serials: line,
-          model: serials.modelOf(line[0]!) ?? "unit",
-          hwType: config.profile.hwTypeOid,
-          keystore: { kind: "soft" },
-          faults: [],
-          slowMs: SLOW_MS,
-        });
-        const fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: UNIT_TIMEOUT_MS });
-        const ctx = stationLineContext(home, config, hsm, { units, keyAlgorithm: "EC-P256", clock: systemClock });
-        try {
-          hooks.beforeUnits?.();
-          const mark = () => ({ at: performance.now(), station: processCpuMs(process.pid), simulator: processCpuMs(sim.pid) });
-          let from = mark();
-          let ended = 0;
-          const summary = await runLine({
-            fixture,
-            slots,
-            ctx,
-            onUnit: () => {
-              if (++ended === warmup) from = mark();
-              hooks.onUnit?.();
-            },
-          });
-          const to = mark();
-          hooks.afterUnits?.();
-          if (summary.units !== count || summary.provisioned !== count) {
-            throw new Error(`the line provisioned ${summary.provisioned} of ${count} units (${summary.units} seen): failures ${JSON.stringify(summary.failures)}`);
-          }
-          const measured = count - warmup;
-          return {
-            ...summary,
-            measured: {
-              units: measured,
-              perS: perSecond(measured, to.at - from.at),
-              stationCpuMsPerUnit: (to.station - from.station) / measured,
-              simulatorCpuMsPerUnit: (to.simulator - from.simulator) / measured,
-            },
-          };
-        } finally {
-          await ctx.commits.close();
-          await fixture.close();
-          await sim.close();
-        }
-      } finally {
-        hsm.close();
+  let simulatorPid = 0;
+  const mark = () => ({ at: performance.now(), station: processCpuMs(process.pid), simulator: processCpuMs(simulatorPid) });
+  let from: ReturnType<typeof mark> | undefined;
+  let to: ReturnType<typeof mark> | undefined;
+  let ended = 0;
+  const { summary } = await runStation({
+    home,
+    config,
+    env: process.env,
+    clock: systemClock,
+    source: { sim: { count, keystore: "soft", faults: [], slowMs: SLOW_MS } },
+    slots,
+    keyAlgorithm: "EC-P256",
+    timeoutMs: UNIT_TIMEOUT_MS,
+    onStart: (line) => {
+      if (line.total !== count) throw new Error(`only ${line.total} serials are left for a line of ${count}: the allocation is too small`);
+      simulatorPid = line.simulatorPid!;
+      hooks.beforeUnits?.();
+      from = mark();
+    },
+    onUnit: () => {
+      ended++;
+      if (ended === warmup) from = mark();
+      hooks.onUnit?.();
+      // The last unit: the simulator is still running, so its CPU can still be read.
+      if (ended === count) {
+        to = mark();
+        hooks.afterUnits?.();
       }
-    });
-  } finally {
-    release();
+    },
+  });
+  if (summary.units !== count || summary.provisioned !== count || !from || !to) {
+    throw new Error(`the line provisioned ${summary.provisioned} of ${count} units (${summary.units} seen): failures ${JSON.stringify(summary.failures)}`);
   }
+  const measured = count - warmup;
+  return {
+    ...summary,
+    measured: {
+      units: measured,
+      perS: perSecond(measured, to.at - from.at),
+      stationCpuMsPerUnit: (to.station - from.station) / measured,
+      simulatorCpuMsPerUnit: (to.simulator - from.simulator) / measured,
+    },
+  };
 }
 
 function lineFigures(prefix: string, what: string, summary: SimLineResult): Figure[] {

@@ -1,4 +1,5 @@
 export { Hsm, type HsmOptions, type KeyInfo, type CreateKeyOptions, type RsaPadding } from "./hsm.js";
+export { withHsm } from "./with-hsm.js";
 export { HsmError, type HsmErrorCode } from "./errors.js";
 export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
 export { parsePkcs11Uri, formatPkcs11Uri, readPin, type Pkcs11Uri } from "./uri.js";

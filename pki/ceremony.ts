@@ -1,4 +1,5 @@
-import type { Clock, KeyRole, Random } from "../core/index.js";
+import { existsSync } from "node:fs";
+import { CoreError, systemClock, systemRandom, writeNewFiles, type Clock, type Home, type IdmintConfig, type KeyRole, type Random } from "../core/index.js";
 import type { KeyAlgorithm, Signer } from "../hsm/index.js";
 import { PkiError } from "./errors.js";
 import { issueEndEntity, issueFactoryCa, issueRoot } from "./profiles.js";
@@ -87,4 +88,39 @@ export async function runCeremony(p: {
     }
     throw e;
   }
+}
+
+/** Where the ceremony's keys are made, by PKCS#11 URI: the HSM (hsm's Hsm fits as it is). */
+export interface KeyTokens {
+  createKey(uri: string, algorithm: KeyAlgorithm): Signer;
+  destroyKey(uri: string): void;
+}
+
+const PKI_FILES = { root: "root", factoryCa: "factory-ca", allocationSigner: "allocation-signer", station: "station" } as const;
+
+/**
+ * `ca init`: the ceremony in a home, then its four certificates written all-or-nothing to
+ * HOME/pki and the station id to idmint.json. Certificates that cannot be written take the
+ * new keys with them, so a failed `ca init` can simply be run again.
+ */
+export async function initCa(home: Home, config: IdmintConfig, stationId: string, tokens: KeyTokens): Promise<{ certs: CeremonyResult; files: Record<keyof CeremonyResult, string> }> {
+  assertStationId(stationId);
+  const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, home.pkiFile(f)])) as Record<keyof CeremonyResult, string>;
+  const present = Object.values(files).find((f) => existsSync(f));
+  if (present) {
+    throw new PkiError("state", "CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
+  }
+  const keys: CeremonyKeys = {
+    create: (role, algorithm) => tokens.createKey(config.keys[role], algorithm),
+    destroy: (role) => tokens.destroyKey(config.keys[role]),
+  };
+  const certs = await runCeremony({ keys, organization: config.profile.organization, stationId, clock: systemClock, random: systemRandom });
+  try {
+    writeNewFiles((Object.keys(files) as Array<keyof CeremonyResult>).map((k) => ({ path: files[k], data: certs[k].toString("pem") + "\n" })));
+    home.writeConfig({ ...config, station: { id: stationId } });
+  } catch (e) {
+    for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
+    throw new CoreError("state", "FILE_EXISTS", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
+  }
+  return { certs, files };
 }

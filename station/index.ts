@@ -8,3 +8,5 @@ export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, ty
 export { runLine, type LineSummary } from "./line.js";
 export { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
 export type { OutboxCounts } from "./store.js";
+export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";
+export { runStation, stationUploader, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";

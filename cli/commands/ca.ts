@@ -1,42 +1,15 @@
 import type { Argv } from "yargs";
 import { existsSync, readFileSync } from "node:fs";
-import { CoreError, Home, sha256Hex, systemClock, systemRandom, writeFileAtomic, writeNewFiles, type IdmintConfig, type KeyRole } from "../../core/index.js";
+import { CoreError, assertNewOutput, readInputFile, sha256Hex, systemClock, systemRandom, writeFileAtomic, type Home, type IdmintConfig } from "../../core/index.js";
+import { withHsm, type Hsm } from "../../hsm/index.js";
 import type { Ledger } from "../../ledger/index.js";
-import type { Hsm } from "../../hsm/index.js";
-import { PkiError, assertStationId, checkCsr, issueIdevid, newCertificateSerial, runCeremony, x509, type CeremonyResult } from "../../pki/index.js";
-import { assertNewOutput, homeOf, readInputFile, withHsm, withLedger } from "../context.js";
+import { checkCsr, initCa, issueIdevid, newCertificateSerial, x509, type CeremonyResult } from "../../pki/index.js";
+import { withLedger } from "../../station/index.js";
+import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function fingerprint(cert: x509.X509Certificate): string {
   return sha256Hex(new Uint8Array(cert.rawData));
-}
-
-const PKI_FILES = { root: "root", factoryCa: "factory-ca", allocationSigner: "allocation-signer", station: "station" } as const;
-
-/** `ca init`: the ceremony, then the four certificates written all-or-nothing. */
-export async function initCa(home: Home, config: IdmintConfig, stationId: string, io: Io): Promise<{ certs: CeremonyResult; files: Record<keyof CeremonyResult, string> }> {
-  assertStationId(stationId);
-  const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, home.pkiFile(f)])) as Record<keyof CeremonyResult, string>;
-  const present = Object.values(files).find((f) => existsSync(f));
-  if (present) {
-    throw new PkiError("state", "CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
-  }
-  const certs = await withHsm(config, io, async (hsm) => {
-    const keys = {
-      create: (role: KeyRole, alg: Parameters<Hsm["createKey"]>[1]) => hsm.createKey(config.keys[role], alg),
-      destroy: (role: KeyRole) => hsm.destroyKey(config.keys[role]),
-    };
-    const made = await runCeremony({ keys, organization: config.profile.organization, stationId, clock: systemClock, random: systemRandom });
-    try {
-      writeNewFiles((Object.keys(files) as Array<keyof CeremonyResult>).map((k) => ({ path: files[k], data: made[k].toString("pem") + "\n" })));
-      home.writeConfig({ ...config, station: { id: stationId } });
-    } catch (e) {
-      for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
-      throw new CoreError("state", "FILE_EXISTS", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
-    }
-    return made;
-  });
-  return { certs, files };
 }
 
 /** The factory CA as an issuer: its HSM signer and its certificate from HOME/pki. */
@@ -92,7 +65,8 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
             .example("$0 ca init --station line-3", "run the ceremony for station line-3"),
         async (args) => {
           const home = homeOf(args, io);
-          const { certs, files } = await initCa(home, home.readConfig(), args.station, io);
+          const config = home.readConfig();
+          const { certs, files } = await withHsm(hsmOptions(config, io), (hsm) => initCa(home, config, args.station, hsm));
           report(
             io,
             args,
@@ -128,8 +102,8 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           const config = home.readConfig();
           assertNewOutput(args.out);
           const csr = readInputFile(args.csr, "CSR file");
-          const { cert, keyType } = await withLedger(home, (ledger) =>
-            withHsm(config, io, (hsm) => issueFromCsr({ hsm, ledger, home, config, csr, serial: args.serial, commonName: args.cn })),
+          const { cert, keyType } = await withLedger(home, clockOf(io), (ledger) =>
+            withHsm(hsmOptions(config, io), (hsm) => issueFromCsr({ hsm, ledger, home, config, csr, serial: args.serial, commonName: args.cn })),
           );
           writeFileAtomic(args.out, args.der ? new Uint8Array(cert.rawData) : cert.toString("pem") + "\n");
           report(io, args, { serial: args.serial, certificateSerial: cert.serialNumber, fingerprint: fingerprint(cert), out: args.out, keyType }, () => [

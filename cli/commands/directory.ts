@@ -1,11 +1,11 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { CoreError, type Home } from "../../core/index.js";
+import { CoreError, readInputFile, type Home } from "../../core/index.js";
 import { openDirectoryStore, startDirectory, type DirectoryLoggerOptions } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";
 import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
-import { clockOf, homeOf, pinnedRoot, readInputFile, stopSignal } from "../context.js";
+import { clockOf, homeOf, pinnedRoot, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;

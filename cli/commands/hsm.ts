@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { KEY_ROLES } from "../../core/index.js";
-import { initEmbeddedHsm, parsePkcs11Uri, type KeyInfo } from "../../hsm/index.js";
-import { homeOf, withHsm } from "../context.js";
+import { initEmbeddedHsm, parsePkcs11Uri, withHsm, type KeyInfo } from "../../hsm/index.js";
+import { homeOf, hsmOptions } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function hsmCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
@@ -31,7 +31,7 @@ export function hsmCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          const result = await withHsm(config, io, (hsm) => {
+          const result = await withHsm(hsmOptions(config, io), (hsm) => {
             const tokens = hsm.tokens().filter((t) => t.initialized);
             const keys: Array<KeyInfo & { role: string }> = [];
             const seen = new Set<string>();

@@ -1,9 +1,11 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, openDb, writeFileAtomic } from "../../core/index.js";
+import { CoreError, openDb, readInputFile, writeFileAtomic } from "../../core/index.js";
 import { LedgerError, proveEntry, verifyBundle, verifyLedger, type InclusionBundle } from "../../ledger/index.js";
 import { PkiError, checkChain, parseCertificate } from "../../pki/index.js";
-import { homeOf, readInputFile, stationIdentity, withHsm, withLedger } from "../context.js";
+import { clockOf, homeOf, hsmOptions } from "../context.js";
+import { stationIdentity, withLedger } from "../../station/index.js";
+import { withHsm } from "../../hsm/index.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 const b64 = (h: Uint8Array) => Buffer.from(h).toString("base64");
@@ -44,7 +46,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           const home = homeOf(args, io);
           const config = home.readConfig();
           const station = stationIdentity(home, config);
-          const cp = await withLedger(home, (ledger) => withHsm(config, io, (hsm) => ledger.checkpoint(hsm.signer(config.keys.station), station.origin)), { mustExist: true });
+          const cp = await withLedger(home, clockOf(io), (ledger) => withHsm(hsmOptions(config, io), (hsm) => ledger.checkpoint(hsm.signer(config.keys.station), station.origin)), { mustExist: true });
           report(io, args, { id: cp.id, size: cp.size, root: b64(cp.root), note: cp.note }, () => [`checkpoint ${cp.id}: size ${cp.size}, root ${b64(cp.root)}`, "", cp.note.trimEnd()]);
         },
       )
@@ -62,6 +64,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           const station = stationIdentity(home, config);
           const bundle = await withLedger(
             home,
+            clockOf(io),
             (ledger) => {
               const index = ledger.findBySerial(args.serial, "certificate.issued");
               if (index === undefined) throw new LedgerError("input", "ENTRY_MISSING", `the ledger has no certificate for serial ${args.serial}: check the serial`);

@@ -1,8 +1,8 @@
 import type { Argv } from "yargs";
-import { CoreError, writeFileAtomic } from "../../core/index.js";
+import { CoreError, assertNewOutput, readBoundedInput, readInputFile, writeFileAtomic } from "../../core/index.js";
 import { MAX_CONTENT_BYTES, OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
 import { parseCertificate } from "../../pki/index.js";
-import { assertNewOutput, clockOf, readBoundedInput, readInputFile } from "../context.js";
+import { clockOf } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 /** The SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it. */

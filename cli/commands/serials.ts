@@ -1,10 +1,11 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, EXIT_CODES, openDb, systemRandom, writeFileAtomic } from "../../core/index.js";
+import { CoreError, EXIT_CODES, openDb, readInputFile, readJsonFile, systemRandom, writeFileAtomic } from "../../core/index.js";
 import { openExtract, stationOrigin } from "../../ledger/index.js";
 import { SerialsError, VendorRegister, openAllocation, openUsageReport, reconcile, type Allocation, type SerialRange, type SignedDocument } from "../../serials/index.js";
-import { UnitStore } from "../../station/index.js";
-import { clockOf, homeOf, pinnedRoot, readInputFile, readJsonFile, withHsm, withStation } from "../context.js";
+import { UnitStore, withStation } from "../../station/index.js";
+import { clockOf, homeOf, hsmOptions, pinnedRoot } from "../context.js";
+import { withHsm } from "../../hsm/index.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 
 function parseDate(value: string | undefined, option: string, fallback: Date): Date {
@@ -70,7 +71,7 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const db = openDb(home.root + "/vendor.db");
           try {
             const register = new VendorRegister(db);
-            const result = await withHsm(config, io, (hsm) =>
+            const result = await withHsm(hsmOptions(config, io), (hsm) =>
               register.allocate(
                 { order: args.order, station: args.station, model: args.model, notBefore, notAfter, range, serials, claimCodes: args.claimCodes },
                 hsm.signer(config.keys.allocationSigner),
@@ -109,7 +110,7 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             throw new SerialsError("input", "ALLOCATION_INVALID", `${args.file} is not JSON: give the signed list the vendor sent`);
           }
           const { allocation } = await openAllocation(doc, pinnedRoot(home), clock.now());
-          const r = await withStation(home, io, ({ serials }) => serials.importAllocation(allocation, text, config.station.id));
+          const r = await withStation(home, clockOf(io), ({ serials }) => serials.importAllocation(allocation, text, config.station.id));
           report(io, args, { allocationId: allocation.allocationId, imported: r.imported, count: r.count }, () => [
             r.imported ? `imported ${allocation.allocationId}: ${r.count} serials for order ${allocation.order}` : `${allocation.allocationId} was already imported; nothing changed`,
           ]);
@@ -122,7 +123,7 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           home.readConfig();
-          const { rows, uploads } = await withStation(home, io, ({ db, serials }) => ({ rows: serials.status(), uploads: new UnitStore(db, clockOf(io)).outbox() }));
+          const { rows, uploads } = await withStation(home, clockOf(io), ({ db, serials }) => ({ rows: serials.status(), uploads: new UnitStore(db, clockOf(io)).outbox() }));
           report(io, args, { allocations: rows, uploads }, () => [
             ...(rows.length === 0
               ? ["no allocation imported yet: run idmint serials import FILE"]
@@ -142,7 +143,7 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           home.readConfig();
-          const row = await withStation(home, io, ({ serials }) => serials.scrap(args.serial as string, args.reason));
+          const row = await withStation(home, clockOf(io), ({ serials }) => serials.scrap(args.serial as string, args.reason));
           report(io, args, { serial: row.serial, state: row.state, reason: args.reason }, () => [`scrapped ${row.serial}: ${args.reason}`]);
         },
       )

@@ -1,15 +1,10 @@
 import type { Argv } from "yargs";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { CoreError, EXIT_CODES, writeFileAtomic } from "../../core/index.js";
+import { CoreError, EXIT_CODES, assertNewOutput, writeFileAtomic } from "../../core/index.js";
+import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
-import { DirectoryClient } from "../../directory/index.js";
-import type { Hsm } from "../../hsm/index.js";
-import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
-import { TcpFixture, type UnitFixture } from "../../link/index.js";
-import { SIM_HOST, parseFaultSpec, startSimulatorProcess, type SimulatorProcess } from "../../sim/index.js";
-import { assertNewOutput, clockOf, homeOf, stationIdentity, stationLineContext, withHsm, withStation, type StationStores } from "../context.js";
-import type { Home, IdmintConfig } from "../../core/index.js";
+import { parseFaultSpec } from "../../sim/index.js";
+import { STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
+import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
 
@@ -37,36 +32,12 @@ function parseFixture(value: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-function uploader(home: Home, config: IdmintConfig, io: Io, stores: StationStores, hsm: Hsm, directory: string, batchSize: number): Uploader {
-  const station = stationIdentity(home, config);
-  return new Uploader(
-    {
-      db: stores.db,
-      ledger: stores.ledger,
-      units: new UnitStore(stores.db, clockOf(io)),
-      client: new DirectoryClient(directory),
-      stationId: config.station.id,
-      stationCertificatePem: station.certificatePem,
-      signer: hsm.signer(config.keys.station),
-      origin: station.origin,
-    },
-    { batchSize },
-  );
-}
-
 function uploadLines(r: UploadResult): string[] {
   return [
     `uploaded ${r.uploaded} certificates in ${r.batches} batches; ${r.pending} still pending${r.refused.length ? `, ${r.refused.length} refused` : ""}`,
     ...r.refused.map((x) => `  refused ${x.serial}: ${x.reason}`),
     ...(r.pending > 0 && r.lastError ? [`  last error: ${r.lastError}`] : []),
   ];
-}
-
-function unitTokenUri(config: { simulator?: { unitTokenUri: string } }): string {
-  if (!config.simulator?.unitTokenUri) {
-    throw new CoreError("state", "CONFIG_INVALID", "this home has no token for simulated secure elements (simulator.unitTokenUri in idmint.json): use --keystore soft");
-  }
-  return config.simulator.unitTokenUri;
 }
 
 function unitLine(o: UnitOutcome): string {
@@ -90,8 +61,8 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const config = home.readConfig();
           assertNewOutput(args.out);
           const station = stationIdentity(home, config);
-          const doc = await withStation(home, io, ({ ledger, serials }) =>
-            withHsm(config, io, async (hsm) => {
+          const doc = await withStation(home, clockOf(io), ({ ledger, serials }) =>
+            withHsm(hsmOptions(config, io), async (hsm) => {
               const signer = hsm.signer(config.keys.station);
               const checkpoint = await ledger.checkpoint(signer, station.origin);
               const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
@@ -133,71 +104,30 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
           const reached = crashHook(io);
-          const release = acquireRunLock(join(home.root, "station.lock"));
-          try {
-            const { summary, uploads } = await withStation(home, io, (stores) =>
-              withHsm(config, io, async (hsm) => {
-                const { db, ledger, serials } = stores;
-                const units = new UnitStore(db, clockOf(io));
-                let sim: SimulatorProcess | undefined;
-                let fixture: UnitFixture;
-                let total: number | undefined;
-                if (args.sim !== undefined) {
-                  const resuming = units.inFlight();
-                  const fresh = serials.nextAvailable(Math.max(0, args.sim - resuming.length));
-                  const line = [...resuming, ...fresh].slice(0, args.sim);
-                  if (line.length === 0) throw new StationError("state", "NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
-                  sim = await startSimulatorProcess({
-                    unitsDir: home.unitsDir,
-                    root: readFileSync(home.pkiFile("root")),
-                    serials: line,
-                    model: serials.modelOf(line[0]!) ?? "unit",
-                    hwType: config.profile.hwTypeOid,
-                    keystore: args.keystore === "pkcs11" ? { kind: "pkcs11", module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, tokenUri: unitTokenUri(config), env: io.env } : { kind: "soft" },
-                    faults,
-                    slowMs: args.slowMs,
-                  });
-                  fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: args.timeoutMs });
-                  total = line.length;
-                } else {
-                  fixture = new TcpFixture(target!.host, target!.port, { timeoutMs: args.timeoutMs });
-                }
-                const ctx = stationLineContext(home, config, hsm, { units, keyAlgorithm: args.alg, clock: clockOf(io), fixedNow: io.env.IDMINT_NOW, reached });
-                const bar = progress(io, { total, json: args.json, label: "units" });
-                // The directory is fed in the background; it being down never stops the line.
-                const background = args.directory ? uploader(home, config, io, stores, hsm, args.directory, 200) : undefined;
-                const uploading = background?.runInBackground(2_000, () => undefined);
-                let line;
-                try {
-                  line = await runLine({
-                    fixture,
-                    slots: args.slots,
-                    ctx,
-                    onUnit: (o) => bar.tick(o.status === "provisioned", unitLine(o)),
-                  });
-                } finally {
-                  bar.done();
-                  background?.stop();
-                  await uploading;
-                  await ctx.commits.close();
-                  await fixture.close();
-                  await sim?.close();
-                }
-                const uploads = args.directory ? await uploader(home, config, io, stores, hsm, args.directory, 200).flush(Math.max(0, args.uploadWait) * 1000).catch((e: Error) => ({ error: e.message })) : undefined;
-                return { summary: line, uploads };
-              }),
-            );
-            const summaryUploads = uploads && "error" in uploads ? { error: uploads.error } : uploads;
-            const counts = await withStation(home, io, ({ db, serials }) => ({ serials: serials.status(), pendingUploads: new UnitStore(db, clockOf(io)).pendingUploads() }));
-            report(io, args, { ...summary, allocations: counts.serials, pendingUploads: counts.pendingUploads, ...(summaryUploads ? { uploads: summaryUploads } : {}) }, () => [
-              `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
-              ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
-              `certificates in ${home.certsDir}; ${counts.pendingUploads} waiting for upload`,
-              ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
-            ]);
-          } finally {
-            release();
-          }
+          let bar: ReturnType<typeof progress> | undefined;
+          const run = await runStation({
+            home,
+            config,
+            env: io.env,
+            clock: clockOf(io),
+            fixedNow: io.env.IDMINT_NOW,
+            source: target ? { fixture: target } : { sim: { count: args.sim!, keystore: args.keystore, faults, slowMs: args.slowMs } },
+            slots: args.slots,
+            keyAlgorithm: args.alg,
+            timeoutMs: args.timeoutMs,
+            directory: args.directory ? { url: args.directory, waitMs: Math.max(0, args.uploadWait) * 1000 } : undefined,
+            reached,
+            onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
+            onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
+          }).finally(() => bar?.done());
+          const { summary, uploads } = run;
+          const summaryUploads = uploads && "error" in uploads ? { error: uploads.error } : uploads;
+          report(io, args, { ...summary, allocations: run.allocations, pendingUploads: run.pendingUploads, ...(summaryUploads ? { uploads: summaryUploads } : {}) }, () => [
+            `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
+            ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
+            `certificates in ${home.certsDir}; ${run.pendingUploads} waiting for upload`,
+            ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
+          ]);
         },
       )
       .command(
@@ -214,7 +144,12 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const config = home.readConfig();
           if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("usage", "CONFIG_INVALID", "--batch must be a whole number from 1 to 1000");
           if (!(args.retryFor >= 0)) throw new CoreError("usage", "CONFIG_INVALID", "--retry-for must be a number of seconds");
-          const r = await withStation(home, io, (stores) => withHsm(config, io, (hsm) => uploader(home, config, io, stores, hsm, args.directory, args.batch).flush(args.retryFor * 1000)));
+          const clock = clockOf(io);
+          const r = await withStation(home, clock, (stores) =>
+            withHsm(hsmOptions(config, io), (hsm) =>
+              stationUploader({ home, config, clock, stores, signer: hsm.signer(config.keys.station), directory: args.directory, batchSize: args.batch }).flush(args.retryFor * 1000),
+            ),
+          );
           report(io, args, r, () => uploadLines(r));
           if (r.pending > 0) throw new ReportedFailure(`${r.pending} certificates are still pending (${r.lastError ?? "directory unreachable"}): run idmint station upload again later`, EXIT_CODES.unavailable);
         },

@@ -1,10 +1,10 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, DEFAULT_HW_TYPE_OID, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
+import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readBoundedInput, readInputFile, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
 import { MAX_ENCRYPTED_INPUT_BYTES, decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
 import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
-import { assertNewOutput, homeOf, readBoundedInput, readInputFile, stopSignal } from "../context.js";
+import { homeOf, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {

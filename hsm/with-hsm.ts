@@ -1,0 +1,11 @@
+import { Hsm, type HsmOptions } from "./hsm.js";
+
+/** Opens the HSM, runs `fn`, and always closes it again, whatever `fn` did. */
+export async function withHsm<T>(options: HsmOptions, fn: (hsm: Hsm) => Promise<T> | T): Promise<T> {
+  const hsm = Hsm.open(options);
+  try {
+    return await fn(hsm);
+  } finally {
+    hsm.close();
+  }
+}

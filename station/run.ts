@@ -1,0 +1,181 @@
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { removeLeftoverTemporaries, systemRandom, type Clock, type Home, type IdmintConfig } from "../core/index.js";
+import { DirectoryClient } from "../directory/client.js";
+import { withHsm, type Hsm, type Signer } from "../hsm/index.js";
+import { TcpFixture, type UnitFixture, type UnitKeyAlgorithm } from "../link/index.js";
+import { IdevidIssuer, parseCertificate } from "../pki/index.js";
+import type { AllocationStatus } from "../serials/index.js";
+import { SIM_HOST, startSimulatorProcess, type FaultSpec, type SimKeystoreOptions, type SimulatorProcess } from "../sim/index.js";
+import { GroupCommitter } from "./commits.js";
+import { StationError } from "./errors.js";
+import { stationIdentity, withStation, type StationStores } from "./home.js";
+import { runLine, type LineSummary } from "./line.js";
+import { acquireRunLock } from "./lock.js";
+import type { LineContext, UnitOutcome } from "./pipeline.js";
+import { UnitStore } from "./store.js";
+import { Uploader, type UploadResult } from "./uploader.js";
+
+/** Where the line's units come from: simulated units in a process of their own, or a real fixture. */
+export type UnitSource =
+  | { sim: { count: number; keystore: "soft" | "pkcs11"; faults: FaultSpec[]; slowMs: number } }
+  | { fixture: { host: string; port: number } };
+
+export interface StationRunOptions {
+  home: Home;
+  config: IdmintConfig;
+  /** The environment the HSM module and the simulator see (PIN sources may name variables in it). */
+  env: NodeJS.ProcessEnv;
+  clock: Clock;
+  /** IDMINT_NOW, if set: the store writer stamps its changes with it. */
+  fixedNow?: string;
+  source: UnitSource;
+  slots: number;
+  keyAlgorithm: UnitKeyAlgorithm;
+  timeoutMs: number;
+  /** Upload to this directory in the background, then for `waitMs` once the line is done. */
+  directory?: { url: string; waitMs: number };
+  reached?: LineContext["reached"];
+  /** Once the line starts: how many units it will see, if known, and the simulator's pid, if any. */
+  onStart?(line: { total?: number; simulatorPid?: number }): void;
+  onUnit?(outcome: UnitOutcome): void;
+}
+
+export interface StationRunResult {
+  summary: LineSummary;
+  uploads?: UploadResult | { error: string };
+  allocations: AllocationStatus[];
+  pendingUploads: number;
+}
+
+const UPLOAD_BATCH = 200;
+const UPLOAD_INTERVAL_MS = 2_000;
+
+/** The station's uploader for this home: the station key signs checkpoints and uploads. */
+export function stationUploader(p: { home: Home; config: IdmintConfig; clock: Clock; stores: StationStores; signer: Signer; directory: string; batchSize: number }): Uploader {
+  const station = stationIdentity(p.home, p.config);
+  return new Uploader(
+    {
+      db: p.stores.db,
+      ledger: p.stores.ledger,
+      units: new UnitStore(p.stores.db, p.clock),
+      client: new DirectoryClient(p.directory),
+      stationId: p.config.station.id,
+      stationCertificatePem: station.certificatePem,
+      signer: p.signer,
+      origin: station.origin,
+    },
+    { batchSize: p.batchSize },
+  );
+}
+
+function unitTokenUri(config: IdmintConfig): string {
+  if (!config.simulator?.unitTokenUri) {
+    throw new StationError("state", "NO_UNIT_TOKEN", "this home has no token for simulated secure elements (simulator.unitTokenUri in idmint.json): use --keystore soft");
+  }
+  return config.simulator.unitTokenUri;
+}
+
+/** The simulated units: the in-flight serials this station resumes first, then the next ones not yet delivered. */
+async function startSimulator(o: StationRunOptions, sim: Extract<UnitSource, { sim: unknown }>["sim"], stores: StationStores, units: UnitStore): Promise<SimulatorProcess> {
+  const { home, config } = o;
+  const keystore: SimKeystoreOptions =
+    sim.keystore === "pkcs11" ? { kind: "pkcs11", module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, tokenUri: unitTokenUri(config), env: o.env } : { kind: "soft" };
+  const resuming = units.inFlight();
+  const fresh = stores.serials.nextAvailable(Math.max(0, sim.count - resuming.length));
+  const line = [...resuming, ...fresh].slice(0, sim.count);
+  if (line.length === 0) throw new StationError("state", "NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
+  return startSimulatorProcess({
+    unitsDir: home.unitsDir,
+    root: readFileSync(home.pkiFile("root")),
+    serials: line,
+    model: stores.serials.modelOf(line[0]!) ?? "unit",
+    hwType: config.profile.hwTypeOid,
+    keystore,
+    faults: sim.faults,
+    slowMs: sim.slowMs,
+  });
+}
+
+/**
+ * `station run`: the whole line's wiring, shared by the CLI and the bench. Everything that
+ * can be refused (the run lock, the HSM's keys, the simulator's options) is settled before
+ * the store writer starts, and every part opened is closed again on every path, errors
+ * included, so a refused run ends at once with nothing left running.
+ */
+export async function runStation(o: StationRunOptions): Promise<StationRunResult> {
+  const { home, config } = o;
+  const release = acquireRunLock(join(home.root, "station.lock"));
+  try {
+    const run = await withStation(home, o.clock, (stores) =>
+      withHsm({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: o.env }, (hsm) => runWithStores(o, stores, hsm)),
+    );
+    const counts = await withStation(home, o.clock, ({ db, serials }) => ({ allocations: serials.status(), pendingUploads: new UnitStore(db, o.clock).pendingUploads() }));
+    return { ...run, ...counts };
+  } finally {
+    release();
+  }
+}
+
+async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm): Promise<Pick<StationRunResult, "summary" | "uploads">> {
+  const { home, config } = o;
+  // The keys first: a wrong PIN or a missing token is refused before anything else starts.
+  const caSigner = hsm.signer(config.keys.factoryCa);
+  const stationSigner = o.directory ? hsm.signer(config.keys.station) : undefined;
+  const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
+  const issuer = new IdevidIssuer({ issuer: { signer: caSigner, certificate: parseCertificate(caPem, home.pkiFile("factory-ca")) }, profile: config.profile, clock: o.clock, random: systemRandom });
+  mkdirSync(home.certsDir, { recursive: true });
+  // The caller holds the station's run lock: a temporary here is a killed run's half-published copy.
+  removeLeftoverTemporaries(home.certsDir);
+  const units = new UnitStore(stores.db, o.clock);
+  const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH });
+
+  let sim: SimulatorProcess | undefined;
+  let fixture: UnitFixture | undefined;
+  let commits: GroupCommitter | undefined;
+  const closeParts = () => closeAll([() => commits?.close(), () => fixture?.close(), () => sim?.close()]);
+  let summary: LineSummary;
+  try {
+    if ("sim" in o.source) {
+      sim = await startSimulator(o, o.source.sim, stores, units);
+      fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: o.timeoutMs });
+    } else {
+      fixture = new TcpFixture(o.source.fixture.host, o.source.fixture.port, { timeoutMs: o.timeoutMs });
+    }
+    commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir: home.certsDir });
+    const ctx: LineContext = { commits, units, ca: { issuer, chainPems: [caPem] }, keyAlgorithm: o.keyAlgorithm, random: systemRandom, reached: o.reached };
+    o.onStart?.({ total: sim?.count, simulatorPid: sim?.pid });
+    // The directory is fed in the background; it being down never stops the line.
+    const background = stationSigner ? uploader(stationSigner) : undefined;
+    const uploading = background?.runInBackground(UPLOAD_INTERVAL_MS, () => undefined);
+    try {
+      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit: o.onUnit });
+    } finally {
+      background?.stop();
+      await uploading;
+    }
+  } catch (e) {
+    // The line's own failure is what the user must see, not a part that also failed to close.
+    await closeParts().catch(() => undefined);
+    throw e;
+  }
+  await closeParts();
+  if (!stationSigner) return { summary };
+  const uploads = await uploader(stationSigner)
+    .flush(Math.max(0, o.directory!.waitMs))
+    .catch((e: Error) => ({ error: e.message }));
+  return { summary, uploads };
+}
+
+/** Closes each part in turn even if one fails; the first failure is thrown once all are closed. */
+async function closeAll(closers: Array<() => Promise<void> | undefined>): Promise<void> {
+  let first: unknown;
+  for (const close of closers) {
+    try {
+      await close();
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  if (first !== undefined) throw first;
+}
