@@ -61,7 +61,7 @@ import {
 } from "../ledger/index.js";
 import { NO_EXPIRY, checkChain, issueEndEntity, issueFactoryCa, issueIdevid, issueRoot, readHardwareModuleName, x509 } from "../pki/index.js";
 import type { ServerCommand, ServerMessage } from "./directory-server.js";
-import type { BenchContext, Benchmark, Figure } from "./run.js";
+import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 const ORG = "Bench Vendor";
 const STATION = "station-1";

@@ -25,7 +25,7 @@ import {
   verifyLedger,
   type LedgerEvent,
 } from "../ledger/index.js";
-import type { BenchContext, Benchmark, Figure } from "./run.js";
+import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // Alternating rounds spread disk noise (another process's fsync, a journal flush) over both
 // sides instead of letting it land on whichever ran second.

@@ -16,33 +16,7 @@ import { performance } from "node:perf_hooks";
 import { directoryBenchmark } from "./directory.js";
 import { ledgerBenchmark } from "./ledger.js";
 import { stationBenchmark } from "./station.js";
-
-/** One measured number. `key` is stable (scripts read it from the JSON); `label` is for people. */
-export interface Figure {
-  key: string;
-  label: string;
-  value: number;
-  unit: string;
-  /** Decimal places in the table (the JSON keeps full precision). */
-  digits?: number;
-  /** What the figure should be; reported as met or missed, never enforced. */
-  target?: { op: "<=" | ">="; value: number };
-}
-
-export interface BenchContext {
-  /** A fresh directory of this benchmark's own; the runner deletes it. */
-  readonly dir: string;
-  /** A positive integer from the environment, else `fallback`; every value used is recorded in the JSON. */
-  param(name: string, fallback: number): number;
-  /** A progress line on stderr. */
-  log(message: string): void;
-}
-
-export interface Benchmark {
-  /** Matched by the command-line filter. */
-  name: string;
-  run(ctx: BenchContext): Promise<Figure[]>;
-}
+import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.

@@ -25,13 +25,11 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { spawnSync } from "node:child_process";
 import { Home, openDb, systemClock, type IdmintConfig } from "../core/index.js";
-import { Hsm, initEmbeddedHsm, parsePkcs11Uri, readPin, withHsm } from "../hsm/index.js";
+import { Hsm, Pkcs11Module, ckr, initEmbeddedHsm, parsePkcs11Uri, readPin, withHsm } from "../hsm/index.js";
 import { initCa } from "../pki/index.js";
-import { ckr } from "../hsm/errors.js";
-import { Pkcs11Module } from "../hsm/module.js";
 import type { Allocation } from "../serials/index.js";
 import { runStation, withStation, type LineSummary, type TimedStage } from "../station/index.js";
-import type { BenchContext, Benchmark, Figure } from "./run.js";
+import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 const STATION_ID = "station-1";
 // JIT, the first certificate build and the first WAL frames are paid before any clock starts.

@@ -23,13 +23,3 @@ export {
   type UploadContext,
 } from "./upload.js";
 export { startDirectory, DIRECTORY_DEFAULTS, type DirectoryOptions, type DirectoryLoggerOptions, type RunningDirectory } from "./server.js";
-export {
-  DirectoryClient,
-  signUpload,
-  buildUpload,
-  type UploadSigner,
-  type SignedUpload,
-  type UploadContent,
-  type CertificateInfo,
-  type DirectoryClientOptions,
-} from "./client.js";

@@ -1,5 +1,5 @@
 import { sha256Hex, systemClock, type Clock } from "../core/index.js";
-import { DirectoryClient, DirectoryError, type DirectoryClientOptions } from "../directory/index.js";
+import { DirectoryClient, DirectoryError, type DirectoryClientOptions } from "../directory/client/index.js";
 import { NO_EXPIRY, PkiError, assertSerialSyntax, checkChain, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
 import { assertEncryptionUsage, keyUsageNames, recipientKeyOf } from "./encrypt.js";
 import { OperatorError } from "./errors.js";

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeLeftoverTemporaries, systemRandom, type Clock, type Home, type IdmintConfig } from "../core/index.js";
-import { DirectoryClient } from "../directory/client.js";
+import { DirectoryClient } from "../directory/client/index.js";
 import { withHsm, type Hsm, type Signer } from "../hsm/index.js";
 import { TcpFixture, type UnitFixture, type UnitKeyAlgorithm } from "../link/index.js";
 import { IdevidIssuer, parseCertificate } from "../pki/index.js";

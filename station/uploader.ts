@@ -1,5 +1,5 @@
 import type { Db } from "../core/index.js";
-import { DirectoryClient, DirectoryError, buildUpload, signUpload, type RefusalReason } from "../directory/index.js";
+import { DirectoryClient, DirectoryError, buildUpload, signUpload, type RefusalReason } from "../directory/client/index.js";
 import type { Signer } from "../hsm/index.js";
 import type { Ledger } from "../ledger/index.js";
 import type { UnitStore } from "./store.js";

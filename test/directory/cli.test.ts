@@ -4,7 +4,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { DirectoryClient } from "../../directory/index.js";
+import { DirectoryClient } from "../../directory/client/index.js";
 import { REPO, idmintInProcess, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 import { certPem, directoryCli, directoryCommandLine, makeHome, must, stationUpload } from "./fixture.js";
 

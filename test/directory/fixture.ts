@@ -5,7 +5,7 @@ import { Home, openDb, sha256Hex, systemClock } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { Ledger, stationOrigin, type LedgerEvent } from "../../ledger/index.js";
 import { x509 } from "../../pki/index.js";
-import { buildUpload, signUpload, type SignedUpload, type UploadContent, type UploadSigner } from "../../directory/index.js";
+import { buildUpload, signUpload, type SignedUpload, type UploadContent, type UploadSigner } from "../../directory/client/index.js";
 import { BIN, idmint, type Run } from "../helpers.js";
 
 /** `idmint directory ...` through the real binary. */

@@ -8,7 +8,8 @@ import { Ledger, openCheckpoint, stationOrigin } from "../../ledger/index.js";
 import { issueEndEntity, issueIdevid, x509 } from "../../pki/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
 import { issueFromCsr } from "../../cli/commands/ca.js";
-import { DirectoryClient, DirectoryError, buildUpload, signUpload, startDirectory, type RunningDirectory, type SignedUpload } from "../../directory/index.js";
+import { DirectoryError, startDirectory, type RunningDirectory } from "../../directory/index.js";
+import { DirectoryClient, buildUpload, signUpload, type SignedUpload } from "../../directory/client/index.js";
 import { openssl, scratch } from "../helpers.js";
 import { certPem, directoryCli, dump, makeHome, must, pem, post, postSigned, recordIssued, stationUpload, withHsm, withLedger } from "./fixture.js";
 
