@@ -1,7 +1,8 @@
 import { openCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { decodeEntry, type LedgerEntry } from "./entry.js";
 import { LedgerError } from "./errors.js";
-import { hashLeaf, verifyInclusion } from "./merkle.js";
+import { hashLeaf } from "./merkle.js";
+import { verifyInclusion } from "./merkle-verify.js";
 import type { Ledger } from "./store.js";
 
 /**

@@ -3,7 +3,8 @@ import type { Signer } from "../hsm/index.js";
 import { signCheckpoint } from "./checkpoint.js";
 import { encodeEntry, decodeEntry, type LedgerEntry, type LedgerEvent } from "./entry.js";
 import { LedgerError } from "./errors.js";
-import { MerkleFrontier, hashLeaf, inclusionProof, type Hash } from "./merkle.js";
+import { MerkleFrontier } from "./frontier.js";
+import { hashLeaf, inclusionProof, type Hash } from "./merkle.js";
 
 const MIGRATIONS: readonly Migration[] = [
   {

@@ -2,7 +2,8 @@ import type { Db } from "../core/index.js";
 import { openCheckpoint } from "./checkpoint.js";
 import { claimedIndex } from "./entry.js";
 import { LedgerError } from "./errors.js";
-import { TreeBuilder, hashLeaf } from "./merkle.js";
+import { TreeBuilder } from "./frontier.js";
+import { hashLeaf } from "./merkle.js";
 
 export interface LedgerReport {
   entries: number;

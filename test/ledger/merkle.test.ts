@@ -14,7 +14,7 @@ import {
   rootFromLeafHashes,
   verifyConsistency,
   verifyInclusion,
-} from "../../ledger/merkle.js";
+} from "../../ledger/index.js";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -535,7 +535,7 @@ describe("known answers", () => {
 
 describe("TreeBuilder (the verifier's streaming hasher)", () => {
   it("gives the same leaf hashes and roots as hashLeaf and rootFromLeafHashes at every size 0..130", async () => {
-    const { TreeBuilder } = await import("../../ledger/merkle.js");
+    const { TreeBuilder } = await import("../../ledger/index.js");
     const tree = new TreeBuilder();
     const leaves: Uint8Array[] = [];
     expect(Buffer.from(tree.root())).toEqual(Buffer.from(rootFromLeafHashes([])));
