@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { DEFAULT_HW_TYPE_OID, Home, writeFileAtomic, type IdmintConfig, type KeyRole } from "../core/index.js";
 import { HsmError, pkcs11Failure } from "./errors.js";
-import { Pkcs11Module, findSoftHsmModule } from "./module.js";
+import { Pkcs11Module, findSoftHsmModule } from "./pkcs11/module.js";
 import { formatPkcs11Uri } from "./uri.js";
 
 /** Where each role's key lives in the embedded default: one small token per role (lookups slow down as tokens grow). */
@@ -25,7 +25,7 @@ function findTemplate(): string {
     const candidate = join(dir, "softhsm-config", "softhsm2.conf.template");
     if (existsSync(candidate)) return candidate;
     const up = dirname(dir);
-    if (up === dir) throw new HsmError("MODULE_LOAD", "softhsm-config/softhsm2.conf.template is missing from the idmint installation: reinstall idmint", { kind: "internal" });
+    if (up === dir) throw new HsmError("INSTALL_BROKEN", "softhsm-config/softhsm2.conf.template is missing from the idmint installation: reinstall idmint");
     dir = up;
   }
 }
@@ -43,10 +43,10 @@ export interface EmbeddedInitResult {
  */
 export function initEmbeddedHsm(home: Home, options: { organization?: string } = {}): EmbeddedInitResult {
   if (home.hasConfig()) {
-    throw new HsmError("TOKEN_EXISTS", `${home.root} is already initialised (${home.configPath} exists): use it, or pick a new --home`, { kind: "state" });
+    throw new HsmError("TOKEN_EXISTS", `${home.root} is already initialised (${home.configPath} exists): use it, or pick a new --home`);
   }
   if (existsSync(home.hsmDir)) {
-    throw new HsmError("TOKEN_EXISTS", `${home.hsmDir} already exists without an idmint.json: remove it or pick a new --home`, { kind: "state" });
+    throw new HsmError("TOKEN_EXISTS", `${home.hsmDir} already exists without an idmint.json: remove it or pick a new --home`);
   }
   const modulePath = findSoftHsmModule();
   if (!existsSync(modulePath)) {
