@@ -28,6 +28,8 @@ export class Connection {
   private module: Pkcs11Module | undefined;
   private readonly sessions = new Set<string>();
   private readonly logins = new Map<string, TokenLogin>();
+  /** Tokens that refused their PIN, and how: never asked again by this connection. */
+  private readonly refused = new Map<string, HsmError>();
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(module: Pkcs11Module, env: NodeJS.ProcessEnv) {
@@ -75,11 +77,17 @@ export class Connection {
     return { run: (fn) => fn(session) };
   }
 
-  /** Logs in to the token a URI names, once per token: one attempt, never retried. */
+  /**
+   * Logs in to the token a URI names, once per token. A refused PIN is tried once and never
+   * again by this connection, however often it is asked (a long-lived keystore asks per
+   * unit): real HSMs lock the PIN after a few failures.
+   */
   login(uri: Pkcs11Uri): TokenLogin {
     const key = uri.serial ? `serial:${uri.serial}` : `label:${uri.token}`;
     const existing = this.logins.get(key);
     if (existing) return existing;
+    const refused = this.refused.get(key);
+    if (refused) throw refused;
     const found = this.mod.findSlot({ label: uri.token, serial: uri.serial });
     const name = uri.token ?? `serial ${uri.serial}`;
     if (!found) {
@@ -96,7 +104,9 @@ export class Connection {
       const r = ckr(e);
       if (r?.name !== "CKR_USER_ALREADY_LOGGED_IN") {
         this.closeSession(session);
-        throw loginFailure(name, e);
+        const error = loginFailure(name, e);
+        if (error.code === "PIN_INCORRECT" || error.code === "PIN_LOCKED") this.refused.set(key, error);
+        throw error;
       }
     }
     const login = { slot: found.slot, label: found.label, session };
