@@ -134,4 +134,10 @@ describe("Hsm on SoftHSM2", () => {
     }
     expect(readFileSync(log, "utf8").match(/^\d+: C_Login$/gm) ?? []).toHaveLength(1);
   });
+
+  it("hsm init where the home cannot be made fails with a typed error, not an internal one", () => {
+    const file = `${s.dir}/a-file`;
+    writeFileSync(file, "");
+    expect(() => initEmbeddedHsm(new Home(`${file}/home`))).toThrowError(expect.objectContaining({ code: "HOME_UNWRITABLE", kind: "state", message: expect.stringMatching(/^cannot create .*a-file\/home/) }));
+  });
 });
