@@ -83,15 +83,16 @@ export class Connection {
    * unit): real HSMs lock the PIN after a few failures.
    */
   login(uri: Pkcs11Uri): TokenLogin {
+    const mod = this.mod;
     const key = uri.serial ? `serial:${uri.serial}` : `label:${uri.token}`;
     const existing = this.logins.get(key);
     if (existing) return existing;
     const refused = this.refused.get(key);
     if (refused) throw refused;
-    const found = this.mod.findSlot({ label: uri.token, serial: uri.serial });
+    const found = mod.findSlot({ label: uri.token, serial: uri.serial });
     const name = uri.token ?? `serial ${uri.serial}`;
     if (!found) {
-      throw new HsmError("TOKEN_NOT_FOUND", `no token ${name} in PKCS#11 module ${this.mod.path}: run \`idmint hsm init\`, plug in the HSM, or fix token= in the key URI`);
+      throw new HsmError("TOKEN_NOT_FOUND", `no token ${name} in PKCS#11 module ${mod.path}: run \`idmint hsm init\`, plug in the HSM, or fix token= in the key URI`);
     }
     if (found.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
       throw new HsmError("PIN_LOCKED", `the user PIN of token ${name} is locked: have the security officer unlock it; idmint will not try to log in`);
