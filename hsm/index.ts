@@ -1,7 +1,11 @@
-export { Hsm, type HsmOptions, type KeyInfo, type CreateKeyOptions, type RsaPadding } from "./hsm.js";
-export { withHsm } from "./with-hsm.js";
-export { HsmError, ckr, type HsmErrorCode } from "./errors.js";
+export type { KeyManager, CreateKeyOptions } from "./key-manager.js";
+export type { KeyAgreement } from "./key-agreement.js";
+export type { Decrypter, RsaPadding } from "./decrypter.js";
 export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
+export { Hsm, type HsmOptions } from "./pkcs11/hsm.js";
+export { withHsm } from "./with-hsm.js";
+export type { KeyInfo } from "./pkcs11/list.js";
+export { Pkcs11Module, findSoftHsmModule } from "./pkcs11/module.js";
+export { HsmError, ckr, type HsmErrorCode } from "./errors.js";
 export { parsePkcs11Uri, formatPkcs11Uri, readPin, type Pkcs11Uri } from "./uri.js";
-export { Pkcs11Module, findSoftHsmModule } from "./module.js";
 export { initEmbeddedHsm, EMBEDDED_KEYS, EMBEDDED_UNIT_TOKEN, type EmbeddedInitResult } from "./embedded.js";

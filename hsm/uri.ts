@@ -28,7 +28,7 @@ function decodeOctets(value: string, uri: string): Buffer {
     if (c === "%") {
       const hex = value.slice(i + 1, i + 3);
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) {
-        throw new HsmError("URI_INVALID", `bad percent-encoding in PKCS#11 URI ${redact(uri)}: encode reserved characters as %XX`, { kind: "input" });
+        throw new HsmError("URI_INVALID", `bad percent-encoding in PKCS#11 URI ${redact(uri)}: encode reserved characters as %XX`);
       }
       bytes.push(parseInt(hex, 16));
       i += 2;
@@ -49,7 +49,7 @@ function redact(uri: string): string {
 
 export function parsePkcs11Uri(uri: string): Pkcs11Uri {
   if (!uri.startsWith("pkcs11:")) {
-    throw new HsmError("URI_INVALID", `"${redact(uri)}" is not a PKCS#11 URI: write it as pkcs11:token=LABEL;object=LABEL`, { kind: "input" });
+    throw new HsmError("URI_INVALID", `"${redact(uri)}" is not a PKCS#11 URI: write it as pkcs11:token=LABEL;object=LABEL`);
   }
   const rest = uri.slice("pkcs11:".length);
   const q = rest.indexOf("?");
@@ -60,7 +60,7 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
     const eq = part.indexOf("=");
     const name = eq === -1 ? part : part.slice(0, eq);
     if (!PATH_ATTRS.has(name) || eq === -1) {
-      throw new HsmError("URI_INVALID", `unknown or empty attribute "${name}" in PKCS#11 URI ${redact(uri)}: see RFC 7512 §2.3`, { kind: "input" });
+      throw new HsmError("URI_INVALID", `unknown or empty attribute "${name}" in PKCS#11 URI ${redact(uri)}: see RFC 7512 §2.3`);
     }
     const raw = part.slice(eq + 1);
     const value = name === "id" ? "" : decodePct(raw, uri);
@@ -70,7 +70,7 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
     else if (name === "id") out.id = new Uint8Array(decodeOctets(raw, uri));
     else if (name === "type") {
       if (!["private", "public", "cert", "secret-key", "data"].includes(value)) {
-        throw new HsmError("URI_INVALID", `type=${value} in PKCS#11 URI ${redact(uri)} is not one of private, public, cert, secret-key, data`, { kind: "input" });
+        throw new HsmError("URI_INVALID", `type=${value} in PKCS#11 URI ${redact(uri)} is not one of private, public, cert, secret-key, data`);
       }
       out.type = value as Pkcs11Uri["type"];
     }
@@ -79,17 +79,17 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
     const eq = part.indexOf("=");
     const name = eq === -1 ? part : part.slice(0, eq);
     if (!QUERY_ATTRS.has(name) || eq === -1) {
-      throw new HsmError("URI_INVALID", `unknown query attribute "${name}" in PKCS#11 URI ${redact(uri)}: see RFC 7512 §2.3`, { kind: "input" });
+      throw new HsmError("URI_INVALID", `unknown query attribute "${name}" in PKCS#11 URI ${redact(uri)}: see RFC 7512 §2.3`);
     }
     if (name === "pin-value") {
-      throw new HsmError("URI_INVALID", `PKCS#11 URI ${redact(uri)} carries pin-value: put the PIN in a file and use pin-source=file:/path instead`, { kind: "input" });
+      throw new HsmError("URI_INVALID", `PKCS#11 URI ${redact(uri)} carries pin-value: put the PIN in a file and use pin-source=file:/path instead`);
     }
     const value = decodePct(part.slice(eq + 1), uri);
     if (name === "pin-source") out.pinSource = value;
     else if (name === "module-path") out.modulePath = value;
   }
   if (!out.token && !out.serial) {
-    throw new HsmError("URI_INVALID", `PKCS#11 URI ${redact(uri)} names no token: add token=LABEL (slot numbers are not stable)`, { kind: "input" });
+    throw new HsmError("URI_INVALID", `PKCS#11 URI ${redact(uri)} names no token: add token=LABEL (slot numbers are not stable)`);
   }
   return out;
 }
@@ -123,13 +123,13 @@ export function describeKey(u: Pkcs11Uri): string {
  */
 export function readPin(pinSource: string | undefined, token: string, env: NodeJS.ProcessEnv = process.env): string {
   if (!pinSource) {
-    throw new HsmError("PIN_SOURCE", `no pin-source for token ${token}: add ?pin-source=file:/path/to/pin to its key URI`, { kind: "input" });
+    throw new HsmError("PIN_SOURCE", `no pin-source for token ${token}: add ?pin-source=file:/path/to/pin to its key URI`);
   }
   if (pinSource.startsWith("env:")) {
     const name = pinSource.slice(4);
     const v = env[name];
     if (v === undefined || v === "") {
-      throw new HsmError("PIN_SOURCE", `environment variable ${name} (pin-source of token ${token}) is not set: export it with the token's PIN`, { kind: "input" });
+      throw new HsmError("PIN_SOURCE", `environment variable ${name} (pin-source of token ${token}) is not set: export it with the token's PIN`);
     }
     return v;
   }
@@ -138,9 +138,9 @@ export function readPin(pinSource: string | undefined, token: string, env: NodeJ
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    throw new HsmError("PIN_SOURCE", `cannot read the PIN file ${path} for token ${token}: create it (mode 0600) or fix pin-source`, { kind: "input" });
+    throw new HsmError("PIN_SOURCE", `cannot read the PIN file ${path} for token ${token}: create it (mode 0600) or fix pin-source`);
   }
   const pin = text.split(/\r?\n/)[0] ?? "";
-  if (!pin) throw new HsmError("PIN_SOURCE", `the PIN file ${path} for token ${token} is empty: write the PIN on its first line`, { kind: "input" });
+  if (!pin) throw new HsmError("PIN_SOURCE", `the PIN file ${path} for token ${token} is empty: write the PIN on its first line`);
   return pin;
 }

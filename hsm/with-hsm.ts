@@ -1,4 +1,4 @@
-import { Hsm, type HsmOptions } from "./hsm.js";
+import { Hsm, type HsmOptions } from "./pkcs11/hsm.js";
 
 /** Opens the HSM, runs `fn`, and always closes it again, whatever `fn` did. */
 export async function withHsm<T>(options: HsmOptions, fn: (hsm: Hsm) => Promise<T> | T): Promise<T> {

@@ -1,5 +1,5 @@
 import { spawnSync, type SpawnSyncOptions } from "node:child_process";
-import { mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,6 +65,9 @@ function setEnv(name: string, value: string | undefined): void {
   if (value === undefined) delete process.env[name];
   else process.env[name] = value;
 }
+
+/** OpenSC's pkcs11-spy module, when installed: it sits between idmint and the real module (PKCS11SPY) and logs every call. */
+export const PKCS11_SPY = ["/usr/lib/x86_64-linux-gnu/pkcs11-spy.so", "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so"].find((p) => existsSync(p));
 
 export function run(cmd: string, args: string[], options: SpawnSyncOptions = {}): Run {
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...options });

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPublicKey, verify as nodeVerify, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Home } from "../../core/index.js";
 import { Hsm, HsmError, formatPkcs11Uri, initEmbeddedHsm, type KeyAlgorithm } from "../../hsm/index.js";
-import { run, scratch } from "../helpers.js";
+import { PKCS11_SPY, run, scratch } from "../helpers.js";
 
 const s = scratch("hsm");
 let home: Home;
@@ -112,5 +112,32 @@ describe("Hsm on SoftHSM2", () => {
     } finally {
       other.close();
     }
+  });
+
+  // pkcs11-spy reads PKCS11SPY from the process environment when it is loaded.
+  it.runIf(PKCS11_SPY !== undefined)("a token that refused its PIN is never logged in to again by the same Hsm", () => {
+    const config = home.readConfig();
+    const wrongPin = `${s.dir}/wrong-again.pin`;
+    const log = `${s.dir}/spy-login.log`;
+    writeFileSync(wrongPin, "not-the-pin\n");
+    process.env.PKCS11SPY = config.hsm.module;
+    process.env.PKCS11SPY_OUTPUT = log;
+    const spied = Hsm.open({ module: PKCS11_SPY!, softhsmConf: config.hsm.softhsmConf });
+    try {
+      // The allocation-signer token is not logged in yet in this process.
+      const uri = formatPkcs11Uri({ token: "allocation-signer", object: "allocation-signer-key", pinSource: `file:${wrongPin}` });
+      for (let i = 0; i < 3; i++) expect(() => spied.signer(uri)).toThrowError(expect.objectContaining({ code: "PIN_INCORRECT", kind: "hsm" }));
+    } finally {
+      spied.close();
+      delete process.env.PKCS11SPY;
+      delete process.env.PKCS11SPY_OUTPUT;
+    }
+    expect(readFileSync(log, "utf8").match(/^\d+: C_Login$/gm) ?? []).toHaveLength(1);
+  });
+
+  it("hsm init where the home cannot be made fails with a typed error, not an internal one", () => {
+    const file = `${s.dir}/a-file`;
+    writeFileSync(file, "");
+    expect(() => initEmbeddedHsm(new Home(`${file}/home`))).toThrowError(expect.objectContaining({ code: "HOME_UNWRITABLE", kind: "state", message: expect.stringMatching(/^cannot create .*a-file\/home/) }));
   });
 });

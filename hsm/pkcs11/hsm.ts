@@ -1,0 +1,80 @@
+import { HsmError } from "../errors.js";
+import type { Decrypter, RsaPadding } from "../decrypter.js";
+import type { KeyAgreement } from "../key-agreement.js";
+import type { CreateKeyOptions, KeyManager } from "../key-manager.js";
+import type { KeyAlgorithm, Signer } from "../signer.js";
+import { createKey, destroyKey } from "./create.js";
+import { decryptRsa } from "./decrypt.js";
+import { deriveEcdh } from "./ecdh.js";
+import { listKeys, type KeyInfo } from "./list.js";
+import { existingKey } from "./lookup.js";
+import { Pkcs11Module } from "./module.js";
+import { Connection } from "./session.js";
+import { pkcs11Signer } from "./signer.js";
+
+export interface HsmOptions {
+  /** Path of the PKCS#11 module. */
+  module: string;
+  /** SoftHSM2 only: the configuration to load it with (exported as SOFTHSM2_CONF). */
+  softhsmConf?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The HSM as idmint uses it, over PKCS#11: keys named by PKCS#11 URI, found or created,
+ * signers over them, ECDH and RSA decryption in the token, and listing. Every session it
+ * opens is closed by `close()` at the latest, which is idempotent; the module is finalised
+ * only if this process initialised it.
+ */
+export class Hsm implements KeyManager, KeyAgreement, Decrypter {
+  private readonly conn: Connection;
+
+  private constructor(conn: Connection) {
+    this.conn = conn;
+  }
+
+  static open(options: HsmOptions): Hsm {
+    if (options.softhsmConf) {
+      const current = process.env.SOFTHSM2_CONF;
+      if (current && current !== options.softhsmConf && Pkcs11Module.isLoaded(options.module)) {
+        throw new HsmError("MODULE_CONFLICT", `SoftHSM is already loaded in this process with ${current}; one process serves one idmint home`);
+      }
+      // SoftHSM reads its configuration path from the environment at C_Initialize.
+      process.env.SOFTHSM2_CONF = options.softhsmConf;
+    }
+    return new Hsm(new Connection(Pkcs11Module.acquire(options.module), options.env ?? process.env));
+  }
+
+  tokens(): ReturnType<Pkcs11Module["tokens"]> {
+    return this.conn.mod.tokens();
+  }
+
+  signer(uri: string): Signer {
+    const key = existingKey(this.conn, uri, "check the key URI in idmint.json; idmint never creates a CA key outside `idmint ca init`");
+    return pkcs11Signer(this.conn, this.conn.signerSessions(key.login.slot), key.pair.privateKey, key.algorithm, key.spki);
+  }
+
+  createKey(uri: string, algorithm: KeyAlgorithm, options: CreateKeyOptions = {}): Signer {
+    return createKey(this.conn, uri, algorithm, options);
+  }
+
+  destroyKey(uri: string): void {
+    destroyKey(this.conn, uri);
+  }
+
+  deriveEcdh(uri: string, peerPoint: Uint8Array): Uint8Array {
+    return deriveEcdh(this.conn, uri, peerPoint);
+  }
+
+  decryptRsa(uri: string, ciphertext: Uint8Array, padding: RsaPadding): Uint8Array | undefined {
+    return decryptRsa(this.conn, uri, ciphertext, padding);
+  }
+
+  listKeys(uri: string): KeyInfo[] {
+    return listKeys(this.conn, uri);
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
