@@ -1,7 +1,7 @@
 import { createPublicKey, timingSafeEqual, verify as nodeVerify, type KeyObject } from "node:crypto";
 import { sha256Hex, type Clock } from "../core/index.js";
 import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, type Checkpoint, type Hash } from "../ledger/index.js";
-import { NO_EXPIRY, assertSerialSyntax, assertStationId, checkChain, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
+import { assertSerialSyntax, assertStationId, checkChain, idevidProfileViolation, parseCertificate, x509 } from "../pki/index.js";
 import { Refusal } from "./errors.js";
 import type { AcceptedCheckpoint, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
 
@@ -196,7 +196,7 @@ export interface UploadContext {
   clockSkewMs: number;
 }
 
-const OID = { organizationalUnit: "2.5.4.11", commonName: "2.5.4.3", serialNumber: "2.5.4.5", documentSigning: "1.3.6.1.5.5.7.3.36" } as const;
+const OID = { organizationalUnit: "2.5.4.11", commonName: "2.5.4.3", documentSigning: "1.3.6.1.5.5.7.3.36" } as const;
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 const b64 = (h: Uint8Array) => Buffer.from(h).toString("base64");
@@ -273,27 +273,6 @@ function checkHistory(p: ParsedUpload, next: Checkpoint, accepted: AcceptedCheck
   return "accepted";
 }
 
-/** IEEE 802.1AR §8 as idmint issues it (pki issueIdevid): returns why not, or undefined. */
-function profileViolation(cert: x509.X509Certificate, serial: string): string | undefined {
-  const subjectSerial = cert.subjectName.getField(OID.serialNumber);
-  if (subjectSerial.length !== 1 || subjectSerial[0] !== serial) return `subject serialNumber is ${subjectSerial.join(",") || "absent"}, not ${serial}`;
-  let hmn: { hwType: string; hwSerialNum: string } | undefined;
-  try {
-    hmn = readHardwareModuleName(cert);
-  } catch {
-    return "its subjectAltName does not parse";
-  }
-  if (!hmn) return "it has no hardwareModuleName subjectAltName (RFC 4108)";
-  if (hmn.hwSerialNum !== serial) return `its hardwareModuleName hwSerialNum is ${hmn.hwSerialNum}, not ${serial}`;
-  if (cert.notAfter.getTime() !== NO_EXPIRY.getTime()) return `notAfter is ${cert.notAfter.toISOString()}, not 9999-12-31T23:59:59Z (802.1AR §8.5)`;
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca === true) return "it is a CA certificate";
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (!ku) return "it has no keyUsage";
-  if ((ku.usages & x509.KeyUsageFlags.digitalSignature) === 0) return "its keyUsage lacks digitalSignature";
-  if ((ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) !== 0) return "its keyUsage allows certificate or CRL signing";
-  return undefined;
-}
-
 interface CheckedCertificate {
   record: PublishedCertificate;
   held: PublishedCertificate | undefined;
@@ -315,7 +294,7 @@ async function checkCertificate(c: ParsedCertificate, station: string, next: Che
   if (path.length !== 3 || !issuer || !ctx.anchors.factoryCas.some((f) => sameBytes(new Uint8Array(f.rawData), new Uint8Array(issuer.rawData)))) {
     throw new Refusal("CHAIN_INVALID", `the certificate of ${serial} does not chain to the vendor root through a factory CA`, { serial, detail: `issued by ${issuer?.subject ?? "?"} directly` });
   }
-  const violation = profileViolation(cert, serial);
+  const violation = idevidProfileViolation(cert, serial);
   if (violation) throw new Refusal("PROFILE_VIOLATION", `the certificate of ${serial} is not an IDevID: ${violation}`, { serial });
 
   // The station's ledger must name exactly this certificate (invariant 2) and the checkpoint must hold that entry.

@@ -1,7 +1,7 @@
 import { sha256Hex, systemClock, type Clock } from "../core/index.js";
 import { DirectoryClient, DirectoryError, type DirectoryClientOptions } from "../directory/client/index.js";
-import { NO_EXPIRY, PkiError, assertSerialSyntax, checkChain, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
-import { assertEncryptionUsage, keyUsageNames, recipientKeyOf } from "./encrypt.js";
+import { PkiError, assertSerialSyntax, checkChain, idevidProfileViolation, keyUsageNames, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
+import { assertEncryptionUsage, recipientKeyOf } from "./encrypt.js";
 import { OperatorError } from "./errors.js";
 
 /** A device certificate that passed every check: chained to the pinned root, an IDevID for its serial. */
@@ -64,25 +64,10 @@ export async function checkDeviceCertificate(
   if (path.length !== 3) {
     throw new OperatorError("CHAIN_INVALID", `${who} is ${path.length === 2 ? "signed by the root itself, not by a factory CA" : `${path.length - 1} CAs away from the root, not one factory CA`}: it is not an IDevID of this vendor`);
   }
-  const profile = (why: string) => new OperatorError("PROFILE_VIOLATION", `${who} is not an IDevID for ${serial}: ${why}`);
-
-  const serials = certificate.subjectName.getField("2.5.4.5");
-  if (serials.length !== 1 || serials[0] !== serial) throw profile(`its subject serialNumber is ${serials.length ? serials.join(", ") : "missing"}`);
-  let hmn: ReturnType<typeof readHardwareModuleName>;
-  try {
-    hmn = readHardwareModuleName(certificate);
-  } catch (e) {
-    throw new OperatorError("PROFILE_VIOLATION", `${who} has a subjectAltName that cannot be read`, { cause: e });
-  }
-  if (!hmn) throw profile("it has no hardwareModuleName subjectAltName (RFC 4108)");
-  if (hmn.hwSerialNum !== serial) throw profile(`its hardwareModuleName names hwSerialNum ${JSON.stringify(hmn.hwSerialNum)}`);
-  if (certificate.notAfter.getTime() !== NO_EXPIRY.getTime()) throw profile(`its notAfter is ${certificate.notAfter.toISOString()}, not 99991231235959Z`);
-  if (certificate.getExtension(x509.BasicConstraintsExtension)?.ca === true) throw profile("it is a CA certificate");
-  const ku = certificate.getExtension(x509.KeyUsagesExtension);
-  if (!ku) throw profile("it has no keyUsage");
-  const names = keyUsageNames(ku.usages);
-  if (!names.includes("digitalSignature")) throw profile(`its keyUsage (${names.join(", ")}) lacks digitalSignature`);
-  if (names.includes("keyCertSign") || names.includes("cRLSign")) throw profile(`its keyUsage (${names.join(", ")}) lets it sign certificates`);
+  const violation = idevidProfileViolation(certificate, serial);
+  if (violation) throw new OperatorError("PROFILE_VIOLATION", `${who} is not an IDevID for ${serial}: ${violation}`);
+  const hmn = readHardwareModuleName(certificate)!;
+  const names = keyUsageNames(certificate.getExtension(x509.KeyUsagesExtension)!.usages);
   const key = recipientKeyOf(certificate);
   assertEncryptionUsage(certificate, key.type);
 

@@ -19,4 +19,5 @@ export { CertificateModel, attributes, decodeWhole, directoryString, ecdsaSignat
 export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult, type KeyTokens } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
 export { checkChain, parseCertificate } from "./chain.js";
+export { idevidProfileViolation, keyUsageNames } from "./idevid-profile.js";
 export { eccCmsSharedInfo, x963Kdf, type KdfHash } from "./cms-kdf.js";
