@@ -1,5 +1,5 @@
 import { spawnSync, type SpawnSyncOptions } from "node:child_process";
-import { mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,6 +82,13 @@ export function oneLineError(r: Run): string {
     throw new Error(`expected one "idmint: ..." line on stderr, got:\n${r.stderr}`);
   }
   return lines[0]!;
+}
+
+/** A refused command: exit `code`, one "idmint: ..." line on stderr, and nothing at `out`; returns the line. */
+export function refusedWithoutOutput(r: Run, code: number, out: string): string {
+  if (r.code !== code) throw new Error(`expected exit ${code}, got ${r.code}: ${r.stderr}`);
+  if (existsSync(out)) throw new Error(`a refused command left ${out} behind`);
+  return oneLineError(r);
 }
 
 export function readJson<T>(path: string): T {
