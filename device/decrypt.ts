@@ -1,6 +1,7 @@
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { createDecipheriv, createHash, createPublicKey, diffieHellman, privateDecrypt, randomBytes, constants, type KeyObject } from "node:crypto";
+import { assertWithinLimit, readAuthEnvelopedData } from "../cms/index.js";
 import { IdmintError, type ErrorKind } from "../core/index.js";
 import { Hsm, formatPkcs11Uri, parsePkcs11Uri, type RsaPadding } from "../hsm/index.js";
 import { assertSerialSyntax, eccCmsSharedInfo, parseCertificate, x963Kdf, x509, type KdfHash } from "../pki/index.js";
@@ -22,12 +23,13 @@ import { softUnitKey, unitsDbPath, withUnitFlash } from "./store.js";
  *   with the same hash, empty label), and rsaEncryption (PKCS #1 v1.5, OpenSSL's default),
  *   unpadded here with the RFC 3218 §2.3.2 countermeasure: a bad block yields a random key,
  *   so a bad padding and a bad key fail the same way, at the content;
- * - content: id-data encrypted with AES-128/192/256-CBC (RFC 3565).
+ * - content: id-data encrypted with AES-128/192/256-CBC (RFC 3565), or, in AuthEnvelopedData
+ *   (RFC 5083), with AES-128/192/256-GCM (RFC 5084), whose tag is checked before any output.
  *
  * What EnvelopedData cannot do: it has no integrity protection for the content. A change to
  * the recipient information, the wrapped key or the structure is refused; a change to the
  * IV or the ciphertext is caught only when it breaks the CBC padding, otherwise it garbles
- * the output. An operator who needs tamper evidence signs the configuration too.
+ * the output. AuthEnvelopedData refuses any change; --require-authenticated refuses the rest.
  */
 
 export type UnitDecryptErrorCode =
@@ -37,6 +39,8 @@ export type UnitDecryptErrorCode =
   | "CMS_UNSUPPORTED"
   /** The input is not encrypted, and --require-encrypted says it must be (RFC 8886 §4.3). */
   | "NOT_ENCRYPTED"
+  /** The input is not AuthEnvelopedData (plaintext or EnvelopedData), and --require-authenticated says it must be. */
+  | "NOT_AUTHENTICATED"
   /** None of the input's recipients is this unit. */
   | "NOT_FOR_THIS_UNIT"
   /** This unit's key does not open it: tampered, or encrypted to another key. */
@@ -48,6 +52,7 @@ const DEFAULT_KIND: Record<UnitDecryptErrorCode, ErrorKind> = {
   CMS_INVALID: "input",
   CMS_UNSUPPORTED: "input",
   NOT_ENCRYPTED: "input",
+  NOT_AUTHENTICATED: "verify",
   NOT_FOR_THIS_UNIT: "input",
   DECRYPT_FAILED: "verify",
   UNIT_KEY: "state",
@@ -59,9 +64,6 @@ export class UnitDecryptError extends IdmintError<UnitDecryptErrorCode> {
     this.name = "UnitDecryptError";
   }
 }
-
-/** Larger inputs are refused before anything is parsed (a configuration is kilobytes). */
-export const MAX_ENCRYPTED_INPUT_BYTES = 64 * 1024 * 1024;
 
 const OID = {
   data: "1.2.840.113549.1.7.1",
@@ -368,8 +370,10 @@ export interface EncryptedResult {
   keyEncryption: string;
   /** e.g. id-aes256-wrap (key agreement only). */
   keyWrap?: string;
-  /** e.g. aes-256-cbc. */
+  /** e.g. aes-256-cbc, aes-256-gcm. */
   contentEncryption: string;
+  /** AuthEnvelopedData: its tag proved the content unchanged. */
+  authenticated: boolean;
 }
 
 export type DecryptResult = EncryptedResult | { encrypted: false; plaintext: Uint8Array };
@@ -601,11 +605,39 @@ function expectedVersions(env: pkijs.EnvelopedData): number[] {
 
 export interface Envelope {
   framing: Framing;
-  data: pkijs.EnvelopedData;
-  contentCipher: { name: string; cipher: string; bytes: number };
+  /** AuthEnvelopedData (RFC 5083): the content has a tag, checked before any of it is returned. */
+  authenticated: boolean;
+  contentCipher: { name: string; bytes: number };
+  /** The CBC IV, or the GCM nonce. */
   iv: Uint8Array;
   ciphertext: Uint8Array;
   candidates: Candidate[];
+  /** The content under `cek`, or undefined when it does not open (bad CBC padding, or a GCM tag that does not match). */
+  decryptContent(cek: Uint8Array): Uint8Array | undefined;
+}
+
+/** The recipients a unit's key pair can be: KEK, password and other recipients are for someone else. */
+function candidatesOf(recipientInfos: pkijs.RecipientInfo[], contentKeyBytes: number): Candidate[] {
+  const candidates: Candidate[] = [];
+  for (const ri of recipientInfos) {
+    if (ri.variant === 1) candidates.push(ktriCandidate(ri.value as pkijs.KeyTransRecipientInfo, contentKeyBytes));
+    else if (ri.variant === 2) candidates.push(...kariCandidates(ri.value as pkijs.KeyAgreeRecipientInfo, contentKeyBytes));
+  }
+  return candidates;
+}
+
+/** RFC 5083 AuthEnvelopedData: its structure and AES-GCM content in cms/, its recipients as EnvelopedData's. */
+function authEnvelope(framing: Framing, der: Uint8Array): Envelope {
+  const aed = readAuthEnvelopedData(der);
+  const infos = aed.recipientInfos.map((ri) => {
+    try {
+      return pkijs.RecipientInfo.fromBER(ri);
+    } catch (e) {
+      throw invalid("a RecipientInfo does not parse", e);
+    }
+  });
+  const { contentCipher, nonce, ciphertext } = aed;
+  return { framing, authenticated: true, contentCipher, iv: nonce, ciphertext, candidates: candidatesOf(infos, contentCipher.bytes), decryptContent: aed.open };
 }
 
 /** Parses CMS EnvelopedData (DER) and checks everything that can be checked without the key. */
@@ -623,7 +655,7 @@ export function parseEnvelope(framed: { framing: Framing; der: Uint8Array }): En
   } catch (e) {
     throw invalid("not a ContentInfo", e);
   }
-  if (ci.contentType === OID.authEnvelopedData) throw unsupported("the input is CMS AuthEnvelopedData (AES-GCM), which idmint does not read: encrypt with AES-256-CBC (`openssl cms -encrypt -aes256` or `idmint operator encrypt`)");
+  if (ci.contentType === OID.authEnvelopedData) return authEnvelope(framed.framing, bytes);
   if (ci.contentType !== OID.envelopedData) throw invalid(`its content type is ${ci.contentType === OID.signedData ? "SignedData" : ci.contentType}, not EnvelopedData`);
   let data: pkijs.EnvelopedData;
   try {
@@ -639,7 +671,7 @@ export function parseEnvelope(framed: { framing: Framing; der: Uint8Array }): En
   const contentCipher = CONTENT_CIPHERS[cipherOid];
   if (!contentCipher) {
     const known = KNOWN_REFUSED_CIPHERS[cipherOid];
-    throw unsupported(`content encrypted with ${known ?? cipherOid} is not accepted: encrypt with AES-256-CBC (\`openssl cms -encrypt -aes256\`)`);
+    throw unsupported(`content encrypted with ${known ?? cipherOid} is not accepted in EnvelopedData: encrypt with AES-256-CBC (\`openssl cms -encrypt -aes256\`), or AES-256-GCM in AuthEnvelopedData (\`-aes-256-gcm\`)`);
   }
   const ivParam = eci.contentEncryptionAlgorithm.algorithmParams as asn1js.AsnType | undefined;
   if (!(ivParam instanceof asn1js.OctetString) || ivParam.valueBlock.valueHexView.byteLength !== 16) throw invalid("the AES-CBC IV is not a 16-byte OCTET STRING");
@@ -652,13 +684,16 @@ export function parseEnvelope(framed: { framing: Framing; der: Uint8Array }): En
   }
   if (ciphertext.byteLength === 0 || ciphertext.byteLength % 16 !== 0) throw invalid("the encrypted content is not a whole number of AES blocks");
 
-  const candidates: Candidate[] = [];
-  for (const ri of data.recipientInfos) {
-    if (ri.variant === 1) candidates.push(ktriCandidate(ri.value as pkijs.KeyTransRecipientInfo, contentCipher.bytes));
-    else if (ri.variant === 2) candidates.push(...kariCandidates(ri.value as pkijs.KeyAgreeRecipientInfo, contentCipher.bytes));
-    // KEK, password and other recipients are for someone else: a unit has only its key pair.
-  }
-  return { framing: framed.framing, data, contentCipher, iv: new Uint8Array(ivParam.valueBlock.valueHexView), ciphertext, candidates };
+  const iv = new Uint8Array(ivParam.valueBlock.valueHexView);
+  const decryptContent = (cek: Uint8Array): Uint8Array | undefined => {
+    try {
+      const d = createDecipheriv(contentCipher.cipher, cek, iv);
+      return new Uint8Array(Buffer.concat([d.update(ciphertext), d.final()]));
+    } catch {
+      return undefined;
+    }
+  };
+  return { framing: framed.framing, authenticated: false, contentCipher, iv, ciphertext, candidates: candidatesOf(data.recipientInfos, contentCipher.bytes), decryptContent };
 }
 
 /**
@@ -674,47 +709,68 @@ export function openEnvelope(envelope: Envelope, key: RecipientKey, identity?: R
     const to = named.length ? `to ${named.slice(0, 3).join("; ")}${named.length > 3 ? ` and ${named.length - 3} more` : ""}` : "to no key-pair recipient";
     throw new UnitDecryptError("NOT_FOR_THIS_UNIT", `the input is encrypted ${to}, not to ${unitName}'s ${key.type.toUpperCase()} key: fetch this unit's certificate and encrypt to it`);
   }
+  let tagFailed = false;
   for (const c of mine) {
     const opened = c.tryOpen(key);
     if (!opened) continue;
     try {
-      const d = createDecipheriv(envelope.contentCipher.cipher, opened.cek, envelope.iv);
-      const plaintext = Buffer.concat([d.update(envelope.ciphertext), d.final()]);
+      // Undefined: a wrong key (e.g. RFC 3218's random one) or a changed ciphertext, IV or tag.
+      const plaintext = envelope.decryptContent(opened.cek);
+      if (!plaintext) {
+        tagFailed ||= envelope.authenticated;
+        continue;
+      }
       return {
         encrypted: true,
-        plaintext: new Uint8Array(plaintext),
+        plaintext,
         framing: envelope.framing,
         recipient: c.kind === "kari" ? "key agreement" : "key transport",
         keyEncryption: opened.keyEncryption,
         keyWrap: opened.keyWrap,
         contentEncryption: envelope.contentCipher.name,
+        authenticated: envelope.authenticated,
       };
-    } catch {
-      // Bad padding: a wrong key (e.g. RFC 3218's random one) or a changed ciphertext.
-      continue;
     } finally {
       opened.cek.fill(0);
     }
   }
   throw new UnitDecryptError(
     "DECRYPT_FAILED",
-    `${unitName}'s key (${key.where}) does not open the input: it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`,
+    tagFailed
+      ? `the input's AES-GCM authentication tag does not match under ${unitName}'s key (${key.where}): it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`
+      : `${unitName}'s key (${key.where}) does not open the input: it was changed after encryption, or encrypted to another key; ask the operator for a fresh copy`,
   );
 }
 
-/** Decrypts `input` with `key`, or passes plaintext through (RFC 8886 §4.3) unless `requireEncrypted`. */
-export function decryptWithKey(input: Uint8Array, key: RecipientKey | (() => RecipientKey), options: { identity?: RecipientIdentity; requireEncrypted?: boolean; unitName?: string } = {}): DecryptResult {
-  if (input.byteLength > MAX_ENCRYPTED_INPUT_BYTES) throw invalid(`${input.byteLength} bytes, more than ${MAX_ENCRYPTED_INPUT_BYTES}`);
+/**
+ * Decrypts `input` with `key`, or passes plaintext through (RFC 8886 §4.3) unless
+ * `requireEncrypted`; `requireAuthenticated` refuses all but AuthEnvelopedData.
+ */
+export function decryptWithKey(
+  input: Uint8Array,
+  key: RecipientKey | (() => RecipientKey),
+  options: { identity?: RecipientIdentity; requireEncrypted?: boolean; requireAuthenticated?: boolean; unitName?: string } = {},
+): DecryptResult {
+  assertWithinLimit("encrypted", input.byteLength, "the input");
   const framed = unframe(input);
   if (!framed) {
+    if (options.requireAuthenticated) throw notAuthenticated("is not encrypted");
     if (options.requireEncrypted) {
       throw new UnitDecryptError("NOT_ENCRYPTED", "the input is not encrypted (no CMS EnvelopedData in DER, PEM or S/MIME) and --require-encrypted refuses plaintext (RFC 8886 §4.3): have the operator encrypt it to the unit");
     }
+    assertWithinLimit("configuration", input.byteLength, "the plaintext configuration");
     return { encrypted: false, plaintext: input };
   }
+  assertWithinLimit("cms", framed.der.byteLength, "the CMS in the input");
   const envelope = parseEnvelope(framed);
-  return openEnvelope(envelope, typeof key === "function" ? key() : key, options.identity, options.unitName);
+  if (options.requireAuthenticated && !envelope.authenticated) throw notAuthenticated(`is CMS EnvelopedData (${envelope.contentCipher.name}), which has no integrity protection`);
+  const result = openEnvelope(envelope, typeof key === "function" ? key() : key, options.identity, options.unitName);
+  assertWithinLimit("configuration", result.plaintext.byteLength, "the decrypted configuration");
+  return result;
 }
+
+const notAuthenticated = (what: string) =>
+  new UnitDecryptError("NOT_AUTHENTICATED", `the input ${what}, and --require-authenticated accepts only AuthEnvelopedData (AES-GCM): have the operator encrypt it with \`idmint operator encrypt --aead\``);
 
 export interface UnitDecryptOptions {
   /** The simulator's units directory (`HOME/units`). */
@@ -722,6 +778,7 @@ export interface UnitDecryptOptions {
   serial: string;
   input: Uint8Array;
   requireEncrypted?: boolean;
+  requireAuthenticated?: boolean;
   /** For a unit whose key is in a PKCS#11 token: the module and the token (with its pin-source). */
   token?: Omit<Pkcs11KeystoreOptions, "tokenUri"> & { tokenUri?: string };
 }
@@ -762,7 +819,7 @@ export function decryptForUnit(o: UnitDecryptOptions): UnitDecryptResult {
     if (!Buffer.from(identity.spki).equals(unit.spki)) throw broken("is not for its key");
   }
   const unitName = `unit ${o.serial}`;
-  const options = { identity, requireEncrypted: o.requireEncrypted, unitName };
+  const options = { identity, requireEncrypted: o.requireEncrypted, requireAuthenticated: o.requireAuthenticated, unitName };
   const ref = unit.key;
   if (ref.keystore === "soft") return { serial: o.serial, keystore: "soft", result: decryptWithKey(o.input, softRecipientKey(softKey!), options) };
   // The token is opened only when there is something to decrypt.

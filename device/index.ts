@@ -14,7 +14,6 @@ export {
   tokenRecipientKey,
   recipientIdentity,
   UnitDecryptError,
-  MAX_ENCRYPTED_INPUT_BYTES,
   type UnitDecryptErrorCode,
   type UnitDecryptOptions,
   type UnitDecryptResult,

@@ -1,6 +1,7 @@
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { constants, createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, type KeyObject } from "node:crypto";
+import { assertWithinLimit, sealAuthEnvelopedData } from "../cms/index.js";
 import { sha256Hex, systemRandom, type Random } from "../core/index.js";
 import { eccCmsSharedInfo, x963Kdf, x509 } from "../pki/index.js";
 import { OperatorError } from "./errors.js";
@@ -20,12 +21,11 @@ import { OperatorError } from "./errors.js";
  * - Content: id-data under aes-256-cbc (2.16.840.1.101.3.4.1.42, RFC 3565), a fresh random
  *   256-bit key and 128-bit IV. Not AES-GCM: inside EnvelopedData OpenSSL 3.0 refuses it.
  * - Recipient named by issuerAndSerialNumber, as `openssl cms -encrypt` does.
+ * - With `aead`: the same recipient in AuthEnvelopedData (RFC 5083) with AES-256-GCM
+ *   content (RFC 5084), so the unit detects any change (cms/auth-enveloped.ts).
  *
  * The output is DER (definite lengths, the content in one primitive OCTET STRING).
  */
-
-/** Configurations are kilobytes; anything near this is a mistake. */
-export const MAX_CONTENT_BYTES = 64 * 1024 * 1024;
 
 const OID = {
   data: "1.2.840.113549.1.7.1",
@@ -183,33 +183,55 @@ export interface EncryptResult {
   };
   keyEncryption: string;
   keyWrap?: string;
-  contentEncryption: "aes-256-cbc";
+  contentType: "EnvelopedData" | "AuthEnvelopedData";
+  contentEncryption: "aes-256-cbc" | "aes-256-gcm";
+}
+
+export interface EncryptOptions {
+  /** AuthEnvelopedData with AES-256-GCM instead of EnvelopedData with AES-256-CBC. */
+  aead?: boolean;
 }
 
 /**
  * Encrypts `content` to the holder of `certificate`'s private key. The certificate is taken
  * as given: check it first (`fetchDeviceCertificate` or `checkDeviceCertificate`).
  */
-export function encryptToCertificate(certificate: x509.X509Certificate, content: Uint8Array, random: Random = systemRandom): EncryptResult {
-  if (content.byteLength > MAX_CONTENT_BYTES) {
-    throw new OperatorError("INPUT_TOO_LARGE", `the configuration is ${content.byteLength} bytes, more than ${MAX_CONTENT_BYTES}: encrypt a smaller file`);
-  }
+export function encryptToCertificate(certificate: x509.X509Certificate, content: Uint8Array, random: Random = systemRandom, options: EncryptOptions = {}): EncryptResult {
+  assertWithinLimit("configuration", content.byteLength, "the configuration");
   const recipient = recipientKeyOf(certificate);
   assertEncryptionUsage(certificate, recipient.type);
   const cert = pkijs.Certificate.fromBER(new Uint8Array(certificate.rawData));
 
   const cek = Buffer.from(random.bytes(32));
-  const iv = Buffer.from(random.bytes(16));
-  const cipher = createCipheriv("aes-256-cbc", cek, iv);
-  const ciphertext = Buffer.concat([cipher.update(content), cipher.final()]);
   const ec = recipient.type === "ec";
-  let ri: pkijs.RecipientInfo;
+  let der: Uint8Array;
   try {
-    ri = ec ? keyAgreeRecipient(cert, recipient, cek) : keyTransRecipient(cert, recipient, cek);
+    const ri = ec ? keyAgreeRecipient(cert, recipient, cek) : keyTransRecipient(cert, recipient, cek);
+    der = options.aead ? sealAuthEnvelopedData(new Uint8Array(ri.toSchema().toBER(false)), cek, content, random) : envelopedData(ri, ec, cek, content, random);
   } finally {
     cek.fill(0);
   }
+  return {
+    der,
+    recipient: {
+      subject: certificate.subject,
+      serialNumber: certificate.subjectName.getField("2.5.4.5")[0],
+      certificateSerial: certificate.serialNumber,
+      fingerprint: sha256Hex(new Uint8Array(certificate.rawData)),
+      key: recipient.description,
+    },
+    keyEncryption: ec ? "dhSinglePass-stdDH-sha256kdf-scheme" : "id-RSAES-OAEP (sha256, MGF1-sha256)",
+    keyWrap: ec ? "id-aes256-wrap" : undefined,
+    contentType: options.aead ? "AuthEnvelopedData" : "EnvelopedData",
+    contentEncryption: options.aead ? "aes-256-gcm" : "aes-256-cbc",
+  };
+}
 
+/** RFC 5652 §6.1 EnvelopedData with AES-256-CBC content under `cek`, as a ContentInfo (DER). */
+function envelopedData(ri: pkijs.RecipientInfo, ec: boolean, cek: Buffer, content: Uint8Array, random: Random): Uint8Array {
+  const iv = Buffer.from(random.bytes(16));
+  const cipher = createCipheriv("aes-256-cbc", cek, iv);
+  const ciphertext = Buffer.concat([cipher.update(content), cipher.final()]);
   const enveloped = new pkijs.EnvelopedData({
     // RFC 5652 §6.1: 0 when every recipient is a version 0 KeyTransRecipientInfo, else 2.
     version: ec ? 2 : 0,
@@ -222,20 +244,7 @@ export function encryptToCertificate(certificate: x509.X509Certificate, content:
       disableSplit: true,
     }),
   });
-  const der = new Uint8Array(new pkijs.ContentInfo({ contentType: OID.envelopedData, content: enveloped.toSchema() }).toSchema().toBER(false));
-  return {
-    der,
-    recipient: {
-      subject: certificate.subject,
-      serialNumber: certificate.subjectName.getField("2.5.4.5")[0],
-      certificateSerial: certificate.serialNumber,
-      fingerprint: sha256Hex(new Uint8Array(certificate.rawData)),
-      key: recipient.description,
-    },
-    keyEncryption: ec ? "dhSinglePass-stdDH-sha256kdf-scheme" : "id-RSAES-OAEP (sha256, MGF1-sha256)",
-    keyWrap: ec ? "id-aes256-wrap" : undefined,
-    contentEncryption: "aes-256-cbc",
-  };
+  return new Uint8Array(new pkijs.ContentInfo({ contentType: OID.envelopedData, content: enveloped.toSchema() }).toSchema().toBER(false));
 }
 
 /** PEM as `openssl cms -outform PEM` writes it: "-----BEGIN CMS-----", 64 columns. */

@@ -10,9 +10,8 @@ import { IdmintError, type ErrorKind } from "../core/index.js";
  * - KEY_USAGE: its keyUsage forbids the encryption asked for (EC without keyAgreement, RSA
  *   without keyEncipherment).
  * - KEY_UNSUPPORTED: its key is of a type or size idmint does not encrypt to.
- * - INPUT_TOO_LARGE: the configuration to encrypt is larger than the hard limit.
  */
-export type OperatorErrorCode = "NOT_PUBLISHED" | "CHAIN_INVALID" | "PROFILE_VIOLATION" | "KEY_USAGE" | "KEY_UNSUPPORTED" | "INPUT_TOO_LARGE";
+export type OperatorErrorCode = "NOT_PUBLISHED" | "CHAIN_INVALID" | "PROFILE_VIOLATION" | "KEY_USAGE" | "KEY_UNSUPPORTED";
 
 const DEFAULT_KIND: Record<OperatorErrorCode, ErrorKind> = {
   NOT_PUBLISHED: "input",
@@ -20,7 +19,6 @@ const DEFAULT_KIND: Record<OperatorErrorCode, ErrorKind> = {
   PROFILE_VIOLATION: "verify",
   KEY_USAGE: "input",
   KEY_UNSUPPORTED: "input",
-  INPUT_TOO_LARGE: "input",
 };
 
 export class OperatorError extends IdmintError<OperatorErrorCode> {

@@ -6,7 +6,7 @@ export {
   recipientKeyOf,
   assertEncryptionUsage,
   keyUsageNames,
-  MAX_CONTENT_BYTES,
   type EncryptResult,
+  type EncryptOptions,
   type RecipientKeyInfo,
 } from "./encrypt.js";

@@ -87,6 +87,13 @@ export function oneLineError(r: Run): string {
   return lines[0]!;
 }
 
+/** A refused command: exit `code`, one "idmint: ..." line on stderr, and nothing at `out`; returns the line. */
+export function refusedWithoutOutput(r: Run, code: number, out: string): string {
+  if (r.code !== code) throw new Error(`expected exit ${code}, got ${r.code}: ${r.stderr}`);
+  if (existsSync(out)) throw new Error(`a refused command left ${out} behind`);
+  return oneLineError(r);
+}
+
 export function readJson<T>(path: string): T {
   return JSON.parse(readFileSync(path, "utf8")) as T;
 }

@@ -1,6 +1,7 @@
 import type { Argv } from "yargs";
-import { CoreError, assertNewOutput, readBoundedInput, readInputFile, writeFileAtomic } from "../../core/index.js";
-import { MAX_CONTENT_BYTES, OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
+import { assertFileWithinLimit } from "../../cms/index.js";
+import { CoreError, assertNewOutput, readInputFile, writeFileAtomic } from "../../core/index.js";
+import { OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
 import { parseCertificate } from "../../pki/index.js";
 import { clockOf } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
@@ -63,20 +64,27 @@ export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
       )
       .command(
         "encrypt",
-        "encrypt a configuration to a device certificate as CMS EnvelopedData that `openssl cms -decrypt` reads: ECDH (SHA-256 KDF, AES-256 key wrap) for EC keys, RSA-OAEP (SHA-256) for RSA keys, AES-256-CBC content",
+        "encrypt a configuration (at most 8 MiB) to a device certificate as CMS EnvelopedData that `openssl cms -decrypt` reads: ECDH (SHA-256 KDF, AES-256 key wrap) for EC keys, RSA-OAEP (SHA-256) for RSA keys, AES-256-CBC content; with --aead, AuthEnvelopedData with AES-256-GCM",
         (c) =>
           c
             .option("cert", { type: "string", demandOption: true, describe: "the device certificate (PEM or DER), e.g. from `idmint operator fetch`" })
             .option("in", { type: "string", demandOption: true, describe: "the configuration to encrypt" })
             .option("out", { type: "string", demandOption: true, describe: "where to write the CMS (must not exist)" })
             .option("pem", { type: "boolean", default: false, describe: "write PEM (-----BEGIN CMS-----) instead of DER" })
+            .option("aead", {
+              type: "boolean",
+              default: false,
+              describe: "write CMS AuthEnvelopedData (RFC 5083) with AES-256-GCM, so the unit refuses any change (`unit decrypt --require-authenticated`); OpenSSL 3.0 reads it. Plain EnvelopedData stays the default for RFC 8886 interop",
+            })
             .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.cms", "encrypt router.cfg so only unit SN000042 can read it")
-            .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.pem --pem", "the same, as PEM"),
+            .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.pem --pem", "the same, as PEM")
+            .example("$0 operator encrypt --cert SN000042.pem --in router.cfg --out SN000042.cfg.cms --aead", "the same with integrity: AuthEnvelopedData, AES-256-GCM"),
         (args) => {
           assertNewOutput(args.out);
           const cert = parseCertificate(readInputFile(args.cert, "the device certificate"), args.cert);
-          const content = readBoundedInput(args.in, "the configuration", MAX_CONTENT_BYTES);
-          const r = encryptToCertificate(cert, content);
+          assertFileWithinLimit("configuration", args.in, "the configuration");
+          const content = readInputFile(args.in, "the configuration");
+          const r = encryptToCertificate(cert, content, undefined, { aead: args.aead });
           const data = args.pem ? cmsPem(r.der) : r.der;
           writeFileAtomic(args.out, data);
           report(
@@ -89,6 +97,7 @@ export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
               recipient: r.recipient,
               keyEncryption: r.keyEncryption,
               keyWrap: r.keyWrap,
+              contentType: r.contentType,
               contentEncryption: r.contentEncryption,
             },
             () => [

@@ -1,8 +1,9 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readBoundedInput, readInputFile, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
+import { assertFileWithinLimit } from "../../cms/index.js";
+import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readInputFile, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
-import { MAX_ENCRYPTED_INPUT_BYTES, decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
+import { decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
 import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
 import { homeOf, stopSignal } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
@@ -92,7 +93,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
       )
       .command(
         "decrypt",
-        "device side of RFC 8886: simulated unit SERIAL opens a configuration encrypted to its IDevID (CMS EnvelopedData, DER, PEM or S/MIME) with its own key: its soft key, or ECDH or RSA decryption inside its token",
+        "device side of RFC 8886: simulated unit SERIAL opens a configuration (at most 8 MiB) encrypted to its IDevID (CMS EnvelopedData or AuthEnvelopedData, DER, PEM or S/MIME) with its own key: its soft key, or ECDH or RSA decryption inside its token",
         (c) =>
           c
             .option("serial", { type: "string", demandOption: true, describe: "the unit, as kept in HOME/units/units.db by `station run --sim` or `unit sim`" })
@@ -103,14 +104,21 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
               default: false,
               describe: "refuse input that is not encrypted (RFC 8886 §4.3); without it, text with no CMS framing (DER, PEM, S/MIME) is passed through unchanged",
             })
+            .option("require-authenticated", {
+              type: "boolean",
+              default: false,
+              describe: "accept only AuthEnvelopedData (AES-GCM, e.g. from `operator encrypt --aead`), whose tag proves the configuration unchanged: plain EnvelopedData and plaintext are refused (exit 6)",
+            })
             .option("pkcs11-token", { type: "string", describe: "for a unit whose key is in a token: the token, as a PKCS#11 URI with pin-source (default: simulator.unitTokenUri of the home)" })
             .option("pkcs11-module", { type: "string", describe: "for a unit whose key is in a token: the PKCS#11 module (default: hsm.module of the home, else SoftHSM2)" })
             .example("$0 unit decrypt --serial SN000042 --in SN000042.cfg.cms --out router.cfg --require-encrypted", "SN000042 decrypts its configuration; plaintext is refused")
-            .example("$0 unit decrypt --serial SN000042 --in cfg.cms --out router.cfg --json", "the same, saying whether it was encrypted and with which algorithms"),
+            .example("$0 unit decrypt --serial SN000042 --in cfg.cms --out router.cfg --json", "the same, saying whether it was encrypted and with which algorithms")
+            .example("$0 unit decrypt --serial SN000042 --in SN000042.cfg.cms --out router.cfg --require-authenticated", "only a configuration whose AES-GCM tag proves it unchanged"),
         (args) => {
           const home = homeOf(args, io);
           assertNewOutput(args.out);
-          const input = readBoundedInput(args.in, "the encrypted configuration", MAX_ENCRYPTED_INPUT_BYTES);
+          assertFileWithinLimit("encrypted", args.in, "the encrypted configuration");
+          const input = readInputFile(args.in, "the encrypted configuration");
           const config: IdmintConfig | undefined = home.hasConfig() ? home.readConfig() : undefined;
           const tokenUri = args["pkcs11-token"] ?? config?.simulator?.unitTokenUri;
           const token = tokenUri
@@ -121,7 +129,14 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
                 env: io.env,
               }
             : undefined;
-          const { keystore, result } = decryptForUnit({ unitsDir: home.unitsDir, serial: args.serial, input, requireEncrypted: args["require-encrypted"], token });
+          const { keystore, result } = decryptForUnit({
+            unitsDir: home.unitsDir,
+            serial: args.serial,
+            input,
+            requireEncrypted: args["require-encrypted"],
+            requireAuthenticated: args["require-authenticated"],
+            token,
+          });
           // The configuration may carry secrets: only the owner reads it.
           writeFileAtomic(args.out, result.plaintext, 0o600);
           const bytes = result.plaintext.byteLength;
@@ -136,9 +151,20 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           report(
             io,
             args,
-            { serial: args.serial, encrypted: true, bytes, out: args.out, keystore, framing: result.framing, keyEncryption: result.keyEncryption, keyWrap: result.keyWrap, contentEncryption: result.contentEncryption },
+            {
+              serial: args.serial,
+              encrypted: true,
+              authenticated: result.authenticated,
+              bytes,
+              out: args.out,
+              keystore,
+              framing: result.framing,
+              keyEncryption: result.keyEncryption,
+              keyWrap: result.keyWrap,
+              contentEncryption: result.contentEncryption,
+            },
             () => [
-              `${args.serial}: decrypted ${bytes} bytes with ${how} (${result.keyEncryption}${result.keyWrap ? `, ${result.keyWrap}` : ""}, ${result.contentEncryption})`,
+              `${args.serial}: decrypted ${bytes} bytes with ${how} (${result.keyEncryption}${result.keyWrap ? `, ${result.keyWrap}` : ""}, ${result.contentEncryption}${result.authenticated ? ", tag verified" : ""})`,
               `written to ${args.out}`,
             ],
           );

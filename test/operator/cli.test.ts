@@ -178,7 +178,7 @@ describe("idmint unit decrypt", () => {
       const out = fresh(`${serial}.cfg`);
       const r = await cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out, "--require-encrypted", "--json");
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout)).toEqual({ serial, encrypted: true, bytes: config.length, out, keystore, framing: "der", keyEncryption, keyWrap: serial === RSA ? undefined : "id-aes256-wrap", contentEncryption: "aes-256-cbc" });
+      expect(JSON.parse(r.stdout)).toEqual({ serial, encrypted: true, authenticated: false, bytes: config.length, out, keystore, framing: "der", keyEncryption, keyWrap: serial === RSA ? undefined : "id-aes256-wrap", contentEncryption: "aes-256-cbc" });
       expect(readFileSync(out, "utf8")).toBe(config);
       expect(statSync(out).mode & 0o777).toBe(0o600);
     }

@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
+import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
+import { Attribute, ContentInfo } from "@peculiar/asn1-cms";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { systemClock, systemRandom } from "../../core/index.js";
+import { AuthAttributes, AuthEnvelopedData, GcmParameters, MAX_CMS_BYTES, MAX_CONFIGURATION_BYTES, MAX_ENCRYPTED_INPUT_BYTES } from "../../cms/index.js";
+import { IdmintError, systemClock, systemRandom } from "../../core/index.js";
 import { checkDeviceCertificate, cmsPem, encryptToCertificate, OperatorError } from "../../operator/index.js";
 import { issueEndEntity, x509 } from "../../pki/index.js";
 import { decryptWithKey, parseEnvelope, recipientIdentity, softRecipientKey, unframe, UnitDecryptError, type RecipientKey } from "../../device/index.js";
@@ -54,7 +57,7 @@ const open = (input: Uint8Array, d: Device, requireEncrypted = false) => {
 /** `openssl cms -encrypt` to a device, DER unless other options say otherwise. */
 function opensslEncrypt(d: Device, ...extra: string[]): Buffer {
   const out = file(`openssl-${d.serial}-${randomBytes(4).toString("hex")}.cms`);
-  const r = openssl(["cms", "-encrypt", "-binary", "-in", file("config.txt"), "-out", out, "-recip", d.certFile, ...(extra.includes("-outform") ? [] : ["-outform", "DER"]), ...(extra.some((e) => /^-(aes128|aes192|aes256|aes-256-gcm|des3)$/.test(e)) ? [] : ["-aes256"]), ...extra]);
+  const r = openssl(["cms", "-encrypt", "-binary", "-in", file("config.txt"), "-out", out, "-recip", d.certFile, ...(extra.includes("-outform") ? [] : ["-outform", "DER"]), ...(extra.some((e) => /^-(aes128|aes192|aes256|aes-(128|256)-gcm|des3)$/.test(e)) ? [] : ["-aes256"]), ...extra]);
   expect(r.code, r.stderr).toBe(0);
   return readFileSync(out);
 }
@@ -122,9 +125,8 @@ describe("operator encrypt -> openssl cms -decrypt, and back", () => {
     expect(Buffer.from(smime.plaintext)).toEqual(config);
   });
 
-  it("refuses what it does not accept, each with one clear line: 3DES, AES-GCM (AuthEnvelopedData), another content type", () => {
-    expect(() => open(opensslEncrypt(devices.ec, "-des3"), devices.ec)).toThrowError(/des-ede3-cbc is not accepted: encrypt with AES-256-CBC/);
-    expect(() => open(opensslEncrypt(devices.ec, "-aes-256-gcm"), devices.ec)).toThrowError(/AuthEnvelopedData \(AES-GCM\)/);
+  it("refuses what it does not accept, each with one clear line: 3DES, another content type", () => {
+    expect(() => open(opensslEncrypt(devices.ec, "-des3"), devices.ec)).toThrowError(/des-ede3-cbc is not accepted in EnvelopedData: encrypt with AES-256-CBC/);
     const signed = file("signed.cms");
     const r = openssl(["cms", "-sign", "-in", file("config.txt"), "-signer", devices.ec.certFile, "-inkey", devices.ec.keyFile, "-outform", "DER", "-out", signed, "-nodetach"]);
     expect(r.code, r.stderr).toBe(0);
@@ -238,5 +240,107 @@ describe("operator-side refusals", () => {
     // A certificate from some other issuer with the same name is refused too.
     const station = await issueEndEntity({ purpose: "station", issuer: { signer: softSigner(), certificate: pki.root }, publicKeySpki: softSigner().publicKeySpki, subject: { organization: "Test Vendor", commonName: "s" }, clock: systemClock, random: systemRandom });
     await expect(checkDeviceCertificate(station, "EC0001", pki.root, [pki.factoryCa])).rejects.toThrowError(OperatorError);
+  });
+});
+
+describe("AuthEnvelopedData (RFC 5083) with AES-GCM (RFC 5084): operator encrypt --aead, and openssl -aes-256-gcm", () => {
+  const aead = (d: Device, content: Uint8Array = config) => encryptToCertificate(d.cert, content, systemRandom, { aead: true });
+
+  for (const kind of ["ec", "rsa"] as const) {
+    it(`${kind === "ec" ? "P-256" : "RSA-2048"}: openssl decrypts our DER and PEM, and so does the unit's key; version 0, AES-256-GCM, a 12-byte nonce and a 16-byte tag`, () => {
+      const d = devices[kind];
+      const r = aead(d);
+      expect(r).toMatchObject({ contentType: "AuthEnvelopedData", contentEncryption: "aes-256-gcm" });
+      expect(opensslDecrypt(d, r.der, "DER")).toBe(config.toString());
+      expect(opensslDecrypt(d, Buffer.from(cmsPem(r.der)), "PEM")).toBe(config.toString());
+      const opened = open(r.der, d);
+      expect(opened).toMatchObject({ encrypted: true, authenticated: true, contentEncryption: "aes-256-gcm", recipient: kind === "ec" ? "key agreement" : "key transport" });
+      expect(Buffer.from(opened.plaintext)).toEqual(config);
+
+      const parsed = file(`ours-aead-${kind}.der`);
+      writeFileSync(parsed, r.der);
+      const printed = openssl(["cms", "-cmsout", "-print", "-inform", "DER", "-in", parsed]).stdout;
+      expect(printed).toMatch(/contentType: id-smime-ct-authEnvelopedData \(1\.2\.840\.113549\.1\.9\.16\.1\.23\)/);
+      expect(printed).toMatch(kind === "ec" ? /d\.kari:[\s\S]*dhSinglePass-stdDH-sha256kdf-scheme[\s\S]*:id-aes256-wrap/ : /d\.ktri:[\s\S]*rsaesOaep/);
+      expect(printed).toMatch(/algorithm: aes-256-gcm \(2\.16\.840\.1\.101\.3\.4\.1\.46\)/);
+      expect(openssl(["asn1parse", "-inform", "DER", "-in", parsed]).stdout).not.toMatch(/l=inf/);
+      const data = AsnConvert.parse(AsnConvert.parse(r.der, ContentInfo).content, AuthEnvelopedData);
+      const params = AsnConvert.parse(data.authEncryptedContentInfo.contentEncryptionAlgorithm.parameters!, GcmParameters);
+      expect({ version: data.version, nonce: params.nonce.byteLength, icvLen: params.icvLen, mac: data.mac.byteLength, authAttrs: data.authAttrs }).toEqual({ version: 0, nonce: 12, icvLen: 16, mac: 16, authAttrs: undefined });
+    });
+  }
+
+  it("opens what openssl cms -encrypt -aes-256-gcm makes: P-256 (its SHA-1 KDF), RSA (PKCS #1 v1.5 and OAEP), AES-128-GCM, PEM, S/MIME and -stream BER", () => {
+    const cases: Array<[Device, string[], Record<string, string>]> = [
+      [devices.ec, ["-aes-256-gcm"], { keyEncryption: "dhSinglePass-stdDH-sha1kdf-scheme", keyWrap: "id-aes256-wrap", contentEncryption: "aes-256-gcm" }],
+      [devices.ec, ["-aes-128-gcm"], { keyWrap: "id-aes128-wrap", contentEncryption: "aes-128-gcm" }],
+      [devices.rsa, ["-aes-256-gcm"], { keyEncryption: "rsaEncryption (PKCS #1 v1.5)" }],
+      [devices.rsa, ["-aes-256-gcm", "-keyopt", "rsa_padding_mode:oaep"], { keyEncryption: "id-RSAES-OAEP (sha1)" }],
+      [devices.ec, ["-aes-256-gcm", "-outform", "PEM"], { framing: "pem" }],
+      [devices.rsa, ["-aes-256-gcm", "-outform", "SMIME"], { framing: "smime" }],
+      [devices.rsa, ["-aes-256-gcm", "-stream"], { framing: "der" }],
+    ];
+    for (const [d, extra, expected] of cases) {
+      const r = open(opensslEncrypt(d, ...extra), d);
+      expect(r, extra.join(" ")).toMatchObject({ encrypted: true, authenticated: true, ...expected });
+      expect(Buffer.from(r.plaintext)).toEqual(config);
+    }
+  });
+
+  for (const kind of ["ec", "rsa"] as const) {
+    it(`${kind}: every single-bit flip is refused, in the nonce, the ciphertext and the tag too (there: the tag does not match, a verify error)`, () => {
+      const d = devices[kind];
+      const der = Buffer.from(aead(d, Buffer.from("short config\n")).der);
+      const envelope = parseEnvelope({ framing: "der", der });
+      const nonceAt = der.indexOf(Buffer.from(envelope.iv));
+      const ctAt = der.indexOf(Buffer.from(envelope.ciphertext));
+      // The mac is the last field: no unauthAttrs follow it.
+      const tagged = (i: number) => (i >= nonceAt && i < nonceAt + 12) || (i >= ctAt && i < ctAt + envelope.ciphertext.byteLength) || i >= der.length - 16;
+      for (let i = 0; i < der.length; i++) {
+        const bad = Buffer.from(der);
+        bad[i]! ^= 0x01;
+        let error: unknown;
+        try {
+          open(bad, d);
+        } catch (e) {
+          error = e;
+        }
+        expect(error, `flip at byte ${i} of ${der.length} was accepted`).toBeInstanceOf(IdmintError);
+        if (tagged(i)) expect(error, `byte ${i}`).toMatchObject({ code: "DECRYPT_FAILED", kind: "verify", message: expect.stringMatching(/^the input's AES-GCM authentication tag does not match under unit/) });
+      }
+    });
+  }
+
+  it("refuses authenticated attributes it does not read, and a nonce of another length, in one line", () => {
+    const d = devices.ec;
+    const ci = AsnConvert.parse(aead(d).der, ContentInfo);
+    const data = AsnConvert.parse(ci.content, AuthEnvelopedData);
+    const reencode = () => new Uint8Array(AsnConvert.serialize(new ContentInfo({ contentType: ci.contentType, content: AsnConvert.serialize(data) })));
+    // RFC 5652 §11.1 content-type attribute, id-data.
+    data.authAttrs = new AuthAttributes([new Attribute({ attrType: "1.2.840.113549.1.9.3", attrValues: [new asn1js.ObjectIdentifier({ value: "1.2.840.113549.1.7.1" }).toBER()] })]);
+    expect(() => open(reencode(), d)).toThrowError(expect.objectContaining({ code: "CMS_UNSUPPORTED", message: expect.stringMatching(/has authenticated attributes, which idmint does not read/) }));
+    data.authAttrs = undefined;
+    data.authEncryptedContentInfo.contentEncryptionAlgorithm.parameters = AsnConvert.serialize(new GcmParameters({ nonce: new OctetString(new Uint8Array(16)), icvLen: 16 }));
+    expect(() => open(reencode(), d)).toThrowError(expect.objectContaining({ code: "CMS_UNSUPPORTED", message: expect.stringMatching(/the AES-GCM nonce is 16 bytes/) }));
+  });
+});
+
+describe("one size limit for a configuration, on both sides (cms/limits.ts)", () => {
+  it("encrypt refuses one byte over the limit; decrypt refuses a CMS holding more, and input over its limits before parsing it", () => {
+    const d = devices.ec;
+    expect(() => encryptToCertificate(d.cert, Buffer.alloc(MAX_CONFIGURATION_BYTES + 1))).toThrowError(
+      expect.objectContaining({ code: "TOO_LARGE", kind: "input", message: expect.stringMatching(/^the configuration is 8388609 bytes, more than the 8388608 a configuration may have/) }),
+    );
+    // openssl has no limit: the unit refuses what it encrypted over the limit, as operator encrypt would have.
+    const over = file("over-limit.txt");
+    writeFileSync(over, Buffer.alloc(MAX_CONFIGURATION_BYTES + 1, 0x61));
+    const cms = file("over-limit.cms");
+    const r = openssl(["cms", "-encrypt", "-binary", "-aes-256-gcm", "-in", over, "-recip", d.certFile, "-outform", "DER", "-out", cms]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(() => open(readFileSync(cms), d)).toThrowError(/^the decrypted configuration is 8388609 bytes, more than the 8388608 a configuration may have/);
+    // Garbage that would be CMS_INVALID if it were parsed is TOO_LARGE: refused before.
+    expect(() => open(randomBytes(MAX_CMS_BYTES + 1), d)).toThrowError(expect.objectContaining({ code: "TOO_LARGE", message: expect.stringMatching(/^the CMS in the input is 8454145 bytes/) }));
+    expect(() => open(Buffer.alloc(MAX_ENCRYPTED_INPUT_BYTES + 1, 0x61), d)).toThrowError(expect.objectContaining({ code: "TOO_LARGE", message: expect.stringMatching(/^the input is 11628545 bytes/) }));
+    expect(() => open(Buffer.alloc(MAX_CONFIGURATION_BYTES + 1, 0x61), d)).toThrowError(/^the plaintext configuration is 8388609 bytes/);
   });
 });

@@ -64,7 +64,7 @@ describe("idmint unit decrypt with the key inside the unit-se token", () => {
       const out = fresh(`${serial}.cfg`);
       const r = cli("unit", "decrypt", "--serial", serial, "--in", cms, "--out", out, "--require-encrypted", "--json");
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout)).toEqual({ serial, encrypted: true, bytes: config.length, out, keystore: "pkcs11", framing: "der", keyEncryption, keyWrap, contentEncryption: "aes-256-cbc" });
+      expect(JSON.parse(r.stdout)).toEqual({ serial, encrypted: true, authenticated: false, bytes: config.length, out, keystore: "pkcs11", framing: "der", keyEncryption, keyWrap, contentEncryption: "aes-256-cbc" });
       expect(readFileSync(out).equals(config)).toBe(true);
       expect(statSync(out).mode & 0o777).toBe(0o600);
       // The key never left the token.
