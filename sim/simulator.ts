@@ -342,7 +342,7 @@ class SimLink {
       }
       if (p.kind === "refuse" || (p.request.op !== "hello" && p.request.op !== "next")) this.untouched = false;
       if (!this.unit) {
-        // End of the line (see protocol.ts): answer once, then close.
+        // End of the line (docs/unit-link.md): answer once, then close.
         this.done = true;
         this.write(refuse("NO_MORE_UNITS", "the fixture has no more units"));
         this.socket.end();
@@ -415,7 +415,7 @@ function wholeNumber(name: string, v: unknown, min: number, max: number): number
  * `count` units have been handed out (a unit whose connection closed is served again only
  * if it was asked nothing but hello, see SimLink);
  * later connections are told NO_MORE_UNITS. Every unit speaks the unit link protocol
- * (protocol.ts), keeps its key in the chosen keystore and its state in the units' flash
+ * (docs/unit-link.md), keeps its key in the chosen keystore and its state in the units' flash
  * under `unitsDir`, and misbehaves as its faults say.
  */
 export class UnitSimulator {
