@@ -2,7 +2,7 @@ import type { GenkeyResult, HelloResult, InstallResult, StatusResult, UnitKeyAlg
 
 /**
  * One unit in one fixture slot, as a station drives it. Implementations speak the unit link
- * protocol (protocol.ts) over whatever reaches the unit: TCP to the simulator today, a
+ * protocol (docs/unit-link.md) over whatever reaches the unit: TCP to the simulator today, a
  * serial console or a JTAG bridge later.
  *
  * Every method rejects with a `UnitError`: UNIT_TIMEOUT, UNIT_DISCONNECTED, UNIT_PROTOCOL,

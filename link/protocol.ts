@@ -1,79 +1,9 @@
 import { assertSerialSyntax } from "../pki/index.js";
 import { UnitError } from "./errors.js";
 
-/**
- * The unit link protocol, version 1: how a station talks to the unit in a fixture slot.
- * It is small on purpose, so that unit firmware (a serial console, a JTAG bridge, a TCP
- * simulator) can implement it in a few hundred lines.
- *
- * FRAMES. The link is a byte stream carrying frames: a 4-byte unsigned big-endian length N,
- * then N bytes of UTF-8 JSON holding one object.
- *   - The length prefix lets a reader find the end of a message without scanning for a
- *     delimiter, and refuse an oversized one before buffering it.
- *   - 1 <= N <= MAX_FRAME_BYTES (64 KiB). A larger or zero N, bytes that are not UTF-8, text
- *     that is not JSON, or JSON that is not an object is a protocol error: the reader drops
- *     the connection, because after garbage it can no longer trust where the next frame
- *     begins.
- *
- * REQUESTS (station -> unit): `{ v: 1, id, op, ...args }`
- *   - v: the protocol version. A unit that does not speak it answers UNSUPPORTED_VERSION
- *     rather than guessing what the fields mean.
- *   - id: an integer 0..2^31-1 chosen by the station and echoed in the answer, so that a
- *     late answer to a request the station gave up on is recognised as such and never
- *     taken for the answer to the next request. 2^31-1 fits every JSON number type.
- *   - op: what to do (below). Unknown ops are answered UNKNOWN_OP; unknown extra fields are
- *     ignored so later versions can add optional arguments.
- *   A unit answers the requests of one connection in the order they arrive, at most
- *   MAX_IN_FLIGHT at a time; a peer that queues more is dropped.
- *
- * RESPONSES (unit -> station): `{ v: 1, id, ok: true, result }` or
- *   `{ v: 1, id, ok: false, error: { code, message } }`
- *   - ok: tells success from refusal without guessing from the shape of `result`.
- *   - error.code: a stable token (A-Z 0-9 _) that a station acts on; error.message: one
- *     line for the operator. Both are attacker-controlled and checked before use.
- *   A request whose `id` cannot be read cannot be answered: that is a protocol error too.
- *
- * OPS
- *   - hello -> { serial, model, hwType, firmware, protocol: 1 }: who the unit claims to be.
- *     serial is what the station reserves and the CSR must carry; model and firmware are for
- *     the operator and the usage report; hwType is the OID that goes into the IDevID's
- *     hardwareModuleName (RFC 4108); protocol is the highest version the unit speaks.
- *   - genkey { alg: "EC-P256" | "RSA-2048" } -> { csr }: the unit makes a NEW key pair
- *     (replacing any earlier one it has not been certified for) and answers a PEM PKCS#10
- *     request (RFC 2986) whose subject serialNumber (2.5.4.5, PrintableString) is its
- *     serial, self-signed with that key as proof of possession. The private key never
- *     leaves the unit (invariant 3). A provisioned unit answers ALREADY_PROVISIONED.
- *   - install { certificate, chain: string[] } -> { fingerprint }: the unit checks that
- *     `certificate` chains through `chain` (PEMs, [factory CA]) to the vendor root it
- *     carries, that it certifies the unit's own current key and that its subject
- *     serialNumber is the unit's serial; then it stores both and answers the SHA-256 (hex)
- *     of the certificate's DER, which the station compares with what it issued. Installing
- *     the same certificate again answers the same fingerprint (a station that lost the
- *     answer may retry); a different one on a provisioned unit is ALREADY_PROVISIONED.
- *     Refusals: NO_KEY, CERT_INVALID, CHAIN_INVALID, KEY_MISMATCH, SERIAL_MISMATCH.
- *   - status -> { serial, state: "new" | "keyed" | "provisioned", fingerprint? }: where the
- *     unit is, so a station that restarted can resume; fingerprint is present exactly when
- *     the unit is provisioned.
- *   - next -> the hello result of the unit now in the slot: the station is done with the unit
- *     this connection served (provisioned, failed or given up on), and the fixture seats the
- *     next one on the same connection. Optional: a hello whose `ops` lists "next" offers it.
- *     A connection then stands for a fixture slot rather than for one unit, which spares a
- *     TCP connect, accept and close per unit on both sides (~0.2 ms of CPU here). A station
- *     may send `next` right behind its last request for a unit (an install), not waiting
- *     for that answer: answers come in order, and the slot's next unit is seated while the
- *     station records the install, one round trip less per unit. So a fixture puts a unit
- *     back in line when its connection closes before it was asked anything but hello: the
- *     station may never have read that hello (the install before it timed out).
- *
- * CAPABILITIES. hello may list the ops it answers in `ops` (at most 16 names). A station
- * uses an optional op only when it is listed; a unit that lists nothing is a protocol 1
- * unit of the first kind, one connection per unit.
- *
- * END OF THE LINE. A fixture with no more units still accepts the connection, answers its
- * first request (a hello) with error NO_MORE_UNITS and closes it, and so answers a `next`
- * when no unit is left for the slot; the driver turns that into `UnitFixture.next()`
- * resolving to undefined.
- */
+// The unit link protocol, version 1: how a station talks to the unit in a fixture slot. The
+// wire format, each op's fields, limits and refusals, and a worked byte-level example are in
+// docs/unit-link.md, written for firmware writers; this file is its reference implementation.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -87,7 +17,7 @@ export const MAX_CHAIN_CERTS = 4;
 export const MAX_TEXT_CHARS = 128;
 /** Longest error message kept from the other side (longer ones are cut). */
 export const MAX_MESSAGE_CHARS = 512;
-/** Largest request id. */
+/** Largest request id: 2^31-1 fits every JSON number type a unit may parse into. */
 export const MAX_REQUEST_ID = 0x7fff_ffff;
 /** Most requests one connection may have queued at the unit. */
 export const MAX_IN_FLIGHT = 16;
@@ -124,7 +54,7 @@ export interface HelloResult {
   hwType: string;
   firmware: string;
   protocol: 1;
-  /** The ops this unit (or its fixture slot) answers, when it says; see CAPABILITIES. */
+  /** The ops this unit (or its fixture slot) answers, when it says (docs/unit-link.md, Capabilities). */
   ops?: UnitOp[];
 }
 export interface GenkeyResult {

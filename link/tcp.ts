@@ -36,7 +36,7 @@ interface Pending {
 
 /**
  * The station's end of one TCP connection to a fixture: to one unit, or to a fixture slot
- * that seats unit after unit (`next`, see protocol.ts). Requests may overlap (each carries
+ * that seats unit after unit (`next`, see docs/unit-link.md). Requests may overlap (each carries
  * an id); each has its own timeout. A timed-out request's late answer is recognised by its
  * id and ignored, and the connection stays usable for that unit. Garbage from the other
  * side drops the connection; a dropped connection rejects everything outstanding and
@@ -324,7 +324,7 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<Sock
 /**
  * A fixture reached over TCP (the simulator, or a real fixture's network bridge). A new
  * connection serves the unit in the next free slot; `next()` connects and says hello. When
- * that unit offers `next` (protocol.ts) its connection is kept once the station is done
+ * that unit offers `next` (docs/unit-link.md) its connection is kept once the station is done
  * with the unit, and a later `next()` asks it for the next unit instead of connecting again:
  * K slots keep K connections. The fixture signals the end of the line by answering hello or
  * next with NO_MORE_UNITS, after which `next()` resolves undefined without connecting again.
