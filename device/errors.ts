@@ -7,8 +7,10 @@ import { IdmintError, type ErrorKind } from "../core/index.js";
  * - UNIT_UNKNOWN, UNIT_NOT_READY, KEY_IN_TOKEN: a unit the flash does not hold, a key or
  *   certificate the unit does not have yet, or a key that cannot leave its token.
  * - KEYSTORE_OPTIONS: the keystore was named wrongly (e.g. a token URI that names a key).
+ * - UNIT_KEY: a unit to decrypt for cannot be found, has no key yet, or holds a broken certificate.
+ * - UNIT_TOKEN_NEEDED: the unit's key is in a token and no token was given.
  */
-export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS";
+export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED";
 
 const KIND: Record<DeviceErrorCode, ErrorKind> = {
   UNIT_STATE: "state",
@@ -16,6 +18,8 @@ const KIND: Record<DeviceErrorCode, ErrorKind> = {
   UNIT_NOT_READY: "state",
   KEY_IN_TOKEN: "input",
   KEYSTORE_OPTIONS: "usage",
+  UNIT_KEY: "state",
+  UNIT_TOKEN_NEEDED: "usage",
 };
 
 export class DeviceError extends IdmintError<DeviceErrorCode> {

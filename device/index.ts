@@ -4,23 +4,4 @@ export { SoftKeystore, Pkcs11Keystore, type UnitKey, type UnitKeystore, type Pkc
 export { UnitFlash, readUnitRecord, readSoftUnitKey, unitsDbPath, type UnitRecord, type KeyRef } from "./store.js";
 export { InstallChecker, Refusal, type Installer } from "./install-check.js";
 export { exportUnitPart, type UnitPart } from "./export.js";
-export {
-  decryptForUnit,
-  decryptWithKey,
-  parseEnvelope,
-  openEnvelope,
-  unframe,
-  softRecipientKey,
-  tokenRecipientKey,
-  recipientIdentity,
-  UnitDecryptError,
-  type UnitDecryptErrorCode,
-  type UnitDecryptOptions,
-  type UnitDecryptResult,
-  type DecryptResult,
-  type EncryptedResult,
-  type RecipientKey,
-  type RecipientIdentity,
-  type Envelope,
-  type Framing,
-} from "./decrypt.js";
+export { decryptForUnit, type UnitDecryptOptions, type UnitDecryptResult } from "./decrypt.js";

@@ -1,7 +1,7 @@
 import { sha256Hex, systemClock, type Clock } from "../core/index.js";
 import { DirectoryClient, DirectoryError, type DirectoryClientOptions } from "../directory/client/index.js";
 import { PkiError, assertSerialSyntax, checkChain, idevidProfileViolation, keyUsageNames, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
-import { assertEncryptionUsage, recipientKeyOf } from "./encrypt.js";
+import { assertEncryptionUsage, recipientKeyOf } from "../cms/index.js";
 import { OperatorError } from "./errors.js";
 
 /** A device certificate that passed every check: chained to the pinned root, an IDevID for its serial. */

@@ -20,4 +20,3 @@ export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type Ceremon
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
 export { checkChain, parseCertificate } from "./chain.js";
 export { idevidProfileViolation, keyUsageNames } from "./idevid-profile.js";
-export { eccCmsSharedInfo, x963Kdf, type KdfHash } from "./cms-kdf.js";

@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
-import { assertFileWithinLimit } from "../../cms/index.js";
+import { assertFileWithinLimit, cmsPem, encryptToCertificate } from "../../cms/index.js";
 import { CoreError, assertNewOutput, readInputFile, writeFileAtomic } from "../../core/index.js";
-import { OperatorError, cmsPem, encryptToCertificate, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
+import { OperatorError, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
 import { parseCertificate } from "../../pki/index.js";
 import { clockOf } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AuthEnvelopedData, MAX_CMS_BYTES, MAX_CONFIGURATION_BYTES, MAX_ENCRYPTED_INPUT_BYTES, parseEnvelope } from "../../cms/index.js";
 import * as pkijs from "pkijs";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { ContentInfo } from "@peculiar/asn1-cms";
 import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { AuthEnvelopedData, MAX_CMS_BYTES, MAX_CONFIGURATION_BYTES, MAX_ENCRYPTED_INPUT_BYTES } from "../../cms/index.js";
-import { parseEnvelope } from "../../device/index.js";
 import { idmintInProcess, openssl, refusedWithoutOutput, scratch, type Run } from "../helpers.js";
 import { makeHome, must } from "../directory/fixture.js";
 

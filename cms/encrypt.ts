@@ -1,10 +1,13 @@
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { constants, createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, type KeyObject } from "node:crypto";
-import { assertWithinLimit, sealAuthEnvelopedData } from "../cms/index.js";
 import { sha256Hex, systemRandom, type Random } from "../core/index.js";
-import { eccCmsSharedInfo, x963Kdf, x509 } from "../pki/index.js";
-import { OperatorError } from "./errors.js";
+import { keyUsageNames, x509 } from "../pki/index.js";
+import { sealAuthEnvelopedData } from "./auth-enveloped.js";
+import { CmsError } from "./errors.js";
+import { eccCmsSharedInfo, x963Kdf } from "./kdf.js";
+import { assertWithinLimit } from "./limits.js";
+import { CURVES, CURVE_BY_NAME, OID } from "./oids.js";
 
 /**
  * The operator's half of RFC 8886 §4: encrypt a configuration to a device's certificate as
@@ -27,24 +30,6 @@ import { OperatorError } from "./errors.js";
  * The output is DER (definite lengths, the content in one primitive OCTET STRING).
  */
 
-const OID = {
-  data: "1.2.840.113549.1.7.1",
-  envelopedData: "1.2.840.113549.1.7.3",
-  ecPublicKey: "1.2.840.10045.2.1",
-  dhSinglePassStdDhSha256Kdf: "1.3.132.1.11.1",
-  aes256Wrap: "2.16.840.1.101.3.4.1.45",
-  aes256Cbc: "2.16.840.1.101.3.4.1.42",
-  rsaesOaep: "1.2.840.113549.1.1.7",
-  mgf1: "1.2.840.113549.1.1.8",
-  sha256: "2.16.840.1.101.3.4.2.1",
-} as const;
-
-const CURVES: Record<string, { oid: string; name: string }> = {
-  prime256v1: { oid: "1.2.840.10045.3.1.7", name: "P-256" },
-  secp384r1: { oid: "1.3.132.0.34", name: "P-384" },
-  secp521r1: { oid: "1.3.132.0.35", name: "P-521" },
-};
-
 const MIN_RSA_BITS = 2048;
 
 export interface RecipientKeyInfo {
@@ -61,19 +46,20 @@ export function recipientKeyOf(cert: x509.X509Certificate): RecipientKeyInfo {
   try {
     key = createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: "der", type: "spki" });
   } catch (e) {
-    throw new OperatorError("KEY_UNSUPPORTED", `the public key of ${cert.subject} cannot be read: idmint encrypts to EC (P-256/P-384/P-521) and RSA keys`, { cause: e });
+    throw new CmsError("KEY_UNSUPPORTED", `the public key of ${cert.subject} cannot be read: idmint encrypts to EC (P-256/P-384/P-521) and RSA keys`, { cause: e });
   }
   if (key.asymmetricKeyType === "ec") {
-    const curve = CURVES[key.asymmetricKeyDetails?.namedCurve ?? ""];
-    if (!curve) throw new OperatorError("KEY_UNSUPPORTED", `the key of ${cert.subject} is on curve ${key.asymmetricKeyDetails?.namedCurve ?? "unknown"}: idmint encrypts to P-256, P-384 and P-521`);
+    const oid = CURVE_BY_NAME[key.asymmetricKeyDetails?.namedCurve ?? ""];
+    const curve = oid === undefined ? undefined : { oid, name: CURVES[oid]!.name };
+    if (!curve) throw new CmsError("KEY_UNSUPPORTED", `the key of ${cert.subject} is on curve ${key.asymmetricKeyDetails?.namedCurve ?? "unknown"}: idmint encrypts to P-256, P-384 and P-521`);
     return { type: "ec", description: `EC ${curve.name}`, key, curve };
   }
   if (key.asymmetricKeyType === "rsa") {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) throw new OperatorError("KEY_UNSUPPORTED", `the key of ${cert.subject} is RSA-${bits}: idmint encrypts to RSA keys of ${MIN_RSA_BITS} bits or more`);
+    if (bits < MIN_RSA_BITS) throw new CmsError("KEY_UNSUPPORTED", `the key of ${cert.subject} is RSA-${bits}: idmint encrypts to RSA keys of ${MIN_RSA_BITS} bits or more`);
     return { type: "rsa", description: `RSA-${bits}`, key };
   }
-  throw new OperatorError("KEY_UNSUPPORTED", `the key of ${cert.subject} is ${key.asymmetricKeyType ?? "of an unknown type"}: idmint encrypts to EC and RSA keys`);
+  throw new CmsError("KEY_UNSUPPORTED", `the key of ${cert.subject} is ${key.asymmetricKeyType ?? "of an unknown type"}: idmint encrypts to EC and RSA keys`);
 }
 
 /**
@@ -86,23 +72,8 @@ export function assertEncryptionUsage(cert: x509.X509Certificate, type: "ec" | "
   const [flag, name, scheme] =
     type === "ec" ? [x509.KeyUsageFlags.keyAgreement, "keyAgreement", "ECDH key agreement"] : [x509.KeyUsageFlags.keyEncipherment, "keyEncipherment", "RSA key transport"];
   if ((ku.usages & flag) === 0) {
-    throw new OperatorError("KEY_USAGE", `the certificate of ${cert.subject} does not allow ${name} (its keyUsage is ${keyUsageNames(ku.usages).join(", ") || "empty"}), which ${scheme} needs: encrypt to the device's IDevID`);
+    throw new CmsError("KEY_USAGE", `the certificate of ${cert.subject} does not allow ${name} (its keyUsage is ${keyUsageNames(ku.usages).join(", ") || "empty"}), which ${scheme} needs: encrypt to the device's IDevID`);
   }
-}
-
-export function keyUsageNames(usages: number): string[] {
-  const names: Array<[number, string]> = [
-    [x509.KeyUsageFlags.digitalSignature, "digitalSignature"],
-    [x509.KeyUsageFlags.nonRepudiation, "nonRepudiation"],
-    [x509.KeyUsageFlags.keyEncipherment, "keyEncipherment"],
-    [x509.KeyUsageFlags.dataEncipherment, "dataEncipherment"],
-    [x509.KeyUsageFlags.keyAgreement, "keyAgreement"],
-    [x509.KeyUsageFlags.keyCertSign, "keyCertSign"],
-    [x509.KeyUsageFlags.cRLSign, "cRLSign"],
-    [x509.KeyUsageFlags.encipherOnly, "encipherOnly"],
-    [x509.KeyUsageFlags.decipherOnly, "decipherOnly"],
-  ];
-  return names.filter(([f]) => (usages & f) !== 0).map(([, n]) => n);
 }
 
 const RFC3394_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
@@ -245,10 +216,4 @@ function envelopedData(ri: pkijs.RecipientInfo, ec: boolean, cek: Buffer, conten
     }),
   });
   return new Uint8Array(new pkijs.ContentInfo({ contentType: OID.envelopedData, content: enveloped.toSchema() }).toSchema().toBER(false));
-}
-
-/** PEM as `openssl cms -outform PEM` writes it: "-----BEGIN CMS-----", 64 columns. */
-export function cmsPem(der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString("base64");
-  return `-----BEGIN CMS-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END CMS-----\n`;
 }
