@@ -1,6 +1,7 @@
 /**
- * The child process of `bench/directory.ts`: one HTTP server, on a loopback port of its own,
- * driven by IPC from the benchmark. Not a benchmark itself (run.ts lists those explicitly).
+ * The child process of the directory benchmark (started by directory-children.ts): one HTTP
+ * server, on a loopback port of its own, driven by IPC from the benchmark. Not a benchmark
+ * itself (run.ts lists those explicitly).
  *
  *   node --import tsx bench/directory-server.ts directory DB ROOT_PEM FACTORY_CA_PEM
  *   node --import tsx bench/directory-server.ts baseline  DB FACTORY_CA_PEM
@@ -12,9 +13,9 @@
  * bytes for that path (the IDevID's PEM then the factory CA's), built at start from the same
  * store and held in a Map, so a request costs a lookup and a write.
  *
- * IPC: the child sends { type: "ready", port } once it listens; it answers { type: "cpu" } with
- * its process.cpuUsage(), and { type: "stop" } by closing and exiting (so `--cpu-prof` writes
- * its profile). It exits on its own if the benchmark goes away.
+ * IPC (directory-wire.ts): the child sends { type: "ready", port } once it listens; it answers
+ * { type: "cpu" } with its process.cpuUsage(), and { type: "stop" } by closing and exiting (so
+ * `--cpu-prof` writes its profile). It exits on its own if the benchmark goes away.
  */
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -22,17 +23,7 @@ import type { AddressInfo } from "node:net";
 import Database from "better-sqlite3";
 import { startDirectory } from "../directory/index.js";
 import { x509 } from "../pki/index.js";
-
-export type ServerMessage = { type: "ready"; port: number } | { type: "cpu"; user: number; system: number };
-export type ServerCommand = { type: "cpu" } | { type: "stop" };
-
-const PEM_TYPE = "application/pem-certificate-chain";
-
-/** The same PEM text the directory writes (server.ts `pemOf`); the benchmark compares the bytes of both servers. */
-function pemOf(der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString("base64");
-  return `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
-}
+import { PEM_TYPE, pemOf, type ServerCommand, type ServerMessage } from "./directory-wire.js";
 
 async function serveDirectory(dbPath: string, rootPem: string, caPem: string): Promise<() => Promise<void>> {
   const dir = await startDirectory({
@@ -81,7 +72,7 @@ function send(m: ServerMessage): void {
 }
 
 async function main(): Promise<void> {
-  if (!process.send) throw new Error("bench/directory-server.ts is started by bench/directory.ts over IPC, not by hand");
+  if (!process.send) throw new Error("bench/directory-server.ts is started by bench/directory-children.ts over IPC, not by hand");
   const [mode, ...args] = process.argv.slice(2);
   let close: () => Promise<void>;
   if (mode === "directory" && args.length === 3) close = await serveDirectory(args[0]!, args[1]!, args[2]!);

@@ -10,8 +10,7 @@
  *  3. `verifyLedger` over the whole ledger, next to a bare scan of the same rows; the scan with
  *     leaf hashing and with leaf hashing plus the tree splits verify's time into its parts.
  */
-import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
-import { statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { openDb, systemClock, type Db } from "../core/index.js";
@@ -25,6 +24,8 @@ import {
   verifyLedger,
   type LedgerEvent,
 } from "../ledger/index.js";
+import { databaseMb, median, perSecond } from "./measure.js";
+import { softKey } from "./soft-key.js";
 import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // Alternating rounds spread disk noise (another process's fsync, a journal flush) over both
@@ -58,46 +59,10 @@ function makeEvents(first: number, count: number): LedgerEvent[] {
   return events;
 }
 
-/**
- * A P-256 key in this process. The HSM's signing latency is not what this measures, and verify
- * only needs real signatures under a known SPKI.
- */
-function softwareSigner(): Signer {
-  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  return {
-    algorithm: "EC-P256",
-    hash: "SHA-256",
-    publicKeySpki: new Uint8Array(publicKey.export({ type: "spki", format: "der" })),
-    sign: async (data) => new Uint8Array(sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" })),
-  };
-}
-
 function timed(fn: () => void): number {
   const t = performance.now();
   fn();
   return performance.now() - t;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function perSecond(count: number, ms: number): number {
-  return (count * 1000) / ms;
-}
-
-/** The database file and its WAL, which together are what a station keeps on disk. */
-function storeMb(path: string): number {
-  const size = (p: string) => {
-    try {
-      return statSync(p).size;
-    } catch {
-      return 0;
-    }
-  };
-  return (size(path) + size(`${path}-wal`)) / (1024 * 1024);
 }
 
 /** Each measurement on its own connection, so none inherits another's SQLite page cache. */
@@ -307,7 +272,9 @@ export const ledgerBenchmark: Benchmark = {
   async run(ctx) {
     const appendCount = ctx.param("BENCH_LEDGER_APPENDS", 3000);
     const total = ctx.param("BENCH_LEDGER_ENTRIES", 1_000_000);
-    const signer = softwareSigner();
+    // A key in this process: the HSM's signing latency is not what this measures, and verify
+    // only needs real signatures under a known SPKI.
+    const signer = softKey("P-256").signer;
     const origin = stationOrigin("bench");
     const path = join(ctx.dir, "ledger.db");
 
@@ -315,7 +282,7 @@ export const ledgerBenchmark: Benchmark = {
     const append = await measureAppend(ctx, appendCount);
     ctx.log(`build: ${total} entries in appendMany batches of ${BUILD_BATCH}, a checkpoint every ${CHECKPOINT_EVERY}`);
     const built = await buildLedger(ctx, path, total, signer, origin);
-    const size: Figure = { key: "build.store_mb", label: "build: database + WAL on disk", value: storeMb(path), unit: "MB", digits: 1 };
+    const size: Figure = { key: "build.store_mb", label: "build: database + WAL on disk", value: databaseMb(path), unit: "MB", digits: 1 };
     ctx.log(`verify: ${VERIFY_RUNS} runs over ${total} entries, each on a fresh connection`);
     const verify = measureVerify(ctx, path, total, built.checkpoints, origin, signer.publicKeySpki);
     return [...append, ...built.figures, size, ...verify];

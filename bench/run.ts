@@ -15,18 +15,13 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { directoryBenchmark } from "./directory.js";
 import { ledgerBenchmark } from "./ledger.js";
+import { memory } from "./measure.js";
 import { stationBenchmark } from "./station.js";
 import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.
 const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark];
-
-const MB = 1024 * 1024;
-
-function rssMb(): number {
-  return process.memoryUsage().rss / MB;
-}
 
 function formatValue(f: Figure): string {
   const digits = f.digits ?? 0;
@@ -52,7 +47,7 @@ function printTable(rows: Array<{ bench: string; figure: Figure }>): void {
 
 async function main(): Promise<number> {
   const started = performance.now();
-  const rssStart = rssMb();
+  const rssStart = memory().rssMb;
   const filter = process.argv[2];
   const selected = BENCHMARKS.filter((b) => filter === undefined || b.name.includes(filter));
   if (selected.length === 0) {
@@ -109,9 +104,8 @@ async function main(): Promise<number> {
   }
 
   const elapsedS = (performance.now() - started) / 1000;
-  const rssEnd = rssMb();
   // RSS alone cannot tell live data from heap V8 has grown and not yet returned to the OS.
-  const heapEnd = process.memoryUsage().heapUsed / MB;
+  const { rssMb: rssEnd, heapMb: heapEnd } = memory();
   // maxRSS is in KiB on every platform Node supports.
   const rssPeak = process.resourceUsage().maxRSS / 1024;
   rows.push(
