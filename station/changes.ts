@@ -17,7 +17,7 @@ export type UnitChange =
   | { op: "issued"; serial: string; certificateSerial: string; pem: string; fingerprint: string }
   /** The unit acknowledged its certificate: ledger entry, and the certificate queued for the directory. */
   | { op: "delivered"; serial: string; pem: string; fingerprint: string }
-  /** The unit failed: ledger entry, its row, and, if no certificate is on record, its serial released when this station holds it. */
+  /** The unit failed: ledger entry (not for the same failure again), its row, and, if no certificate is on record, its serial released when this station holds it. */
   | { op: "failed"; serial: string; code: string; message: string; releaseSerial: boolean };
 
 export interface ChangeStores {
@@ -51,8 +51,8 @@ export function applyChange(s: ChangeStores, c: UnitChange): string | undefined 
       s.units.delivered(c.serial, c.pem);
       return undefined;
     case "failed":
-      s.ledger.append({ type: "error", serial: c.serial, stage: "provision", code: c.code, message: c.message.slice(0, 300) });
-      s.units.failed(c.serial, c.code, c.message);
+      // The same failure again is only counted on the unit's row (see UnitStore.failed).
+      if (!s.units.failed(c.serial, c.code, c.message)) s.ledger.append({ type: "error", serial: c.serial, stage: "provision", code: c.code, message: c.message.slice(0, 300) });
       // No certificate is on record for this unit: its serial, if this station holds it, may go to a good unit later.
       if (c.releaseSerial) s.serials.release(c.serial, s.owner, c.code);
       return undefined;

@@ -6,6 +6,7 @@ export type { UnitChange } from "./changes.js";
 export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";
+export { DEFAULT_STOP_RULES, type StopRules } from "./stop.js";
 export { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
 export type { OutboxCounts } from "./store.js";
 export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";

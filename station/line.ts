@@ -1,6 +1,7 @@
 import type { UnitFixture } from "../link/index.js";
 import { StationError } from "./errors.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
+import { DEFAULT_STOP_RULES, FailureWatch, type StopRules } from "./stop.js";
 
 /**
  * Units in a row that fail before their hello (silence, garbage, a hang-up) after which a
@@ -33,11 +34,17 @@ function percentile(sorted: number[], p: number): number {
 
 /**
  * Runs the line: K slots, each taking the next unit from the fixture until it has none.
- * A failed unit never stops the line; only a fixture that cannot be reached, or one that
- * stopped answering on every slot (see SILENT_LIMIT), does. Reports each unit through
- * `onUnit` as it ends (library code never prints).
+ * A failed unit never stops the line; only a fixture that cannot be reached, one that
+ * stopped answering on every slot (see SILENT_LIMIT), or a line that only fails (see
+ * StopRules) does. Reports each unit through `onUnit` as it ends (library code never prints).
  */
-export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: LineContext; onUnit?: (o: UnitOutcome) => void }): Promise<LineSummary> {
+export async function runLine(p: {
+  fixture: UnitFixture;
+  slots: number;
+  ctx: LineContext;
+  onUnit?: (o: UnitOutcome) => void;
+  stop?: Partial<StopRules>;
+}): Promise<LineSummary> {
   const started = performance.now();
   const before = p.ctx.commits.stats;
   // Only counts and stage times are kept, not the outcomes: a long run must not grow memory.
@@ -47,8 +54,14 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   let units = 0;
   let provisioned = 0;
   let resumed = 0;
+  const watch = new FailureWatch({ ...DEFAULT_STOP_RULES, ...p.stop });
+  // Why the line stops, once a stop rule fired: the slots take no more units.
+  let stopped: StationError | undefined;
+  // Serials being provisioned now, in any slot: a second unit claiming one is refused.
+  const inFlight = new Set<string>();
   const record = (outcome: UnitOutcome) => {
     units++;
+    stopped ??= watch.note(outcome);
     if (outcome.status === "provisioned") {
       provisioned++;
       if (outcome.resumed) resumed++;
@@ -66,13 +79,15 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
   let silence = "";
   const slot = async () => {
     let silentInARow = 0;
-    for (;;) {
+    while (!stopped) {
       const link = await p.fixture.next();
       if (!link) return;
+      // A unit seated while another slot's unit stopped the line is left as it is.
+      if (stopped) return link.close();
       try {
         let freed!: () => void;
         const free = new Promise<void>((resolve) => (freed = resolve));
-        const unit = provisionUnit(link, p.ctx, freed);
+        const unit = provisionUnit(link, p.ctx, { slotFree: freed, inFlight });
         const outcome = unit.then(record);
         recording.add(outcome);
         const recorded = () => recording.delete(outcome);
@@ -100,6 +115,7 @@ export async function runLine(p: { fixture: UnitFixture; slots: number; ctx: Lin
       `the fixture stopped answering: on every slot ${SILENT_LIMIT} units in a row failed before their hello, the last with "${silence}": check the fixture (or allow a longer --timeout-ms), then run the station again; the units done so far are recorded`,
     );
   }
+  if (stopped) throw stopped;
   const seconds = (performance.now() - started) / 1000;
   const stages: LineSummary["stages"] = {};
   for (const stage of stageNames) {

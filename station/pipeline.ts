@@ -59,9 +59,13 @@ function failure(e: unknown): UnitFailure {
  * before the step that depends on it, so a killed station resumes each unit where it stood:
  * a unit whose certificate was signed and stored gets that same certificate again.
  * `slotFree` is called once the unit holds its certificate and the fixture slot may take the
- * next unit; the outcome follows when the delivery is recorded.
+ * next unit; the outcome follows when the delivery is recorded. `inFlight` holds the serials
+ * the line's other slots are provisioning: a unit claiming one of them is refused at once
+ * (a clone, or a fixture reporting one unit twice), before it costs a signature, and nothing
+ * is recorded against the serial, whose row is the other unit's.
  */
-export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?: () => void): Promise<UnitOutcome> {
+export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { slotFree?: () => void; inFlight?: Set<string> } = {}): Promise<UnitOutcome> {
+  const { slotFree, inFlight } = slot;
   const ms: UnitOutcome["ms"] = {};
   const started = performance.now();
   let mark = started;
@@ -73,10 +77,17 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
   let serial: string | undefined;
   /** The unit's certificate is on record: its serial is spent, whatever happens next. */
   let certified = false;
+  /** This unit holds its serial in `inFlight`: its failure is recorded against the serial. */
+  let claimed = false;
   try {
     const hello = await link.hello();
     serial = hello.serial;
     assertSerialSyntax(serial);
+    if (inFlight?.has(serial)) {
+      throw new StationError("state", "SERIAL_BUSY", `serial ${serial} is being provisioned in another slot: two units claim it (a clone, or the fixture reports one unit twice): check the fixture`);
+    }
+    inFlight?.add(serial);
+    claimed = true;
     lap("hello");
     ctx.reached?.("hello", serial);
 
@@ -124,9 +135,11 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slotFree?:
     return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false, slotFree);
   } catch (e) {
     const f = failure(e);
-    if (serial !== undefined) await recordFailure(ctx, serial, f, !certified);
+    if (claimed) await recordFailure(ctx, serial!, f, !certified);
     ms.total = performance.now() - started;
     return { serial, status: "failed", code: f.code, reason: f.message, ms };
+  } finally {
+    if (claimed) inFlight?.delete(serial!);
   }
 }
 

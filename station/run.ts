@@ -13,6 +13,7 @@ import { stationIdentity, withStation, type StationStores } from "./home.js";
 import { runLine, type LineSummary } from "./line.js";
 import { acquireRunLock } from "./lock.js";
 import type { LineContext, UnitOutcome } from "./pipeline.js";
+import type { StopRules } from "./stop.js";
 import { UnitStore } from "./store.js";
 import { Uploader, type UploadResult } from "./uploader.js";
 
@@ -36,6 +37,8 @@ export interface StationRunOptions {
   /** Upload to this directory in the background, then for `waitMs` once the line is done. */
   directory?: { url: string; waitMs: number };
   reached?: LineContext["reached"];
+  /** When a line that only fails gives up (see stop.ts). */
+  stop?: Partial<StopRules>;
   /** Once the line starts: how many units it will see, if known, and the simulator's pid, if any. */
   onStart?(line: { total?: number; simulatorPid?: number }): void;
   onUnit?(outcome: UnitOutcome): void;
@@ -149,7 +152,7 @@ async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: H
     const background = stationSigner ? uploader(stationSigner) : undefined;
     const uploading = background?.runInBackground(UPLOAD_INTERVAL_MS, () => undefined);
     try {
-      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit: o.onUnit });
+      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit: o.onUnit, stop: o.stop });
     } finally {
       background?.stop();
       await uploading;

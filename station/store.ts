@@ -36,6 +36,11 @@ const MIGRATIONS: readonly Migration[] = [
     version: 2,
     sql: "ALTER TABLE outbox ADD COLUMN refused TEXT;",
   },
+  {
+    // A unit failing again the way it last failed is counted here rather than logged in full again.
+    version: 3,
+    sql: "ALTER TABLE units ADD COLUMN failure_repeats INTEGER NOT NULL DEFAULT 0;",
+  },
 ];
 
 export interface OutboxCounts {
@@ -60,6 +65,8 @@ export interface UnitRow {
   certificateFingerprint: string | null;
   failureCode: string | null;
   failureMessage: string | null;
+  /** Times the unit failed again with failureCode since that failure was logged in full. */
+  failureRepeats: number;
 }
 
 /** Where each unit on the line is, so that a restarted station resumes every unit exactly. */
@@ -77,28 +84,31 @@ export class UnitStore {
     this.stmts = {
       get: db.prepare(
         `SELECT serial, stage, key_fingerprint AS keyFingerprint, certificate_serial AS certificateSerial, certificate,
-           certificate_fingerprint AS certificateFingerprint, failure_code AS failureCode, failure_message AS failureMessage
+           certificate_fingerprint AS certificateFingerprint, failure_code AS failureCode, failure_message AS failureMessage,
+           failure_repeats AS failureRepeats
          FROM units WHERE serial = ?`,
       ),
       // A unit seen before (failed, or half-way when a run was killed) starts over; one holding a certificate never does.
       intent: db.prepare(
         `INSERT INTO units (serial, stage, key_fingerprint, certificate_serial, updated_at) VALUES (?, 'intent', ?, ?, ?)
          ON CONFLICT (serial) DO UPDATE SET stage = 'intent', key_fingerprint = excluded.key_fingerprint,
-           certificate_serial = excluded.certificate_serial, failure_code = NULL, failure_message = NULL, updated_at = excluded.updated_at
+           certificate_serial = excluded.certificate_serial, failure_code = NULL, failure_message = NULL, failure_repeats = 0, updated_at = excluded.updated_at
          WHERE stage NOT IN ('issued', 'delivered')`,
       ),
       seenKey: db.prepare("SELECT serial FROM seen_keys WHERE key_fingerprint = ?").pluck(),
       addKey: db.prepare("INSERT INTO seen_keys (key_fingerprint, serial, seen_at) VALUES (?, ?, ?)"),
       issued: db.prepare("UPDATE units SET stage = 'issued', certificate = ?, certificate_fingerprint = ?, updated_at = ? WHERE serial = ?"),
-      delivered: db.prepare("UPDATE units SET stage = 'delivered', updated_at = ? WHERE serial = ?"),
+      // A delivered unit's earlier failures are history (the ledger has them): a later one is logged in full.
+      delivered: db.prepare("UPDATE units SET stage = 'delivered', failure_code = NULL, failure_message = NULL, failure_repeats = 0, updated_at = ? WHERE serial = ?"),
       // A unit may fail before its intent made it a row: it gets one.
       failed: db.prepare(
         `INSERT INTO units (serial, stage, failure_code, failure_message, updated_at) VALUES (?, 'failed', ?, ?, ?)
          ON CONFLICT (serial) DO UPDATE SET stage = 'failed', failure_code = excluded.failure_code,
-           failure_message = excluded.failure_message, updated_at = excluded.updated_at
+           failure_message = excluded.failure_message, failure_repeats = 0, updated_at = excluded.updated_at
          WHERE stage NOT IN ('issued', 'delivered')`,
       ),
-      failedIssued: db.prepare("UPDATE units SET failure_code = ?, failure_message = ?, updated_at = ? WHERE serial = ?"),
+      failedIssued: db.prepare("UPDATE units SET failure_code = ?, failure_message = ?, failure_repeats = 0, updated_at = ? WHERE serial = ?"),
+      failedAgain: db.prepare("UPDATE units SET failure_repeats = failure_repeats + 1, updated_at = ? WHERE serial = ? AND failure_code = ?"),
       enqueue: db.prepare("INSERT OR IGNORE INTO outbox (serial, certificate, queued_at) VALUES (?, ?, ?)"),
       inFlight: db.prepare("SELECT serial FROM units WHERE stage IN ('reserved', 'keyed', 'intent', 'issued') ORDER BY serial").pluck(),
       counts: db.prepare("SELECT stage, COUNT(*) AS n FROM units GROUP BY stage"),
@@ -148,10 +158,17 @@ export class UnitStore {
     this.stmts.enqueue.run(serial, certificatePem, this.now());
   }
 
-  /** A unit that did not make it; an issued unit keeps its certificate (a retry delivers it). */
-  failed(serial: string, code: string, message: string): void {
+  /**
+   * A unit that did not make it; an issued unit keeps its certificate (a retry delivers it).
+   * A unit failing again with the code it last failed with only has the repeat counted, and
+   * the caller logs nothing more: a fixture offering one bad unit for ever must not grow the
+   * store. Returns whether it was such a repeat.
+   */
+  failed(serial: string, code: string, message: string): boolean {
+    if (this.stmts.failedAgain.run(this.now(), serial, code).changes === 1) return true;
     const r = this.stmts.failed.run(serial, code, message, this.now());
     if (r.changes === 0) this.stmts.failedIssued.run(code, message, this.now(), serial);
+    return false;
   }
 
   /** Serials a killed run left half-way, lowest first: a new run resumes these first. */

@@ -3,7 +3,7 @@ import { CoreError, EXIT_CODES, assertNewOutput, writeFileAtomic } from "../../c
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
+import { DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
@@ -92,6 +92,8 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("timeout-ms", { type: "number", default: 10_000, describe: "how long a unit may take to answer one request" })
             .option("directory", { type: "string", describe: "upload certificates to this directory server in the background" })
             .option("upload-wait", { type: "number", default: 10, describe: "--directory: seconds to keep trying the last uploads once the line is done" })
+            .option("stop-after-failures", { type: "number", default: DEFAULT_STOP_RULES.failuresInARow, describe: "end the run (exit 7) once this many units in a row failed" })
+            .option("stop-after-serial-failures", { type: "number", default: DEFAULT_STOP_RULES.serialFailures, describe: "end the run (exit 7) once one serial failed this many times" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
@@ -100,6 +102,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("usage", "CONFIG_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
           if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("usage", "CONFIG_INVALID", "--slots must be a whole number from 1 to 64");
           if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("usage", "CONFIG_INVALID", "--timeout-ms must be a whole number of at least 100");
+          if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("usage", "CONFIG_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
           if (args.sim !== undefined && (!Number.isInteger(args.sim) || args.sim < 1 || args.sim > 1_000_000)) throw new CoreError("usage", "CONFIG_INVALID", "--sim must be a whole number from 1 to 1000000");
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
@@ -117,6 +120,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             timeoutMs: args.timeoutMs,
             directory: args.directory ? { url: args.directory, waitMs: Math.max(0, args.uploadWait) * 1000 } : undefined,
             reached,
+            stop: { failuresInARow: args.stopAfterFailures, serialFailures: args.stopAfterSerialFailures },
             onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
             onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
           }).finally(() => bar?.done());

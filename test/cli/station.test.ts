@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
+import { FrameDecoder, encodeFrame } from "../../link/index.js";
 import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
-import { idmint, oneLineError, openssl, scratch, type Run } from "../helpers.js";
+import { SoftwareUnit } from "../fixtures/software-unit.js";
+import { idmint, idmintAsync, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("station");
 afterAll(() => s.cleanup());
@@ -32,13 +34,12 @@ interface Issued {
   certificateFingerprint: string;
 }
 
-function ledgerFacts(home: string): { issued: Issued[]; intents: number } {
+/** The fields of the home's ledger entries of one type, in order. */
+function ledgerEntries<T extends { serial: string }>(home: string, type: string): T[] {
   const db = new Database(join(home, "station.db"), { readonly: true });
   try {
-    const bodies = db.prepare("SELECT body FROM ledger_entries WHERE type = 'certificate.issued' ORDER BY idx").pluck().all() as Buffer[];
-    const issued = bodies.map((b) => JSON.parse(b.toString("utf8").split("\n")[1]!) as Issued);
-    const intents = db.prepare("SELECT COUNT(*) FROM ledger_entries WHERE type = 'signing.intent'").pluck().get() as number;
-    return { issued, intents };
+    const bodies = db.prepare("SELECT body FROM ledger_entries WHERE type = ? ORDER BY idx").pluck().all(type) as Buffer[];
+    return bodies.map((b) => JSON.parse(b.toString("utf8").split("\n")[1]!) as T);
   } finally {
     db.close();
   }
@@ -75,7 +76,7 @@ describe("idmint station run --sim", () => {
 
     const ledger = line.cli("ledger", "verify", "--json");
     expect(ledger.code, ledger.stderr).toBe(0);
-    const { issued } = ledgerFacts(line.home);
+    const issued = ledgerEntries<Issued>(line.home, "certificate.issued");
     expect(issued).toHaveLength(200);
     const status = JSON.parse(line.cli("serials", "status", "--json").stdout);
     expect(status.allocations[0]).toMatchObject({ provisioned: 200 });
@@ -113,7 +114,7 @@ describe("a station killed at any step resumes", () => {
       for (const serial of halfway) expect(delivered, `${step}: ${serial}`).toContain(serial);
 
       // No serial issued twice, and every certificate issued is in the ledger, on disk and on its unit.
-      const { issued } = ledgerFacts(crash.home);
+      const issued = ledgerEntries<Issued>(crash.home, "certificate.issued");
       const serials = issued.map((i) => i.serial);
       expect(new Set(serials).size, `${step}: a serial was issued twice`).toBe(serials.length);
       expect([...serials].sort(), step).toEqual([...delivered].sort());
@@ -200,5 +201,124 @@ describe("station run refuses with one line", () => {
     const r = empty.cli("station", "run", "--sim", "1");
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/no serial is left/);
+  });
+});
+
+const HW_TYPE = "1.3.6.1.4.1.32473.1.1";
+type FixtureRequest = { id: number; op: string; certificate?: string };
+
+/**
+ * A broken or hostile fixture on 127.0.0.1, one unit per connection: its nth unit says hello
+ * as `serialOf(n)`, `after` may follow that answer in the same write, and every other
+ * request gets what `answer` returns.
+ */
+async function hostileFixture(p: { serialOf: (n: number) => string; after?: Buffer; answer: (req: FixtureRequest, serial: string) => Promise<unknown> }): Promise<Server & { port: number }> {
+  let n = 0;
+  const server = createServer((socket) => {
+    const decoder = new FrameDecoder();
+    let serial = "";
+    socket.on("error", () => {});
+    socket.on("data", (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk).frames) {
+        const req = frame as FixtureRequest;
+        const reply = (result: unknown) => encodeFrame({ v: 1, id: req.id, ok: true, result });
+        if (req.op === "hello") {
+          serial = p.serialOf(++n);
+          socket.write(Buffer.concat([reply({ serial, model: "RT-1", hwType: HW_TYPE, firmware: "1.0", protocol: 1 }), p.after ?? Buffer.alloc(0)]));
+        } else {
+          void p.answer(req, serial).then((result) => !socket.destroyed && socket.write(reply(result)));
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return Object.assign(server, { port: (server.address() as AddressInfo).port });
+}
+
+const pemDer = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+const csrOf = async (serial: string) => ({ csr: await (await SoftwareUnit.create(serial, "RT-1")).csr() });
+const serialNo = (prefix: string, n: number) => `${prefix}${String(n).padStart(6, "0")}`;
+
+/** station.db and its WAL, in bytes. */
+function storeBytes(home: string): number {
+  return ["station.db", "station.db-wal"].map((f) => join(home, f)).reduce((sum, f) => sum + (existsSync(f) ? statSync(f).size : 0), 0);
+}
+
+describe("a line that only fails stops by itself (exit 7, one line), and the store stays small", () => {
+  let line: { home: string; cli: (...args: string[]) => Run };
+  beforeAll(() => {
+    line = makeHome("hostile", 100);
+  });
+
+  /** Runs the line against `fixture` until it ends by itself (or a minute passes: code -1). */
+  async function runAgainst(fixture: Server & { port: number }, ...args: string[]): Promise<{ r: Run; grew: number }> {
+    const before = storeBytes(line.home);
+    try {
+      const r = await idmintAsync(["--home", line.home, "station", "run", "--fixture", `127.0.0.1:${fixture.port}`, "--timeout-ms", "2000", ...args], { timeoutMs: 60_000 });
+      return { r, grew: storeBytes(line.home) - before };
+    } finally {
+      fixture.close();
+    }
+  }
+
+  it("a healthy line with a failure here and there is not stopped, even with small limits", () => {
+    const faults = ["SN000010=bad-csr-signature", "SN000025=wrong-serial", "SN000040=bad-csr-signature"];
+    const r = line.cli("station", "run", "--sim", "40", "--slots", "2", "--stop-after-failures", "2", "--stop-after-serial-failures", "2", ...faults.flatMap((f) => ["--fault", f]), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ units: 40, provisioned: 37, failed: 3 });
+  });
+
+  it("endless units with serials in no allocation", async () => {
+    const fixture = await hostileFixture({ serialOf: (n) => serialNo("ZZ", n), answer: (_req, serial) => csrOf(serial) });
+    const { r, grew } = await runAgainst(fixture);
+    expect(r.code, r.stderr).toBe(7);
+    expect(oneLineError(r)).toMatch(/^idmint: the line stopped: 50 units in a row failed, \d+ of them with SERIAL_UNKNOWN \(the last: serial ZZ\d+ is in no imported allocation.*--stop-after-failures/);
+    expect(grew).toBeLessThan(1024 * 1024);
+  });
+
+  it("endless CSRs without proof of possession", async () => {
+    const badCsr = async (serial: string) => {
+      const der = pemDer((await csrOf(serial)).csr);
+      der[der.length - 1]! ^= 1; // the last byte of the signature
+      return { csr: `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n` };
+    };
+    const fixture = await hostileFixture({ serialOf: (n) => serialNo("SN", 40 + n), answer: (_req, serial) => badCsr(serial) });
+    const { r, grew } = await runAgainst(fixture, "--stop-after-failures", "10");
+    expect(r.code, r.stderr).toBe(7);
+    expect(oneLineError(r)).toMatch(/^idmint: the line stopped: 10 units in a row failed, \d+ of them with CSR_SIGNATURE \(the last: the CSR's self-signature does not verify/);
+    expect(grew).toBeLessThan(1024 * 1024);
+  });
+
+  it("two slots claiming one serial for ever: signed once, its failures logged once, then the line stops", async () => {
+    const fixture = await hostileFixture({
+      serialOf: () => "SN000099",
+      answer: async (req, serial) => {
+        if (req.op === "genkey") return csrOf(serial);
+        if (req.op === "install") return { fingerprint: sha256Hex(new Uint8Array(pemDer(req.certificate!))) };
+        return { serial, state: "new" };
+      },
+    });
+    const { r, grew } = await runAgainst(fixture, "--slots", "2");
+    expect(r.code, r.stderr).toBe(7);
+    expect(oneLineError(r)).toMatch(/^idmint: the line stopped: serial SN000099 failed 5 times in this run, the last with SERIAL_(BUSY|PROVISIONED) .*: take that unit out of the fixture/);
+    const about = (type: string) => ledgerEntries(line.home, type).filter((e) => e.serial === "SN000099");
+    expect(about("signing.intent")).toHaveLength(1);
+    expect(about("error").length).toBeLessThanOrEqual(1);
+    expect(grew).toBeLessThan(1024 * 1024);
+  });
+
+  it("a flood of frames with an unknown id right behind each hello", async () => {
+    const flood = Buffer.concat(Array.from({ length: 1000 }, () => encodeFrame({ v: 1, id: 99_999, ok: true, result: {} })));
+    const fixture = await hostileFixture({ serialOf: (n) => serialNo("SN", 60 + (n % 30)), after: flood, answer: () => new Promise(() => {}) });
+    const { r, grew } = await runAgainst(fixture, "--stop-after-failures", "10");
+    expect(r.code, r.stderr).toBe(7);
+    expect(oneLineError(r)).toMatch(/^idmint: the line stopped: 10 units in a row failed, \d+ of them with UNIT_PROTOCOL \(the last: .*an answer to request 99999, which is not outstanding/);
+    expect(grew).toBeLessThan(1024 * 1024);
+  });
+
+  it("refuses limits below 1", () => {
+    const r = line.cli("station", "run", "--sim", "1", "--stop-after-failures", "0");
+    expect(r.code).toBe(2);
+    expect(oneLineError(r)).toMatch(/--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1/);
   });
 });

@@ -196,6 +196,37 @@ describe("GroupCommitter", () => {
     }
   });
 
+  it("logs a unit failing the same way again only as a count on its row; another failure, or one after a delivery, in full", async () => {
+    const commits = new GroupCommitter({ dbPath: path, owner });
+    const failed = (serial: string, code: string, releaseSerial = true) => commits.commit({ op: "failed", serial, code, message: `${code} at ${serial}`, releaseSerial });
+    const row = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare("SELECT serial, stage, failure_code AS code, failure_message AS message, failure_repeats AS repeats FROM units ORDER BY serial").all();
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      for (let i = 0; i < 3; i++) await failed("SN000001", "CSR_SIGNATURE");
+      await failed("SN000001", "UNIT_TIMEOUT");
+      await failed("SN000001", "UNIT_TIMEOUT");
+      expect(row()).toEqual([{ serial: "SN000001", stage: "failed", code: "UNIT_TIMEOUT", message: "UNIT_TIMEOUT at SN000001", repeats: 1 }]);
+      expect(committed().ledger).toEqual(["error SN000001", "error SN000001"]);
+
+      // Delivered, then claimed again by a clone, over and over: one entry for the clone.
+      await commits.commit(intent("SN000001"));
+      await commits.commit({ op: "issued", serial: "SN000001", certificateSerial: "01".repeat(16), pem: "PEM SN000001\n", fingerprint: "1".repeat(64) });
+      await commits.commit({ op: "delivered", serial: "SN000001", pem: "PEM SN000001\n", fingerprint: "1".repeat(64) });
+      expect(row()).toEqual([{ serial: "SN000001", stage: "delivered", code: null, message: null, repeats: 0 }]);
+      for (let i = 0; i < 4; i++) await failed("SN000001", "SERIAL_PROVISIONED", false);
+      expect(row()).toEqual([{ serial: "SN000001", stage: "delivered", code: "SERIAL_PROVISIONED", message: "SERIAL_PROVISIONED at SN000001", repeats: 3 }]);
+      expect(committed().ledger.filter((e) => e.startsWith("error"))).toHaveLength(3);
+    } finally {
+      await commits.close();
+    }
+  });
+
   it("refuses changes once closed", async () => {
     const commits = new GroupCommitter({ dbPath: path, owner });
     await commits.close();
