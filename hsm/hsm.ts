@@ -245,6 +245,11 @@ export class Hsm {
     };
   }
 
+  /** Logs in to the token a URI names (one attempt), so that a missing token or a wrong PIN is refused before any work. */
+  openToken(uriText: string): void {
+    this.login(parsePkcs11Uri(uriText));
+  }
+
   /** A signer for an existing key. A missing key is an error and never leads to creating one. */
   signer(uriText: string): Signer {
     const uri = parsePkcs11Uri(uriText);
