@@ -6,26 +6,10 @@ import Database from "better-sqlite3";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
 import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
-import { idmint, oneLineError, openssl, scratch, type Run } from "../helpers.js";
+import { idmint, lineHome, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("station");
 afterAll(() => s.cleanup());
-
-function makeHome(name: string, count: number): { home: string; cli: (...args: string[]) => Run } {
-  const home = join(s.dir, name);
-  const cli = (...args: string[]) => idmint(["--home", home, ...args]);
-  const list = join(s.dir, `${name}-allocation.json`);
-  for (const args of [
-    ["hsm", "init"],
-    ["ca", "init"],
-    ["serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", String(count), "--prefix", "SN", "--start", "1", "--out", list],
-    ["serials", "import", list],
-  ]) {
-    const r = cli(...args);
-    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
-  }
-  return { home, cli };
-}
 
 interface Issued {
   serial: string;
@@ -47,7 +31,7 @@ function ledgerFacts(home: string): { issued: Issued[]; intents: number } {
 describe("idmint station run --sim", () => {
   let line: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    line = makeHome("line", 210);
+    line = lineHome(s.dir, "line", 210);
   });
 
   it("200 units over 8 slots: 200 certificates openssl verifies, distinct serials and keys; every fault fails alone", () => {
@@ -93,7 +77,7 @@ describe("a station killed at any step resumes", () => {
   const steps = ["hello", "genkey", "intent", "signed", "issued", "installed", "delivered"];
   let crash: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    crash = makeHome("crash", steps.length * 8);
+    crash = lineHome(s.dir, "crash", steps.length * 8);
   });
 
   it("with SIGKILL at each pipeline step: no serial issued twice, every certificate in the ledger, no unit lost", () => {
@@ -153,7 +137,7 @@ function deliveredSerials(home: string): string[] {
 describe("station run refuses with one line", () => {
   let empty: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    empty = makeHome("refusals", 1);
+    empty = lineHome(s.dir, "refusals", 1);
   });
 
   it("both or neither of --sim and --fixture, bad --slots", () => {
