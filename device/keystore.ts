@@ -100,7 +100,16 @@ export class Pkcs11Keystore implements UnitKeystore {
     if (token.object !== undefined || token.id !== undefined) {
       throw new DeviceError("KEYSTORE_OPTIONS", `the units' token URI names a key (object=/id=): give only the token, e.g. pkcs11:token=unit-se?pin-source=file:/path`);
     }
-    return new Pkcs11Keystore(Hsm.open({ module: options.module, softhsmConf: options.softhsmConf, env: options.env }), token);
+    const hsm = Hsm.open({ module: options.module, softhsmConf: options.softhsmConf, env: options.env });
+    // The units' token is logged in to now, not at the first genkey: a wrong PIN or a missing
+    // token refuses the simulator's start rather than failing every unit it serves.
+    try {
+      hsm.openToken(options.tokenUri);
+    } catch (e) {
+      hsm.close();
+      throw e;
+    }
+    return new Pkcs11Keystore(hsm, token);
   }
 
   /** The PKCS#11 URI of a unit key object in this keystore's token (pin-source included). */

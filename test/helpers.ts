@@ -29,21 +29,61 @@ export function idmint(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?:
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** A station's home as the line needs it: `hsm init`, `ca init`, and `count` serials SN000001... for station-1 allocated and imported. */
+export function lineHome(dir: string, name: string, count: number): { home: string; allocation: string; cli: (...args: string[]) => Run } {
+  const home = join(dir, name);
+  const cli = (...args: string[]) => idmint(["--home", home, ...args]);
+  const allocation = join(dir, `${name}-allocation.json`);
+  for (const args of [
+    ["hsm", "init"],
+    ["ca", "init"],
+    ["serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", String(count), "--prefix", "SN", "--start", "1", "--out", allocation],
+    ["serials", "import", allocation],
+  ]) {
+    const r = cli(...args);
+    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+  }
+  return { home, allocation, cli };
+}
+
+export interface BoundedRun extends Run {
+  /** The run was still going after its limit and was killed, with its whole process group. */
+  timedOut: boolean;
+  /** Pids of the run's process group still alive once it had ended (then killed): what it left behind. */
+  leftovers: number[];
+}
+
 /**
- * idmint() without blocking this process, for a run that talks to servers the test itself
- * runs (a fixture on 127.0.0.1); killed after `timeoutMs` (code -1), like idmint().
+ * Runs the real binary without blocking this process (so runs can go concurrently), in a
+ * process group of its own: a hang is killed after `limitMs`, and whatever the run started
+ * and left running (a simulator child, say) is found in its group once it ends.
  */
-export function idmintAsync(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: cleanEnv(options.env) });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+export function idmintBounded(args: string[], options: { env?: NodeJS.ProcessEnv; limitMs: number }): Promise<BoundedRun> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: cleanEnv(options.env), detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const group = child.pid!;
+  const killGroup = () => {
+    try {
+      process.kill(-group, "SIGKILL");
+    } catch {
+      // The group is already gone.
+    }
+  };
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (t: string) => (stdout += t));
+  child.stderr!.setEncoding("utf8").on("data", (t: string) => (stderr += t));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup();
+  }, options.limitMs);
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
+      const leftovers = run("pgrep", ["-g", String(group)]).stdout.split("\n").filter(Boolean).map(Number);
+      if (leftovers.length > 0) killGroup();
+      resolve({ code: code ?? -1, stdout, stderr, timedOut, leftovers });
     });
   });
 }

@@ -2,7 +2,7 @@ import type { Argv } from "yargs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { CoreError, IdmintError } from "../../core/index.js";
+import { CoreError, EXIT_CODES, IdmintError, type ErrorKind } from "../../core/index.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 /** Marks a directory as the demo's own, so a rerun may wipe it and nothing else. */
@@ -49,6 +49,17 @@ function startDirectory(dir: string, env: NodeJS.ProcessEnv): Promise<{ url: str
 }
 
 /**
+ * A failed step ends the demo as the step itself ended: its exit code (a missing PKCS#11 module
+ * is 4 here too) and, from its --json error document, its error code.
+ */
+function stepFailure(what: string, exit: number, out: string, err: string): IdmintError {
+  const kind = (Object.keys(EXIT_CODES) as ErrorKind[]).find((k) => EXIT_CODES[k] === exit) ?? "internal";
+  const last = out.trim().split("\n").pop() ?? "";
+  const code = last.startsWith("{") ? (JSON.parse(last) as { error?: { code?: string } }).error?.code : undefined;
+  return new IdmintError(kind, code ?? "DEMO_STEP", `demo step "${what}" failed: ${err.trim().replace(/^idmint: /, "")}`);
+}
+
+/**
  * `idmint demo`: the whole story on the embedded default, told by running the very commands
  * a user would run, in order, each with --json; one screen of summary at the end.
  */
@@ -72,7 +83,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
         let out = "";
         let err = "";
         const code = await run(["--home", dir, ...argv, "--json"], { out: (t) => (out += t), err: (t) => (err += t), isTty: false, env: io.env });
-        if (code !== 0) throw new IdmintError("state", "DEMO_STEP", `demo step "${what}" failed: ${err.trim().replace(/^idmint: /, "")}`);
+        if (code !== 0) throw stepFailure(what, code, out, err);
         if (!args.json) io.err(`  done: ${what}\n`);
         return out.trim() ? JSON.parse(out) : {};
       };

@@ -8,6 +8,7 @@ import { decryptRsa } from "./decrypt.js";
 import { deriveEcdh } from "./ecdh.js";
 import { listKeys, type KeyInfo } from "./list.js";
 import { existingKey } from "./lookup.js";
+import { parsePkcs11Uri } from "../uri.js";
 import { Pkcs11Module } from "./module.js";
 import { Connection } from "./session.js";
 import { pkcs11Signer } from "./signer.js";
@@ -47,6 +48,11 @@ export class Hsm implements KeyManager, KeyAgreement, Decrypter {
 
   tokens(): ReturnType<Pkcs11Module["tokens"]> {
     return this.conn.mod.tokens();
+  }
+
+  /** Logs in to the token a URI names (one attempt), so that a missing token or a wrong PIN is refused before any work. */
+  openToken(uri: string): void {
+    this.conn.login(parsePkcs11Uri(uri));
   }
 
   signer(uri: string): Signer {

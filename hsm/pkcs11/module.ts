@@ -67,8 +67,12 @@ export class Pkcs11Module {
         // Without OS locking two sessions used from libuv callbacks crashed SoftHSM (STACK.md).
         p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
       } catch (e) {
-        if (ckr(e)?.name === "CKR_CRYPTOKI_ALREADY_INITIALIZED") owns = false;
-        else throw new HsmError("MODULE_LOAD", `cannot initialise PKCS#11 module ${path} (${ckr(e)?.name ?? (e as Error).message}): check its configuration (SOFTHSM2_CONF for SoftHSM)`, { cause: e });
+        if (ckr(e)?.name !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") {
+          // A module that cannot start is not left loaded.
+          p11.close();
+          throw new HsmError("MODULE_LOAD", `cannot initialise PKCS#11 module ${path} (${ckr(e)?.name ?? (e as Error).message}): check its configuration (SOFTHSM2_CONF for SoftHSM)`, { cause: e });
+        }
+        owns = false;
       }
       m = new Pkcs11Module(path, p11, owns);
       Pkcs11Module.loaded.set(path, m);

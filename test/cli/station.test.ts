@@ -8,26 +8,10 @@ import { x509 } from "../../pki/index.js";
 import { FrameDecoder, encodeFrame } from "../../link/index.js";
 import { readSoftUnitKey, readUnitRecord } from "../../device/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
-import { idmint, idmintAsync, oneLineError, openssl, scratch, type Run } from "../helpers.js";
+import { idmint, idmintBounded, lineHome, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("station");
 afterAll(() => s.cleanup());
-
-function makeHome(name: string, count: number): { home: string; cli: (...args: string[]) => Run } {
-  const home = join(s.dir, name);
-  const cli = (...args: string[]) => idmint(["--home", home, ...args]);
-  const list = join(s.dir, `${name}-allocation.json`);
-  for (const args of [
-    ["hsm", "init"],
-    ["ca", "init"],
-    ["serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", String(count), "--prefix", "SN", "--start", "1", "--out", list],
-    ["serials", "import", list],
-  ]) {
-    const r = cli(...args);
-    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
-  }
-  return { home, cli };
-}
 
 interface Issued {
   serial: string;
@@ -48,7 +32,7 @@ function ledgerEntries<T extends { serial: string }>(home: string, type: string)
 describe("idmint station run --sim", () => {
   let line: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    line = makeHome("line", 210);
+    line = lineHome(s.dir, "line", 210);
   });
 
   it("200 units over 8 slots: 200 certificates openssl verifies, distinct serials and keys; every fault fails alone", () => {
@@ -94,7 +78,7 @@ describe("a station killed at any step resumes", () => {
   const steps = ["hello", "genkey", "intent", "signed", "issued", "installed", "delivered"];
   let crash: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    crash = makeHome("crash", steps.length * 8);
+    crash = lineHome(s.dir, "crash", steps.length * 8);
   });
 
   it("with SIGKILL at each pipeline step: no serial issued twice, every certificate in the ledger, no unit lost", () => {
@@ -154,7 +138,7 @@ function deliveredSerials(home: string): string[] {
 describe("station run refuses with one line", () => {
   let empty: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    empty = makeHome("refusals", 1);
+    empty = lineHome(s.dir, "refusals", 1);
   });
 
   it("both or neither of --sim and --fixture, bad --slots", () => {
@@ -247,14 +231,14 @@ function storeBytes(home: string): number {
 describe("a line that only fails stops by itself (exit 7, one line), and the store stays small", () => {
   let line: { home: string; cli: (...args: string[]) => Run };
   beforeAll(() => {
-    line = makeHome("hostile", 100);
+    line = lineHome(s.dir, "hostile", 100);
   });
 
   /** Runs the line against `fixture` until it ends by itself (or a minute passes: code -1). */
   async function runAgainst(fixture: Server & { port: number }, ...args: string[]): Promise<{ r: Run; grew: number }> {
     const before = storeBytes(line.home);
     try {
-      const r = await idmintAsync(["--home", line.home, "station", "run", "--fixture", `127.0.0.1:${fixture.port}`, "--timeout-ms", "2000", ...args], { timeoutMs: 60_000 });
+      const r = await idmintBounded(["--home", line.home, "station", "run", "--fixture", `127.0.0.1:${fixture.port}`, "--timeout-ms", "2000", ...args], { limitMs: 60_000 });
       return { r, grew: storeBytes(line.home) - before };
     } finally {
       fixture.close();

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { BIN, REPO, idmint, oneLineError, openssl, scratch, type Run } from "../helpers.js";
+import { BIN, REPO, lineHome, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("upload");
 const children = new Set<ChildProcess>();
@@ -20,20 +20,10 @@ interface Station {
 }
 
 function station(name: string, count: number): Station {
-  const home = join(s.dir, name);
-  const cli = (...args: string[]) => idmint(["--home", home, ...args]);
-  const allocation = join(s.dir, `${name}-allocation.json`);
-  for (const args of [
-    ["hsm", "init"],
-    ["ca", "init"],
-    ["serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", String(count), "--prefix", "SN", "--start", "1", "--out", allocation],
-    ["serials", "import", allocation],
-    ["directory", "allocations", "add", allocation],
-  ]) {
-    const r = cli(...args);
-    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
-  }
-  return { home, cli, allocation };
+  const st = lineHome(s.dir, name, count);
+  const r = st.cli("directory", "allocations", "add", st.allocation);
+  if (r.code !== 0) throw new Error(`directory allocations add: ${r.stderr}`);
+  return st;
 }
 
 /** Starts `idmint directory serve` as its own process; resolves with its URL once it listens. */
