@@ -24,7 +24,7 @@ describe("the unit's hand-encoded DER", () => {
 
   it("encodes thousands of new keys in a row without hanging (Node 20 can deadlock on a JWK export of a key just made)", () => {
     // In a child with a time limit: a deadlocked thread would never reach a timeout of its own.
-    const csr = pathToFileURL(join(root, "dist", "units", "csr.js")).href;
+    const csr = pathToFileURL(join(root, "dist", "device", "csr.js")).href;
     const script = `import { generateKeyPairSync } from "node:crypto";
       import { p256Encodings } from ${JSON.stringify(csr)};
       for (let i = 0; i < 5000; i++) { const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" }); p256Encodings(privateKey, publicKey); }
