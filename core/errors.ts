@@ -43,7 +43,7 @@ export function isIdmintError(e: unknown): e is IdmintError {
 }
 
 export class CoreError extends IdmintError<
-  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN"
+  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN" | "DB_DAMAGED"
 > {}
 
 /** An error as it crosses to another thread or process: code, kind and the first line of its message; no stack. */
@@ -56,6 +56,9 @@ export interface WireError {
 export function toWireError(e: unknown): WireError {
   const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
   if (isIdmintError(e)) return { message, code: e.code, kind: e.kind };
+  // One a worker thread threw arrives as a plain Error that kept its code and kind (Node copies own properties).
+  const kind = (e as { kind?: unknown } | null)?.kind;
+  if (typeof kind === "string" && kind in EXIT_CODES && typeof (e as { code?: unknown }).code === "string") return { message, code: (e as { code: string }).code, kind: kind as ErrorKind };
   // SQLite's and Node's errors carry a code too (SQLITE_BUSY, ENOSPC): keep it for whoever decides.
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" ? { message, code } : { message };
