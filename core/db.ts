@@ -70,10 +70,10 @@ export function openDb(path: string, options: OpenDbOptions = {}): Db {
  * second opens the first's, never replaces it.
  */
 function createStore(path: string, mode: number): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = temporarySibling(path);
-  rmSync(tmp, { force: true });
   try {
+    mkdirSync(dirname(path), { recursive: true });
+    rmSync(tmp, { force: true });
     closeSync(openSync(tmp, "wx", mode));
     const db = new Database(tmp);
     try {

@@ -56,11 +56,10 @@ export interface WireError {
 export function toWireError(e: unknown): WireError {
   const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
   if (isIdmintError(e)) return { message, code: e.code, kind: e.kind };
-  // One a worker thread threw arrives as a plain Error that kept its code and kind (Node copies own properties).
-  const kind = (e as { kind?: unknown } | null)?.kind;
-  if (typeof kind === "string" && kind in EXIT_CODES && typeof (e as { code?: unknown }).code === "string") return { message, code: (e as { code: string }).code, kind: kind as ErrorKind };
+  const { code, kind } = (e ?? {}) as { code?: unknown; kind?: unknown };
+  // One that a worker thread threw arrives as a plain Error that kept its own properties, kind included.
+  if (typeof code === "string" && typeof kind === "string" && kind in EXIT_CODES) return { message, code, kind: kind as ErrorKind };
   // SQLite's and Node's errors carry a code too (SQLITE_BUSY, ENOSPC): keep it for whoever decides.
-  const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" ? { message, code } : { message };
 }
 
