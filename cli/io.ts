@@ -7,12 +7,33 @@ export interface Io {
   env: NodeJS.ProcessEnv;
 }
 
+/** The process's streams whose reader went away (EPIPE): what is left to print there is dropped. */
+const gone = new Set<NodeJS.WriteStream>();
+
+function write(stream: NodeJS.WriteStream, text: string): void {
+  if (!gone.has(stream)) stream.write(text);
+}
+
 export const processIo: Io = {
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
+  out: (t) => write(process.stdout, t),
+  err: (t) => write(process.stderr, t),
   isTty: Boolean(process.stderr.isTTY),
   env: process.env,
 };
+
+/**
+ * For the binary: a reader that closes its end early (`idmint ledger verify | head -1`) ends
+ * the output, quietly, not the command, which runs to its end and exits with its own code:
+ * a SIGPIPE-style exit would mask that code, and stop a line mid-run for a log reader.
+ */
+export function endOutputOnBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+      gone.add(stream);
+    });
+  }
+}
 
 export interface GlobalArgs {
   home?: string;

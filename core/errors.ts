@@ -43,7 +43,7 @@ export function isIdmintError(e: unknown): e is IdmintError {
 }
 
 export class CoreError extends IdmintError<
-  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN"
+  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN" | "DB_DAMAGED"
 > {}
 
 /** An error as it crosses to another thread or process: code, kind and the first line of its message; no stack. */
@@ -56,8 +56,10 @@ export interface WireError {
 export function toWireError(e: unknown): WireError {
   const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
   if (isIdmintError(e)) return { message, code: e.code, kind: e.kind };
+  const { code, kind } = (e ?? {}) as { code?: unknown; kind?: unknown };
+  // One that a worker thread threw arrives as a plain Error that kept its own properties, kind included.
+  if (typeof code === "string" && typeof kind === "string" && kind in EXIT_CODES) return { message, code, kind: kind as ErrorKind };
   // SQLite's and Node's errors carry a code too (SQLITE_BUSY, ENOSPC): keep it for whoever decides.
-  const code = (e as { code?: unknown } | null)?.code;
   return typeof code === "string" ? { message, code } : { message };
 }
 

@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeS
 import { dirname, basename, join } from "node:path";
 
 /** The temporary a file is written to before it is renamed into place: `.NAME.PID.tmp` beside it. */
-function temporarySibling(path: string): string {
+export function temporarySibling(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
 }
 // What temporarySibling names: what a killed writer may leave behind.

@@ -1,7 +1,7 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { migrate, openDb, type Db, type Migration } from "../core/index.js";
+import { isDamagedStore, migrate, openDb, type Db, type Migration } from "../core/index.js";
 import { DeviceError } from "./errors.js";
 import { UNIT_KEY_ALGORITHMS, UNIT_STATES, type UnitKeyAlgorithm, type UnitState } from "../link/index.js";
 
@@ -99,14 +99,13 @@ export class UnitFlash {
     const path = unitsDbPath(unitsDir);
     let db: Db | undefined;
     try {
-      // Soft units' private keys live here: owner only, and SQLite gives its -wal and -shm
-      // files the database file's mode.
-      closeSync(openSync(path, "a", 0o600));
-      db = openDb(path, { synchronous: "NORMAL" });
+      // Soft units' private keys live here: owner only.
+      db = openDb(path, { synchronous: "NORMAL", mode: 0o600 });
       migrate(db, "units", MIGRATIONS);
       return new UnitFlash(db, path);
     } catch (e) {
       db?.close();
+      if (isDamagedStore(e)) throw e;
       throw new DeviceError("UNIT_STATE", `the units' store ${path} cannot be used (${(e as Error).message.split("\n")[0]}): remove it to start every simulated unit afresh`, { cause: e });
     }
   }

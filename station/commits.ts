@@ -1,5 +1,5 @@
 import type { Worker } from "node:worker_threads";
-import { IdmintError, fromWireError, siblingWorker, type WireError } from "../core/index.js";
+import { IdmintError, fromWireError, siblingWorker, toWireError, type WireError } from "../core/index.js";
 import type { UnitChange } from "./changes.js";
 
 /** What the writer thread is started with. */
@@ -145,8 +145,9 @@ export class GroupCommitter {
 
   private fail(e: unknown): void {
     if (this.dead) return;
-    const why = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-    this.dead = new IdmintError("internal", "STORE_WRITER", `the station store's writer thread failed: ${why}`);
+    const wire = toWireError(e);
+    // A damaged store stays what it is (exit 5); anything else that ends the writer is a bug.
+    this.dead = wire.code === "DB_DAMAGED" ? fromWireError(wire) : new IdmintError("internal", "STORE_WRITER", `the station store's writer thread failed: ${wire.message}`);
     const waiting = [...[...this.inFlight.values()].flat(), ...this.queue];
     this.inFlight.clear();
     this.queue = [];

@@ -1,4 +1,4 @@
-import { isIdmintError, type Random } from "../core/index.js";
+import { isDamagedStore, isIdmintError, type Random } from "../core/index.js";
 import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../link/index.js";
 import type { GroupCommitter } from "./commits.js";
@@ -134,6 +134,8 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
 
     return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false, slotFree);
   } catch (e) {
+    // A damaged store fails the station, not this unit: the line ends with it (exit 5).
+    if (isDamagedStore(e)) throw e;
     const f = failure(e);
     if (claimed) await recordFailure(ctx, serial!, f, !certified);
     ms.total = performance.now() - started;

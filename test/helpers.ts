@@ -23,10 +23,19 @@ function cleanEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
 }
 
+/**
+ * Exit 70 means a bug in idmint, and no input may cause one (issue 16): a run through the
+ * helpers below that ends with it fails its test here, whatever the test expected.
+ */
+function noInternalError(args: string[], r: Run): Run {
+  if (r.code === 70) throw new Error(`idmint ${args.join(" ")} exited 70 (an internal error, a bug in idmint):\n${r.stderr}`);
+  return r;
+}
+
 /** Runs the real idmint binary, as a user would, with a clean environment apart from `env`. */
 export function idmint(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Run {
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, env: cleanEnv(options.env), encoding: "utf8", timeout: 120_000 });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  return noInternalError(args, { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr });
 }
 
 /** A station's home as the line needs it: `hsm init`, `ca init`, and `count` serials SN000001... for station-1 allocated and imported. */
@@ -114,7 +123,7 @@ export async function idmintInProcess(args: string[], options: { env?: NodeJS.Pr
   for (const [name] of saved) setEnv(name, env[name]);
   try {
     const code = await main(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), isTty: false, env });
-    return { code, stdout, stderr };
+    return noInternalError(args, { code, stdout, stderr });
   } finally {
     for (const [name, value] of saved) setEnv(name, value);
   }

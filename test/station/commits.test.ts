@@ -1,5 +1,5 @@
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { openDb, systemClock } from "../../core/index.js";
@@ -240,6 +240,31 @@ describe("GroupCommitter", () => {
       await expect(commits.commit(intent("SN000001"))).rejects.toMatchObject({ code: "STORE_WRITER", message: expect.stringMatching(/^the station store's writer thread failed: [^\n]+$/) });
     } finally {
       await commits.close();
+    }
+  });
+
+  it("a store damaged under the writer fails its changes as DB_DAMAGED (exit 5), whether found at its start or in a commit", async () => {
+    const damaged = { kind: "state", code: "DB_DAMAGED", message: expect.stringContaining(path) };
+    // Damage a commit meets: the page of the serials the intent reserves.
+    const db = new Database(path);
+    const { rootpage, pageSize } = db.prepare("SELECT rootpage, (SELECT page_size FROM pragma_page_size) AS pageSize FROM sqlite_schema WHERE name = 'serials'").get() as { rootpage: number; pageSize: number };
+    db.close();
+    const bytes = readFileSync(path);
+    bytes.fill(0xff, (rootpage - 1) * pageSize, rootpage * pageSize);
+    writeFileSync(path, bytes);
+    const inCommit = new GroupCommitter({ dbPath: path, owner });
+    try {
+      await expect(inCommit.commit(intent("SN000001"))).rejects.toMatchObject(damaged);
+    } finally {
+      await inCommit.close();
+    }
+    // Damage the writer meets as it opens the store.
+    writeFileSync(path, "");
+    const atStart = new GroupCommitter({ dbPath: path, owner });
+    try {
+      await expect(atStart.commit(intent("SN000001"))).rejects.toMatchObject(damaged);
+    } finally {
+      await atStart.close();
     }
   });
 });
