@@ -10,6 +10,7 @@ export {
   emptyRoot,
   rootFromLeafHashes,
   inclusionProof,
+  inclusionProofs,
   consistencyProof,
   verifyInclusion,
   verifyConsistency,
