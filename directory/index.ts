@@ -1,4 +1,4 @@
-export { DirectoryError, REFUSAL_STATUS, type DirectoryErrorCode, type RefusalReason } from "./errors.js";
+export { DirectoryError, REFUSAL_STATUS, CERTIFICATE_REFUSALS, type DirectoryErrorCode, type RefusalReason } from "./errors.js";
 export {
   SqliteDirectoryStore,
   openDirectoryStore,
@@ -19,6 +19,8 @@ export {
   type UploadBody,
   type UploadedCertificate,
   type UploadReceipt,
+  type UploadOutcome,
+  type RefusedCertificate,
   type TrustAnchors,
   type UploadContext,
 } from "./upload.js";

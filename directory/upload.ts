@@ -2,7 +2,7 @@ import { createPublicKey, timingSafeEqual, verify as nodeVerify, type KeyObject 
 import { sha256Hex, type Clock } from "../core/index.js";
 import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, type Checkpoint, type Hash } from "../ledger/index.js";
 import { NO_EXPIRY, assertSerialSyntax, assertStationId, checkChain, parseCertificate, readHardwareModuleName, x509 } from "../pki/index.js";
-import { Refusal } from "./errors.js";
+import { CERTIFICATE_REFUSALS, Refusal, type RefusalReason } from "./errors.js";
 import type { AcceptedCheckpoint, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -53,7 +53,17 @@ export interface UploadBody {
   certificates: UploadedCertificate[];
 }
 
-/** What a 200 answer to POST /uploads says was accepted. */
+/** One certificate of an accepted upload that the directory would not publish, and why. */
+export interface RefusedCertificate {
+  serial: string;
+  code: RefusalReason;
+  message: string;
+}
+
+/**
+ * What a 200 (every certificate published) or 207 (some refused) answer to POST /uploads
+ * says: each uploaded serial is in exactly one of `published`, `alreadyPublished`, `refused`.
+ */
 export interface UploadReceipt {
   ok: true;
   station: string;
@@ -62,6 +72,18 @@ export interface UploadReceipt {
   published: string[];
   /** Serials whose identical certificate the directory already published (an idempotent retry). */
   alreadyPublished: string[];
+  refused: RefusedCertificate[];
+  /**
+   * How many allocation lists the directory held when it checked the upload: a refusal
+   * SERIAL_UNALLOCATED can only change once this number has.
+   */
+  allocations: number;
+}
+
+/** An accepted upload: the receipt, and each certificate refusal with its cause for the log. */
+export interface UploadOutcome {
+  receipt: UploadReceipt;
+  refusals: Refusal[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,11 +390,13 @@ async function checkCertificate(c: ParsedCertificate, station: string, next: Che
 }
 
 /**
- * Verifies an upload and, if every check passes, publishes it in one transaction. Throws a
- * Refusal for anything it will not take; a refused upload changes nothing, except that a
- * fully verified certificate contradicting a published one is kept as a conflict.
+ * Verifies an upload and publishes it in one transaction. Throws a Refusal when the upload
+ * itself is refused (its body, station, signature, checkpoint or history), and then changes
+ * nothing. Otherwise the checkpoint is accepted and every certificate that passes its checks
+ * is published; each other one is named in the receipt (a fully verified certificate that
+ * contradicts a published one is also kept as a conflict), so one request settles a batch.
  */
-export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, signature: string | undefined): Promise<UploadReceipt> {
+export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, signature: string | undefined): Promise<UploadOutcome> {
   const parsed = { ...parseUpload(bodyBytes), bodyBytes };
   const now = ctx.clock.now();
   const at = new Date(now.getTime() + ctx.clockSkewMs);
@@ -387,48 +411,58 @@ export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, si
   if (next.size === 0) throw new Refusal("CHECKPOINT_INVALID", "the checkpoint is of an empty ledger");
   const accepted = await ctx.store.latestCheckpoint(parsed.station);
   const status = checkHistory(parsed, next, accepted);
+  // Counted before the checks: an allocation registered meanwhile shows in the next receipt.
+  const allocations = await ctx.store.allocationCount();
 
   const nowText = now.toISOString();
   const checked: CheckedCertificate[] = [];
-  for (const c of parsed.certificates) checked.push(await checkCertificate(c, parsed.station, next, ctx, at, nowText));
+  const refusals: Refusal[] = [];
+  for (const c of parsed.certificates) {
+    try {
+      checked.push(await checkCertificate(c, parsed.station, next, ctx, at, nowText));
+    } catch (e) {
+      if (!(e instanceof Refusal) || e.serial !== c.serial || !CERTIFICATE_REFUSALS.has(e.reason)) throw e;
+      refusals.push(e);
+    }
+  }
 
   // Invariant 6: never contradict a published certificate. Conflicts are decided last, so only
   // a certificate that passed every other check is kept as one.
-  const conflicts: ConflictRecord[] = checked
-    .filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint)
-    .map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText));
-  if (conflicts.length > 0) {
-    await ctx.store.recordConflicts(conflicts);
-    throw conflictRefusal(conflicts);
+  const conflicting = checked.filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint);
+  if (conflicting.length > 0) {
+    await ctx.store.recordConflicts(conflicting.map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText)));
+    for (const c of conflicting) {
+      refusals.push(
+        new Refusal("CONFLICT", `the directory already publishes another certificate for ${c.record.serial}: kept for the vendor to investigate, not published`, {
+          serial: c.record.serial,
+          detail: `held ${c.held!.fingerprint}, uploaded ${c.record.fingerprint}`,
+        }),
+      );
+    }
   }
 
   const commit: UploadCommit = {
     station: parsed.station,
     expected: accepted && { size: accepted.size, root: accepted.root },
     checkpoint: { size: next.size, root: next.root, note: parsed.checkpoint, stationCertificate: stationCert.toString("pem") + "\n" },
-    certificates: checked.map((c) => c.record),
+    certificates: checked.filter((c) => !conflicting.includes(c)).map((c) => c.record),
     at: nowText,
   };
   const outcome = await ctx.store.commitUpload(commit);
-  if (!outcome.ok) {
-    if (outcome.reason === "CONFLICT") {
-      // Another upload published a different certificate for the serial meanwhile.
-      const record = checked.find((c) => c.record.serial === outcome.serial)?.record;
-      const held = outcome.serial === undefined ? undefined : await ctx.store.certificate(outcome.serial);
-      if (record && held) {
-        const conflict = conflictOf(record, held.fingerprint, parsed.checkpoint, nowText);
-        await ctx.store.recordConflicts([conflict]);
-        throw conflictRefusal([conflict]);
-      }
-    }
-    throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
-  }
+  // Another upload moved the checkpoint or published one of these serials meanwhile: the
+  // station's next attempt is checked against that (a conflict is then named as such).
+  if (!outcome.ok) throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
   return {
-    ok: true,
-    station: parsed.station,
-    checkpoint: { size: next.size, root: b64(next.root), status },
-    published: outcome.published,
-    alreadyPublished: outcome.alreadyPublished,
+    receipt: {
+      ok: true,
+      station: parsed.station,
+      checkpoint: { size: next.size, root: b64(next.root), status },
+      published: outcome.published,
+      alreadyPublished: outcome.alreadyPublished,
+      refused: refusals.map((r) => ({ serial: r.serial!, code: r.reason, message: r.message })),
+      allocations,
+    },
+    refusals,
   };
 }
 
@@ -445,12 +479,4 @@ function conflictOf(record: PublishedCertificate, heldFingerprint: string, check
     heldFingerprint,
     receivedAt: at,
   };
-}
-
-function conflictRefusal(conflicts: readonly ConflictRecord[]): Refusal {
-  const first = conflicts[0]!;
-  return new Refusal("CONFLICT", `the directory already publishes another certificate for ${conflicts.map((c) => c.serial).join(", ")}: kept for the vendor to investigate, not published`, {
-    serial: first.serial,
-    detail: conflicts.map((c) => `${c.serial}: held ${c.heldFingerprint}, uploaded ${c.fingerprint}`).join("; "),
-  });
 }

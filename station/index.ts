@@ -6,5 +6,5 @@ export type { UnitChange } from "./changes.js";
 export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";
-export { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
+export { Uploader, type UploaderDeps, type UploadResult, type UploadEvent, type UploadRefusal } from "./uploader.js";
 export type { OutboxCounts } from "./store.js";

@@ -5,12 +5,13 @@ import { CoreError, EXIT_CODES, writeFileAtomic } from "../../core/index.js";
 import { signDocument } from "../../serials/index.js";
 import { DirectoryClient } from "../../directory/index.js";
 import type { Hsm } from "../../hsm/index.js";
-import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
+import { STEPS, StationError, UnitStore, Uploader, acquireRunLock, buildUsageReport, runLine, type LineContext, type Step, type UnitOutcome, type UploadEvent } from "../../station/index.js";
 import { SIM_HOST, TcpFixture, parseFaultSpec, startSimulatorProcess, type SimulatorProcess, type UnitFixture } from "../../units/index.js";
 import { assertNewOutput, clockOf, homeOf, stationIdentity, stationLineContext, withHsm, withStation, type StationStores } from "../context.js";
 import type { Home, IdmintConfig } from "../../core/index.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
+import { uploadLines, uploadProgress } from "../uploads.js";
 
 /**
  * IDMINT_TEST_CRASH_AT=STEP:N kills the station with SIGKILL when the Nth unit reaches STEP:
@@ -36,7 +37,7 @@ function parseFixture(value: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-function uploader(home: Home, config: IdmintConfig, io: Io, stores: StationStores, hsm: Hsm, directory: string, batchSize: number): Uploader {
+function uploader(home: Home, config: IdmintConfig, io: Io, stores: StationStores, hsm: Hsm, directory: string, batchSize: number, onEvent?: (e: UploadEvent) => void): Uploader {
   const station = stationIdentity(home, config);
   return new Uploader(
     {
@@ -48,17 +49,10 @@ function uploader(home: Home, config: IdmintConfig, io: Io, stores: StationStore
       stationCertificatePem: station.certificatePem,
       signer: hsm.signer(config.keys.station),
       origin: station.origin,
+      onEvent,
     },
     { batchSize },
   );
-}
-
-function uploadLines(r: UploadResult): string[] {
-  return [
-    `uploaded ${r.uploaded} certificates in ${r.batches} batches; ${r.pending} still pending${r.refused.length ? `, ${r.refused.length} refused` : ""}`,
-    ...r.refused.map((x) => `  refused ${x.serial}: ${x.reason}`),
-    ...(r.pending > 0 && r.lastError ? [`  last error: ${r.lastError}`] : []),
-  ];
 }
 
 function unitTokenUri(config: { simulator?: { unitTokenUri: string } }): string {
@@ -207,13 +201,32 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("directory", { type: "string", demandOption: true, describe: "the directory server's URL" })
             .option("batch", { type: "number", default: 200, describe: "certificates per upload" })
             .option("retry-for", { type: "number", default: 60, describe: "seconds to keep retrying while the directory is unreachable" })
-            .example("$0 station upload --directory https://directory.example", "upload everything pending"),
+            .option("retry-refused", {
+              type: "boolean",
+              default: false,
+              describe:
+                "send again now every certificate the directory refused as not allocated (SERIAL_UNALLOCATED), e.g. after the vendor's `directory allocations add`. " +
+                "Without it they go again by themselves once the directory says it holds more allocation lists than when it refused them " +
+                "(the only way its answer can change; every upload's answer says, and an upload with nothing else to send asks once), so an unchanged directory is not asked again and again. " +
+                "Other refusals are final and never sent again: another certificate published for the serial (CONFLICT), another station's serial, a broken chain, profile, ledger entry or proof",
+            })
+            .example("$0 station upload --directory https://directory.example", "upload everything pending")
+            .example("$0 station upload --directory https://directory.example --retry-refused", "after `directory allocations add`: send the certificates it refused as unallocated"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
           if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("usage", "CONFIG_INVALID", "--batch must be a whole number from 1 to 1000");
           if (!(args.retryFor >= 0)) throw new CoreError("usage", "CONFIG_INVALID", "--retry-for must be a number of seconds");
-          const r = await withStation(home, io, (stores) => withHsm(config, io, (hsm) => uploader(home, config, io, stores, hsm, args.directory, args.batch).flush(args.retryFor * 1000)));
+          const shown = uploadProgress(io, args.json);
+          const r = await withStation(home, io, (stores) =>
+            withHsm(config, io, async (hsm) => {
+              try {
+                return await uploader(home, config, io, stores, hsm, args.directory, args.batch, shown.onEvent).flush(args.retryFor * 1000, { retryRefused: args.retryRefused });
+              } finally {
+                shown.done();
+              }
+            }),
+          );
           report(io, args, r, () => uploadLines(r));
           if (r.pending > 0) throw new ReportedFailure(`${r.pending} certificates are still pending (${r.lastError ?? "directory unreachable"}): run idmint station upload again later`, EXIT_CODES.unavailable);
         },
