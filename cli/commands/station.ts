@@ -204,14 +204,17 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("retry-refused", {
               type: "boolean",
               default: false,
-              describe:
-                "send again now every certificate the directory refused as not allocated (SERIAL_UNALLOCATED), e.g. after the vendor's `directory allocations add`. " +
-                "Without it they go again by themselves once the directory says it holds more allocation lists than when it refused them " +
-                "(the only way its answer can change; every upload's answer says, and an upload with nothing else to send asks once), so an unchanged directory is not asked again and again. " +
-                "Other refusals are final and never sent again: another certificate published for the serial (CONFLICT), another station's serial, a broken chain, profile, ledger entry or proof",
+              describe: "send again now every certificate the directory refused as not allocated (SERIAL_UNALLOCATED), e.g. after `directory allocations add`",
             })
-            .example("$0 station upload --directory https://directory.example", "upload everything pending")
-            .example("$0 station upload --directory https://directory.example --retry-refused", "after `directory allocations add`: send the certificates it refused as unallocated"),
+            .example("$0 station upload --directory https://dir.example", "upload everything pending")
+            .example("$0 station upload --directory https://dir.example --retry-refused", "send again what was refused as unallocated")
+            .epilogue(
+              "A certificate refused as not allocated goes again by itself, without --retry-refused, once the directory says it holds more allocation lists " +
+                "than when it refused it: only a new list can change its answer, and every answer says how many it holds (with nothing else to send, one " +
+                "upload per run asks), so a directory whose answer cannot have changed is not asked again and again. --retry-refused is for when the count " +
+                "cannot tell (e.g. a directory restored from a backup). Every other refusal is final and never sent again: another certificate published " +
+                "for the serial (CONFLICT, see `idmint directory conflicts`), another station's serial, a broken chain, profile, ledger entry or proof.",
+            ),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
