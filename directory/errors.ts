@@ -64,6 +64,20 @@ export const REFUSAL_STATUS: Record<RefusalReason, number> = {
   INTERNAL: 500,
 };
 
+/**
+ * Refusals about one certificate of an upload rather than the upload itself: the directory
+ * publishes the rest of the upload and names each of these in its receipt.
+ */
+export const CERTIFICATE_REFUSALS: ReadonlySet<RefusalReason> = new Set<RefusalReason>([
+  "CHAIN_INVALID",
+  "PROFILE_VIOLATION",
+  "LEDGER_MISMATCH",
+  "PROOF_INVALID",
+  "SERIAL_UNALLOCATED",
+  "SERIAL_NOT_ALLOWED",
+  "CONFLICT",
+]);
+
 export class DirectoryError extends IdmintError<DirectoryErrorCode> {
   /** The HTTP status, for REFUSED, NOT_FOUND and BAD_RESPONSE. */
   readonly status?: number;

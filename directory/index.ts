@@ -1,4 +1,4 @@
-export { DirectoryError, REFUSAL_STATUS, type DirectoryErrorCode, type RefusalReason } from "./errors.js";
+export { DirectoryError, REFUSAL_STATUS, CERTIFICATE_REFUSALS, type DirectoryErrorCode, type RefusalReason } from "./errors.js";
 export {
   SqliteDirectoryStore,
   openDirectoryStore,
@@ -10,16 +10,6 @@ export {
   type UploadCommit,
   type CommitOutcome,
 } from "./store.js";
-export {
-  UPLOAD_FORMAT,
-  SIGNATURE_HEADER,
-  MAX_UPLOAD_CERTIFICATES,
-  acceptUpload,
-  parseUpload,
-  type UploadBody,
-  type UploadedCertificate,
-  type UploadReceipt,
-  type TrustAnchors,
-  type UploadContext,
-} from "./upload.js";
+export { acceptUpload, parseUpload, type UploadOutcome, type TrustAnchors, type UploadContext } from "./upload.js";
+export { UPLOAD_FORMAT, SIGNATURE_HEADER, MAX_UPLOAD_CERTIFICATES, type UploadBody, type UploadedCertificate, type UploadReceipt, type RefusedCertificate } from "./wire.js";
 export { startDirectory, DIRECTORY_DEFAULTS, type DirectoryOptions, type DirectoryLoggerOptions, type RunningDirectory } from "./server.js";

@@ -8,7 +8,8 @@ import { assertSerialSyntax, assertStationId, checkChain, x509 } from "../pki/in
 import { stationOrigin, type InclusionBundle } from "../ledger/index.js";
 import { DirectoryError, Refusal } from "./errors.js";
 import { openDirectoryStore, type DirectoryStore, type PublishedCertificate } from "./store.js";
-import { SIGNATURE_HEADER, acceptUpload, type TrustAnchors, type UploadContext } from "./upload.js";
+import { acceptUpload, type TrustAnchors, type UploadContext } from "./upload.js";
+import { SIGNATURE_HEADER } from "./wire.js";
 
 export interface DirectoryLoggerOptions {
   /** pino level: "info" logs every request, "warn" only refusals and failures. */
@@ -130,9 +131,13 @@ function refusalBody(r: Refusal, requestId: string): Record<string, unknown> {
   };
 }
 
+/** STYLE practice 4: the log gets the internal cause, the station a safe message. */
+function refusalLog(r: Refusal): Record<string, unknown> {
+  return { reason: r.reason, serial: r.serial, detail: r.detail, cause: r.cause instanceof Error ? r.cause.message : r.cause };
+}
+
 function sendRefusal(request: FastifyRequest, reply: FastifyReply, r: Refusal): FastifyReply {
-  // STYLE practice 4: the log gets the internal cause, the station a safe message.
-  const log = { reason: r.reason, status: r.status, serial: r.serial, detail: r.detail, cause: r.cause instanceof Error ? r.cause.message : r.cause };
+  const log = { ...refusalLog(r), status: r.status };
   if (r.status >= 500) request.log.error(log, "upload failed");
   else request.log.warn(log, `upload refused: ${r.message}`);
   return reply.code(r.status).header("cache-control", "no-store").send(refusalBody(r, request.id));
@@ -256,9 +261,14 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
       if (!Buffer.isBuffer(body) || body.length === 0) return sendRefusal(request, reply, new Refusal("MALFORMED", "the upload has no body: send an idmint-upload/1 document"));
       const signature = request.headers[SIGNATURE_HEADER];
       try {
-        const receipt = await acceptUpload(ctx, body, typeof signature === "string" ? signature : undefined);
-        request.log.info({ station: receipt.station, checkpointSize: receipt.checkpoint.size, published: receipt.published.length, alreadyPublished: receipt.alreadyPublished.length }, "upload accepted");
-        return reply.code(200).header("cache-control", "no-store").send(receipt);
+        const { receipt, refusals } = await acceptUpload(ctx, body, typeof signature === "string" ? signature : undefined);
+        for (const r of refusals) request.log.warn(refusalLog(r), `certificate refused: ${r.message}`);
+        request.log.info(
+          { station: receipt.station, checkpointSize: receipt.checkpoint.size, published: receipt.published.length, alreadyPublished: receipt.alreadyPublished.length, refused: refusals.length },
+          "upload accepted",
+        );
+        // 207: a client that only knows "200 = all published" cannot take this answer for one.
+        return reply.code(refusals.length > 0 ? 207 : 200).header("cache-control", "no-store").send(receipt);
       } catch (e) {
         if (e instanceof Refusal) return sendRefusal(request, reply, e);
         throw e;

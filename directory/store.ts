@@ -85,6 +85,8 @@ export interface DirectoryStore {
   latestCheckpoint(station: string): Promise<AcceptedCheckpoint | undefined>;
   checkpointAt(station: string, size: number): Promise<AcceptedCheckpoint | undefined>;
   allocationOf(serial: string): Promise<{ station: string; allocationId: string } | undefined>;
+  /** How many allocation lists are registered: grows with each new one, so stations can tell when to ask again. */
+  allocationCount(): Promise<number>;
   certificate(serial: string): Promise<PublishedCertificate | undefined>;
   /** The most recently published certificates, newest first: what a starting server preloads. */
   recentCertificates(limit: number): Promise<Array<{ serial: string; der: Uint8Array; fingerprint: string }>>;
@@ -229,6 +231,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
       addCheckpoint: db.prepare("INSERT INTO directory_checkpoints (station, size, root, note, station_certificate, accepted_at) VALUES (?, ?, ?, ?, ?, ?)"),
       allocationOf: db.prepare("SELECT station, allocation_id AS allocationId FROM directory_serials WHERE serial = ?"),
       allocation: db.prepare("SELECT station, digest, count FROM directory_allocations WHERE allocation_id = ?"),
+      allocationCount: db.prepare("SELECT COUNT(*) FROM directory_allocations").pluck(),
       addAllocation: db.prepare("INSERT INTO directory_allocations (allocation_id, station, digest, count, added_at) VALUES (?, ?, ?, ?, ?)"),
       addSerial: db.prepare("INSERT INTO directory_serials (serial, station, allocation_id) VALUES (?, ?, ?)"),
       certificate: db.prepare("SELECT * FROM directory_certificates WHERE serial = ?"),
@@ -257,6 +260,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   async allocationOf(serial: string): Promise<{ station: string; allocationId: string } | undefined> {
     return this.stmts.allocationOf.get(serial) as { station: string; allocationId: string } | undefined;
+  }
+
+  async allocationCount(): Promise<number> {
+    return this.stmts.allocationCount.get() as number;
   }
 
   async certificate(serial: string): Promise<PublishedCertificate | undefined> {

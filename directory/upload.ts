@@ -2,66 +2,14 @@ import { createPublicKey, timingSafeEqual, verify as nodeVerify, type KeyObject 
 import { sha256Hex, type Clock } from "../core/index.js";
 import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, type Checkpoint, type Hash } from "../ledger/index.js";
 import { assertSerialSyntax, assertStationId, checkChain, idevidProfileViolation, parseCertificate, x509 } from "../pki/index.js";
-import { Refusal } from "./errors.js";
+import { CERTIFICATE_REFUSALS, Refusal, type RefusalReason } from "./errors.js";
 import type { AcceptedCheckpoint, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
+import { MAX_UPLOAD_CERTIFICATES, SIGNATURE_HEADER, UPLOAD_FORMAT, type RefusedCertificate, type UploadBody, type UploadReceipt, type UploadedCertificate } from "./wire.js";
 
-// ---------------------------------------------------------------------------------------------
-// The upload format (directory/README.md, "Uploads")
-// ---------------------------------------------------------------------------------------------
-
-export const UPLOAD_FORMAT = "idmint-upload/1";
-
-/**
- * The request header carrying the station's signature: base64 of the DER ECDSA signature
- * over the exact body bytes, hashed as the station key's HSM signer hashes (SHA-256 for the
- * P-256 station keys the ceremony makes, SHA-384 for P-384).
- *
- * Why a signed body and not mutual TLS: the station key lives in a PKCS#11 token, and Node's
- * TLS stack (OpenSSL underneath) can only use a token key through an OpenSSL engine or
- * provider that Node does not load; a signature made through our PKCS#11 signer needs none.
- * It also authenticates the upload itself, not just the connection, so the directory can keep
- * the signed body as evidence and no TLS-terminating proxy can alter it unnoticed.
- */
-export const SIGNATURE_HEADER = "idmint-signature";
-
-/** An upload carries at most this many certificates; a station sends more in several uploads. */
-export const MAX_UPLOAD_CERTIFICATES = 1000;
-
-export interface UploadedCertificate {
-  serial: string;
-  /** The IDevID, PEM. */
-  certificate: string;
-  /** Index of its certificate.issued entry in the station's ledger. */
-  index: number;
-  /** base64 of that entry's canonical bytes. */
-  entry: string;
-  /** RFC 9162 §2.1.3 inclusion path of the entry in `checkpoint`, base64 hashes. */
-  inclusionProof: string[];
-}
-
-export interface UploadBody {
-  format: typeof UPLOAD_FORMAT;
-  station: string;
-  /** The station certificate, PEM: must chain to the vendor root, OU "Station", CN = station. */
-  stationCertificate: string;
-  /** The station's new checkpoint: a C2SP signed note signed by the station key. */
-  checkpoint: string;
-  /** Size of the checkpoint the directory holds for this station (0 for the first upload). */
-  previousSize: number;
-  /** RFC 9162 §2.1.4 proof from the checkpoint of previousSize to the new one, base64 hashes. */
-  consistencyProof: string[];
-  certificates: UploadedCertificate[];
-}
-
-/** What a 200 answer to POST /uploads says was accepted. */
-export interface UploadReceipt {
-  ok: true;
-  station: string;
-  checkpoint: { size: number; root: string; status: "accepted" | "unchanged" };
-  /** Serials published by this upload. */
-  published: string[];
-  /** Serials whose identical certificate the directory already published (an idempotent retry). */
-  alreadyPublished: string[];
+/** An accepted upload: the receipt, and each certificate refusal with its cause for the log. */
+export interface UploadOutcome {
+  receipt: UploadReceipt;
+  refusals: Refusal[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,6 +228,15 @@ interface CheckedCertificate {
 
 async function checkCertificate(c: ParsedCertificate, station: string, next: Checkpoint, ctx: UploadContext, at: Date, now: string): Promise<CheckedCertificate> {
   const { serial, cert } = c;
+  // Invariant 6: only serials the vendor allocated to this very station. Checked first: one
+  // read, where the checks below cost milliseconds a certificate (the station, holding the
+  // factory CA key, could make a certificate for any serial anyway, so this tells it nothing more).
+  const owner = await ctx.store.allocationOf(serial);
+  if (!owner) throw new Refusal("SERIAL_UNALLOCATED", `serial ${serial} is not allocated to any station`, { serial });
+  if (owner.station !== station) {
+    throw new Refusal("SERIAL_NOT_ALLOWED", `serial ${serial} is not allocated to station ${station}`, { serial, detail: `allocated to ${owner.station} by ${owner.allocationId}` });
+  }
+
   const der = new Uint8Array(cert.rawData);
   const fingerprint = sha256Hex(der);
 
@@ -323,13 +280,6 @@ async function checkCertificate(c: ParsedCertificate, station: string, next: Che
     throw new Refusal("PROOF_INVALID", `the inclusion proof of ${serial} (entry ${c.index}) does not verify against the checkpoint of size ${next.size}`, { serial });
   }
 
-  // Invariant 6: only serials the vendor allocated to this very station.
-  const owner = await ctx.store.allocationOf(serial);
-  if (!owner) throw new Refusal("SERIAL_UNALLOCATED", `serial ${serial} is not allocated to any station`, { serial });
-  if (owner.station !== station) {
-    throw new Refusal("SERIAL_NOT_ALLOWED", `serial ${serial} is not allocated to station ${station}`, { serial, detail: `allocated to ${owner.station} by ${owner.allocationId}` });
-  }
-
   const record: PublishedCertificate = {
     serial,
     der,
@@ -347,11 +297,13 @@ async function checkCertificate(c: ParsedCertificate, station: string, next: Che
 }
 
 /**
- * Verifies an upload and, if every check passes, publishes it in one transaction. Throws a
- * Refusal for anything it will not take; a refused upload changes nothing, except that a
- * fully verified certificate contradicting a published one is kept as a conflict.
+ * Verifies an upload and publishes it in one transaction. Throws a Refusal when the upload
+ * itself is refused (its body, station, signature, checkpoint or history), and then changes
+ * nothing. Otherwise the checkpoint is accepted and every certificate that passes its checks
+ * is published; each other one is named in the receipt (a fully verified certificate that
+ * contradicts a published one is also kept as a conflict), so one request settles a batch.
  */
-export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, signature: string | undefined): Promise<UploadReceipt> {
+export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, signature: string | undefined): Promise<UploadOutcome> {
   const parsed = { ...parseUpload(bodyBytes), bodyBytes };
   const now = ctx.clock.now();
   const at = new Date(now.getTime() + ctx.clockSkewMs);
@@ -366,48 +318,58 @@ export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, si
   if (next.size === 0) throw new Refusal("CHECKPOINT_INVALID", "the checkpoint is of an empty ledger");
   const accepted = await ctx.store.latestCheckpoint(parsed.station);
   const status = checkHistory(parsed, next, accepted);
+  // Counted before the checks: an allocation registered meanwhile shows in the next receipt.
+  const allocations = await ctx.store.allocationCount();
 
   const nowText = now.toISOString();
   const checked: CheckedCertificate[] = [];
-  for (const c of parsed.certificates) checked.push(await checkCertificate(c, parsed.station, next, ctx, at, nowText));
+  const refusals: Refusal[] = [];
+  for (const c of parsed.certificates) {
+    try {
+      checked.push(await checkCertificate(c, parsed.station, next, ctx, at, nowText));
+    } catch (e) {
+      if (!(e instanceof Refusal) || e.serial !== c.serial || !CERTIFICATE_REFUSALS.has(e.reason)) throw e;
+      refusals.push(e);
+    }
+  }
 
   // Invariant 6: never contradict a published certificate. Conflicts are decided last, so only
   // a certificate that passed every other check is kept as one.
-  const conflicts: ConflictRecord[] = checked
-    .filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint)
-    .map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText));
-  if (conflicts.length > 0) {
-    await ctx.store.recordConflicts(conflicts);
-    throw conflictRefusal(conflicts);
+  const conflicting = checked.filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint);
+  if (conflicting.length > 0) {
+    await ctx.store.recordConflicts(conflicting.map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText)));
+    for (const c of conflicting) {
+      refusals.push(
+        new Refusal("CONFLICT", `the directory already publishes another certificate for ${c.record.serial}: kept for the vendor to investigate, not published`, {
+          serial: c.record.serial,
+          detail: `held ${c.held!.fingerprint}, uploaded ${c.record.fingerprint}`,
+        }),
+      );
+    }
   }
 
   const commit: UploadCommit = {
     station: parsed.station,
     expected: accepted && { size: accepted.size, root: accepted.root },
     checkpoint: { size: next.size, root: next.root, note: parsed.checkpoint, stationCertificate: stationCert.toString("pem") + "\n" },
-    certificates: checked.map((c) => c.record),
+    certificates: checked.filter((c) => !conflicting.includes(c)).map((c) => c.record),
     at: nowText,
   };
   const outcome = await ctx.store.commitUpload(commit);
-  if (!outcome.ok) {
-    if (outcome.reason === "CONFLICT") {
-      // Another upload published a different certificate for the serial meanwhile.
-      const record = checked.find((c) => c.record.serial === outcome.serial)?.record;
-      const held = outcome.serial === undefined ? undefined : await ctx.store.certificate(outcome.serial);
-      if (record && held) {
-        const conflict = conflictOf(record, held.fingerprint, parsed.checkpoint, nowText);
-        await ctx.store.recordConflicts([conflict]);
-        throw conflictRefusal([conflict]);
-      }
-    }
-    throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
-  }
+  // Another upload moved the checkpoint or published one of these serials meanwhile: the
+  // station's next attempt is checked against that (a conflict is then named as such).
+  if (!outcome.ok) throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
   return {
-    ok: true,
-    station: parsed.station,
-    checkpoint: { size: next.size, root: b64(next.root), status },
-    published: outcome.published,
-    alreadyPublished: outcome.alreadyPublished,
+    receipt: {
+      ok: true,
+      station: parsed.station,
+      checkpoint: { size: next.size, root: b64(next.root), status },
+      published: outcome.published,
+      alreadyPublished: outcome.alreadyPublished,
+      refused: refusals.map((r) => ({ serial: r.serial!, code: r.reason, message: r.message })),
+      allocations,
+    },
+    refusals,
   };
 }
 
@@ -424,12 +386,4 @@ function conflictOf(record: PublishedCertificate, heldFingerprint: string, check
     heldFingerprint,
     receivedAt: at,
   };
-}
-
-function conflictRefusal(conflicts: readonly ConflictRecord[]): Refusal {
-  const first = conflicts[0]!;
-  return new Refusal("CONFLICT", `the directory already publishes another certificate for ${conflicts.map((c) => c.serial).join(", ")}: kept for the vendor to investigate, not published`, {
-    serial: first.serial,
-    detail: conflicts.map((c) => `${c.serial}: held ${c.heldFingerprint}, uploaded ${c.fingerprint}`).join("; "),
-  });
 }

@@ -4,7 +4,7 @@ export { encodeEntry, decodeEntry, EVENT_TYPES, type LedgerEntry, type LedgerEve
 export { signCheckpoint, openCheckpoint, stationOrigin, noteKeyId, type Checkpoint } from "./checkpoint.js";
 export { verifyLedger, type LedgerReport } from "./verify.js";
 export { proveEntry, verifyBundle, type InclusionBundle } from "./proof.js";
-export { hashLeaf, hashChildren, emptyRoot, rootFromLeafHashes, inclusionProof, consistencyProof, type Hash } from "./merkle.js";
+export { hashLeaf, hashChildren, emptyRoot, rootFromLeafHashes, inclusionProof, inclusionProofs, consistencyProof, type Hash } from "./merkle.js";
 export { verifyInclusion, verifyConsistency } from "./merkle-verify.js";
 export { MerkleFrontier, TreeBuilder } from "./frontier.js";
 export { openExtract, type LedgerExtract } from "./extract.js";

@@ -146,6 +146,27 @@ export function inclusionProof(
   treeSize: number = leafHashes.length,
 ): Hash[] {
   assertRange("inclusionProof", 0, treeSize, leafHashes.length);
+  return path(index, treeSize, (start, end) => rootFromLeafHashes(leafHashes, start, end));
+}
+
+/**
+ * inclusionProof for several leaves of one tree: each subtree root their paths share (the
+ * upper levels, for nearby leaves most of a path) is hashed once, so a batch of proofs costs
+ * about one tree hash instead of one per proof.
+ */
+export function inclusionProofs(leafHashes: readonly Hash[], indices: readonly number[], treeSize: number = leafHashes.length): Hash[][] {
+  assertRange("inclusionProofs", 0, treeSize, leafHashes.length);
+  const roots = new Map<string, Hash>();
+  const root = (start: number, end: number): Hash => {
+    const key = `${start}:${end}`;
+    let r = roots.get(key);
+    if (r === undefined) roots.set(key, (r = rootFromLeafHashes(leafHashes, start, end)));
+    return r;
+  };
+  return indices.map((index) => path(index, treeSize, root));
+}
+
+function path(index: number, treeSize: number, root: (start: number, end: number) => Hash): Hash[] {
   if (!Number.isSafeInteger(index) || index < 0 || index >= treeSize) {
     throw new RangeError(`inclusionProof: index ${index} not in a tree of size ${treeSize}`);
   }
@@ -159,11 +180,11 @@ export function inclusionProof(
     const k = splitPoint(end - start);
     if (m < k) {
       // §2.1.3.1: PATH(m, D[0:k]) : MTH(D[k:n])
-      topDown.push(rootFromLeafHashes(leafHashes, start + k, end));
+      topDown.push(root(start + k, end));
       end = start + k;
     } else {
       // §2.1.3.1: PATH(m - k, D[k:n]) : MTH(D[0:k])
-      topDown.push(rootFromLeafHashes(leafHashes, start, start + k));
+      topDown.push(root(start, start + k));
       m -= k;
       start += k;
     }

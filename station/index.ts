@@ -7,7 +7,7 @@ export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";
 export { DEFAULT_STOP_RULES, type StopRules } from "./stop.js";
-export { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
+export { Uploader, type UploaderDeps, type UploadResult, type UploadEvent, type UploadRefusal } from "./uploader.js";
 export type { OutboxCounts } from "./store.js";
 export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";
 export { runStation, stationUploader, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";

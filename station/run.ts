@@ -15,7 +15,7 @@ import { acquireRunLock } from "./lock.js";
 import type { LineContext, UnitOutcome } from "./pipeline.js";
 import type { StopRules } from "./stop.js";
 import { UnitStore } from "./store.js";
-import { Uploader, type UploadResult } from "./uploader.js";
+import { Uploader, type UploaderDeps, type UploadResult } from "./uploader.js";
 
 /** Where the line's units come from: simulated units in a process of their own, or a real fixture. */
 export type UnitSource =
@@ -55,7 +55,16 @@ const UPLOAD_BATCH = 200;
 const UPLOAD_INTERVAL_MS = 2_000;
 
 /** The station's uploader for this home: the station key signs checkpoints and uploads. */
-export function stationUploader(p: { home: Home; config: IdmintConfig; clock: Clock; stores: StationStores; signer: Signer; directory: string; batchSize: number }): Uploader {
+export function stationUploader(p: {
+  home: Home;
+  config: IdmintConfig;
+  clock: Clock;
+  stores: StationStores;
+  signer: Signer;
+  directory: string;
+  batchSize: number;
+  onEvent?: UploaderDeps["onEvent"];
+}): Uploader {
   const station = stationIdentity(p.home, p.config);
   return new Uploader(
     {
@@ -67,6 +76,7 @@ export function stationUploader(p: { home: Home; config: IdmintConfig; clock: Cl
       stationCertificatePem: station.certificatePem,
       signer: p.signer,
       origin: station.origin,
+      onEvent: p.onEvent,
     },
     { batchSize: p.batchSize },
   );

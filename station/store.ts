@@ -41,6 +41,16 @@ const MIGRATIONS: readonly Migration[] = [
     version: 3,
     sql: "ALTER TABLE units ADD COLUMN failure_repeats INTEGER NOT NULL DEFAULT 0;",
   },
+  {
+    // Why, as the directory's code, and how many allocation lists it held then: a certificate
+    // refused as unallocated goes back in the queue once that number changed.
+    version: 4,
+    sql: `
+      ALTER TABLE outbox ADD COLUMN refused_code TEXT;
+      ALTER TABLE outbox ADD COLUMN refused_allocations INTEGER;
+      UPDATE outbox SET refused_code = substr(refused, 1, instr(refused, ':') - 1) WHERE refused IS NOT NULL;
+    `,
+  },
 ];
 
 export interface OutboxCounts {
@@ -118,7 +128,12 @@ export class UnitStore {
       ),
       nextBatch: db.prepare("SELECT serial, certificate FROM outbox WHERE sent_at IS NULL AND refused IS NULL ORDER BY queued_at, serial LIMIT ?"),
       sent: db.prepare("UPDATE outbox SET sent_at = ? WHERE serial = ? AND sent_at IS NULL"),
-      refuse: db.prepare("UPDATE outbox SET refused = ? WHERE serial = ?"),
+      refuse: db.prepare("UPDATE outbox SET refused = ?, refused_code = ?, refused_allocations = ? WHERE serial = ? AND sent_at IS NULL"),
+      refusedBy: db.prepare("SELECT refused_code AS code, COUNT(*) AS n FROM outbox WHERE refused IS NOT NULL GROUP BY refused_code ORDER BY refused_code"),
+      requeue: db.prepare("UPDATE outbox SET refused = NULL, refused_code = NULL, refused_allocations = NULL WHERE refused_code = ?"),
+      requeueIfMore: db.prepare(
+        "UPDATE outbox SET refused = NULL, refused_code = NULL, refused_allocations = NULL WHERE refused_code = ? AND (refused_allocations IS NULL OR refused_allocations < ?)",
+      ),
     };
     this.recordIntentTx = db.transaction((serial: string, keyFingerprint: string, certificateSerial: string): string | undefined => {
       const had = this.stmts.seenKey.get(keyFingerprint) as string | undefined;
@@ -201,7 +216,21 @@ export class UnitStore {
     for (const s of serials) this.stmts.sent.run(at, s);
   }
 
-  markRefused(serial: string, reason: string): void {
-    this.stmts.refuse.run(reason, serial);
+  /** Kept out of later batches; `allocations` is how many allocation lists the directory held when it refused. */
+  markRefused(serial: string, code: string, message: string, allocations: number): void {
+    this.stmts.refuse.run(`${code}: ${message}`, code, allocations, serial);
+  }
+
+  /** Refused certificates by the directory's reason. */
+  refusedByReason(): Record<string, number> {
+    return Object.fromEntries((this.stmts.refusedBy.all() as Array<{ code: string; n: number }>).map((r) => [r.code, r.n]));
+  }
+
+  /**
+   * Puts the certificates refused for `code` back in the queue, all of them or, given the
+   * directory's allocation count now, those refused when it held fewer; returns how many.
+   */
+  requeueRefused(code: string, allocationsNow?: number): number {
+    return (allocationsNow === undefined ? this.stmts.requeue.run(code) : this.stmts.requeueIfMore.run(code, allocationsNow)).changes;
   }
 }

@@ -113,7 +113,7 @@ const PROCESS_ENV_READ = ["SOFTHSM2_CONF", "IDMINT_PKCS11_MODULE", "LC_ALL", "LC
  * for signals, serve until stopped or need native code to see an env variable (PKCS11SPY),
  * stay on idmint(). Paths must be absolute: the binary runs in REPO, this process wherever vitest started.
  */
-export async function idmintInProcess(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+export async function idmintInProcess(args: string[], options: { env?: NodeJS.ProcessEnv; isTty?: boolean } = {}): Promise<Run> {
   // Loaded on first use, so test files that only spawn the binary do not pay for the CLI's modules.
   const { main } = await import("../cli/main.js");
   const env = cleanEnv(options.env);
@@ -122,7 +122,7 @@ export async function idmintInProcess(args: string[], options: { env?: NodeJS.Pr
   const saved = PROCESS_ENV_READ.map((name) => [name, process.env[name]] as const);
   for (const [name] of saved) setEnv(name, env[name]);
   try {
-    const code = await main(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), isTty: false, env });
+    const code = await main(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), isTty: options.isTty ?? false, env });
     return noInternalError(args, { code, stdout, stderr });
   } finally {
     for (const [name, value] of saved) setEnv(name, value);

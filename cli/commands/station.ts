@@ -3,10 +3,11 @@ import { CoreError, EXIT_CODES, assertNewOutput, writeFileAtomic } from "../../c
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome, type UploadResult } from "../../station/index.js";
+import { DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { progress } from "../progress.js";
+import { uploadLines, uploadProgress } from "../uploads.js";
 
 /**
  * IDMINT_TEST_CRASH_AT=STEP:N kills the station with SIGKILL when the Nth unit reaches STEP:
@@ -30,14 +31,6 @@ function parseFixture(value: string): { host: string; port: number } {
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
-}
-
-function uploadLines(r: UploadResult): string[] {
-  return [
-    `uploaded ${r.uploaded} certificates in ${r.batches} batches; ${r.pending} still pending${r.refused.length ? `, ${r.refused.length} refused` : ""}`,
-    ...r.refused.map((x) => `  refused ${x.serial}: ${x.reason}`),
-    ...(r.pending > 0 && r.lastError ? [`  last error: ${r.lastError}`] : []),
-  ];
 }
 
 function unitLine(o: UnitOutcome): string {
@@ -142,17 +135,38 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("directory", { type: "string", demandOption: true, describe: "the directory server's URL" })
             .option("batch", { type: "number", default: 200, describe: "certificates per upload" })
             .option("retry-for", { type: "number", default: 60, describe: "seconds to keep retrying while the directory is unreachable" })
-            .example("$0 station upload --directory https://directory.example", "upload everything pending"),
+            .option("retry-refused", {
+              type: "boolean",
+              default: false,
+              describe: "send again now every certificate the directory refused as not allocated (SERIAL_UNALLOCATED), e.g. after `directory allocations add`",
+            })
+            .example("$0 station upload --directory https://dir.example", "upload everything pending")
+            .example("$0 station upload --directory https://dir.example --retry-refused", "send again what was refused as unallocated")
+            .epilogue(
+              "A certificate refused as not allocated goes again by itself, without --retry-refused, once the directory says it holds more allocation lists " +
+                "than when it refused it: only a new list can change its answer, and every answer says how many it holds (with nothing else to send, one " +
+                "upload per run asks), so a directory whose answer cannot have changed is not asked again and again. --retry-refused is for when the count " +
+                "cannot tell (e.g. a directory restored from a backup). Every other refusal is final and never sent again: another certificate published " +
+                "for the serial (CONFLICT, see `idmint directory conflicts`), another station's serial, a broken chain, profile, ledger entry or proof.",
+            ),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
           if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("usage", "CONFIG_INVALID", "--batch must be a whole number from 1 to 1000");
           if (!(args.retryFor >= 0)) throw new CoreError("usage", "CONFIG_INVALID", "--retry-for must be a number of seconds");
           const clock = clockOf(io);
+          const shown = uploadProgress(io, args.json);
           const r = await withStation(home, clock, (stores) =>
-            withHsm(hsmOptions(config, io), (hsm) =>
-              stationUploader({ home, config, clock, stores, signer: hsm.signer(config.keys.station), directory: args.directory, batchSize: args.batch }).flush(args.retryFor * 1000),
-            ),
+            withHsm(hsmOptions(config, io), async (hsm) => {
+              try {
+                const signer = hsm.signer(config.keys.station);
+                return await stationUploader({ home, config, clock, stores, signer, directory: args.directory, batchSize: args.batch, onEvent: shown.onEvent }).flush(args.retryFor * 1000, {
+                  retryRefused: args.retryRefused,
+                });
+              } finally {
+                shown.done();
+              }
+            }),
           );
           report(io, args, r, () => uploadLines(r));
           if (r.pending > 0) throw new ReportedFailure(`${r.pending} certificates are still pending (${r.lastError ?? "directory unreachable"}): run idmint station upload again later`, EXIT_CODES.unavailable);

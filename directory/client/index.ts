@@ -11,3 +11,4 @@ export {
   type CertificateInfo,
   type DirectoryClientOptions,
 } from "../client.js";
+export { SIGNATURE_HEADER, UPLOAD_FORMAT, MAX_UPLOAD_CERTIFICATES, type UploadBody, type UploadReceipt, type UploadedCertificate, type RefusedCertificate } from "../wire.js";

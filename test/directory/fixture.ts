@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { Home, openDb, sha256Hex, systemClock } from "../../core/index.js";
+import { webcrypto } from "node:crypto";
+import { Home, openDb, sha256Hex, systemClock, systemRandom } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { Ledger, stationOrigin, type LedgerEvent } from "../../ledger/index.js";
-import { x509 } from "../../pki/index.js";
+import { issueIdevid, x509 } from "../../pki/index.js";
 import { buildUpload, signUpload, type SignedUpload, type UploadContent, type UploadSigner } from "../../directory/client/index.js";
 import { BIN, idmint, type Run } from "../helpers.js";
 
@@ -63,6 +64,30 @@ export function certPem(h: Home, serial: string): string {
 export function recordIssued(ledger: Ledger, serial: string, cert: x509.X509Certificate): number {
   const event: LedgerEvent = { type: "certificate.issued", serial, certificateSerial: cert.serialNumber, certificateFingerprint: sha256Hex(new Uint8Array(cert.rawData)) };
   return ledger.append(event).index;
+}
+
+/**
+ * An IDevID for `serial` signed in the HSM by `issuer` (the factory CA, or the root to skip
+ * it) for a fresh key, recorded as certificate.issued in the home's ledger without any unit
+ * or intent: what a rogue or broken station's software could upload.
+ */
+export async function forgeIdevid(h: Home, serial: string, issuer: "factoryCa" | "root" = "factoryCa"): Promise<x509.X509Certificate> {
+  const config = h.readConfig();
+  const key = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
+  const spki = new Uint8Array(await webcrypto.subtle.exportKey("spki", key.publicKey));
+  const cert = await withHsm(h, async (hsm) =>
+    issueIdevid({
+      issuer: { signer: hsm.signer(config.keys[issuer]), certificate: new x509.X509Certificate(pem(h, issuer === "root" ? "root" : "factory-ca")) },
+      publicKeySpki: spki,
+      serial,
+      organization: config.profile.organization,
+      hwTypeOid: config.profile.hwTypeOid,
+      clock: systemClock,
+      random: systemRandom,
+    }),
+  );
+  await withLedger(h, (ledger) => recordIssued(ledger, serial, cert));
+  return cert;
 }
 
 /**

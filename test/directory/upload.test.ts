@@ -8,10 +8,10 @@ import { Ledger, openCheckpoint, stationOrigin } from "../../ledger/index.js";
 import { issueEndEntity, issueIdevid, x509 } from "../../pki/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
 import { issueFromCsr } from "../../cli/commands/ca.js";
-import { DirectoryError, startDirectory, type RunningDirectory } from "../../directory/index.js";
-import { DirectoryClient, buildUpload, signUpload, type SignedUpload } from "../../directory/client/index.js";
+import { startDirectory, type RunningDirectory } from "../../directory/index.js";
+import { DirectoryClient, buildUpload, signUpload, type SignedUpload, type UploadReceipt } from "../../directory/client/index.js";
 import { openssl, scratch } from "../helpers.js";
-import { certPem, directoryCli, dump, makeHome, must, pem, post, postSigned, recordIssued, stationUpload, withHsm, withLedger } from "./fixture.js";
+import { certPem, directoryCli, dump, forgeIdevid, makeHome, must, pem, post, postSigned, recordIssued, stationUpload, withHsm, withLedger } from "./fixture.js";
 
 const s = scratch("directory");
 const file = (name: string) => join(s.dir, name);
@@ -155,6 +155,28 @@ describe("a station's upload is published, and operators fetch it", () => {
 });
 
 describe("refusals: the right status, nothing stored, nothing already stored changed", () => {
+  /**
+   * Posts an upload whose certificates the directory must refuse one by one: a 207 naming
+   * each with its reason, and nothing changed but the station's checkpoint (and, for a
+   * conflict, the conflicts kept).
+   */
+  async function refusedIn(signed: SignedUpload, expected: Array<{ serial: string; code: string }>) {
+    const before = dump(dbPath);
+    const r = await postSigned(dir.url, signed);
+    expect(r.status, JSON.stringify(r.json)).toBe(207);
+    expect(r.json).toMatchObject({ ok: true, published: [], refused: expected });
+    const after = dump(dbPath);
+    const conflicts = expected.some((x) => x.code === "CONFLICT");
+    const unchanged = (d: Record<string, unknown[]>) => ({ ...d, directory_checkpoints: [], ...(conflicts ? { directory_conflicts: [] } : {}) });
+    expect(unchanged(after)).toEqual(unchanged(before));
+    return r.json as unknown as UploadReceipt;
+  }
+
+  /** A signed upload of station-1's certificates against the checkpoint the directory holds now. */
+  async function upload(certificates: Array<{ serial: string; certificate: string }>): Promise<SignedUpload> {
+    return (await stationUpload(vendor.h, { previousSize: await client.acceptedSize("station-1"), certificates })).signed;
+  }
+
   /** Posts an upload and checks the refusal and that the store is exactly as before. */
   async function refused(upload: SignedUpload | (() => ReturnType<typeof post>), status: number, code: string, serial?: string) {
     const before = dump(dbPath);
@@ -200,57 +222,65 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
     await refused(rogueSigned.signed, 401, "STATION_UNKNOWN");
   });
 
-  it("station-1 uploading a serial allocated to station-2 (403), through the client too", async () => {
-    const previousSize = await client.acceptedSize("station-1");
+  it("station-1 uploading a serial allocated to station-2: that certificate refused, the rest of the upload taken; through the client too", async () => {
     const rogue = await issueFor("SB000001");
-    const { signed } = await stationUpload(vendor.h, { previousSize, certificates: [...certs(["SN000006"]), { serial: "SB000001", certificate: rogue }] });
-    await refused(signed, 403, "SERIAL_NOT_ALLOWED", "SB000001");
-    const e = await client.upload(signed).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(DirectoryError);
-    expect(e).toMatchObject({ code: "REFUSED", status: 403, reason: "SERIAL_NOT_ALLOWED", kind: "verify" });
+    const signed = await upload([...certs(["SN000006"]), { serial: "SB000001", certificate: rogue }]);
+    const receipt = await refusedIn(signed, [{ serial: "SB000001", code: "SERIAL_NOT_ALLOWED" }]);
+    expect(receipt).toMatchObject({ alreadyPublished: ["SN000006"], allocations: 2 });
+    expect(receipt.refused[0]!.message).toBe("serial SB000001 is not allocated to station station-1");
+    expect(await client.upload(signed)).toMatchObject({ checkpoint: { status: "unchanged" }, alreadyPublished: ["SN000006"], refused: [{ serial: "SB000001", code: "SERIAL_NOT_ALLOWED" }] });
     expect((await curl("/certificates/SB000001.crt")).status).toBe(404);
   });
 
-  it("a serial allocated to no station (403)", async () => {
-    const previousSize = await client.acceptedSize("station-1");
-    const rogue = await issueFor("ZZ000001");
-    const { signed } = await stationUpload(vendor.h, { previousSize, certificates: [{ serial: "ZZ000001", certificate: rogue }] });
-    await refused(signed, 403, "SERIAL_UNALLOCATED", "ZZ000001");
+  it("a serial allocated to no station", async () => {
+    await refusedIn(await upload([{ serial: "ZZ000001", certificate: await issueFor("ZZ000001") }]), [{ serial: "ZZ000001", code: "SERIAL_UNALLOCATED" }]);
   });
 
-  it("certificates not from the factory CA, or not IDevIDs (422); the log has the cause, the answer a safe message", async () => {
-    const previousSize = await client.acceptedSize("station-1");
+  it("one request settles a batch with several refusals: every refused certificate named with its reason, the others published", async () => {
+    must(vendor.cli("station", "run", "--sim", "1", "--slots", "1"), "station run");
+    const logged = logs.length;
+    const receipt = await client.upload(
+      await upload([
+        ...certs(["SN000009", "SN000002"]),
+        { serial: "SB000002", certificate: await issueFor("SB000002") },
+        { serial: "ZZ000002", certificate: await issueFor("ZZ000002") },
+        { serial: "SN000004", certificate: await issueFor("SN000004") },
+      ]),
+    );
+    expect(receipt).toMatchObject({ published: ["SN000009"], alreadyPublished: ["SN000002"], allocations: 2 });
+    expect(receipt.refused.map((r) => [r.serial, r.code])).toEqual([
+      ["SB000002", "SERIAL_NOT_ALLOWED"],
+      ["ZZ000002", "SERIAL_UNALLOCATED"],
+      ["SN000004", "CONFLICT"],
+    ]);
+    expect((await curl("/certificates/SN000009.crt")).status).toBe(200);
+    // The log has each refusal with its cause.
+    const refusals = logs.slice(logged).map((l) => JSON.parse(l)).filter((l) => l.msg.startsWith("certificate refused"));
+    expect(refusals.map((l) => l.serial)).toEqual(["SB000002", "ZZ000002", "SN000004"]);
+    expect(refusals[0].detail).toMatch(/allocated to station-2/);
+  });
+
+  it("certificates not from the factory CA, or not IDevIDs; the log has the cause, the answer a safe message", async () => {
     // Self-made with openssl, for an allocated serial, recorded in the station's ledger.
     const made = openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", file("self.key"), "-subj", "/serialNumber=SN000019/CN=SN000019", "-days", "1", "-out", file("self.pem")]);
     expect(made.code, made.stderr).toBe(0);
     const selfMade = readFileSync(file("self.pem"), "utf8");
     await withLedger(vendor.h, (ledger) => recordIssued(ledger, "SN000019", new x509.X509Certificate(selfMade)));
     const logged = logs.length;
-    const answer = await refused((await stationUpload(vendor.h, { previousSize, certificates: [{ serial: "SN000019", certificate: selfMade }] })).signed, 422, "CHAIN_INVALID", "SN000019");
-    expect(answer.error!.message).toBe("the certificate of SN000019 does not chain to the vendor root through a factory CA");
+    const answer = await refusedIn(await upload([{ serial: "SN000019", certificate: selfMade }]), [{ serial: "SN000019", code: "CHAIN_INVALID" }]);
+    expect(answer.refused[0]!.message).toBe("the certificate of SN000019 does not chain to the vendor root through a factory CA");
     const log = logs.slice(logged).join("");
     expect(log).toMatch(/"reason":"CHAIN_INVALID"/);
     expect(log).toMatch(/CN=SN000019.*does not chain to the vendor root/);
 
     // Signed by the vendor root itself, skipping the factory CA.
+    const byRoot = await forgeIdevid(vendor.h, "SN000018", "root");
+    await refusedIn(await upload([{ serial: "SN000018", certificate: byRoot.toString("pem") }]), [{ serial: "SN000018", code: "CHAIN_INVALID" }]);
+
+    // Signed by the factory CA, but a station-style certificate: no serialNumber, no hardwareModuleName, it expires.
     const config = vendor.h.readConfig();
     const key = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
     const spki = new Uint8Array(await webcrypto.subtle.exportKey("spki", key.publicKey));
-    const byRoot = await withHsm(vendor.h, async (hsm) =>
-      issueIdevid({
-        issuer: { signer: hsm.signer(config.keys.root), certificate: new x509.X509Certificate(pem(vendor.h, "root")) },
-        publicKeySpki: spki,
-        serial: "SN000018",
-        organization: config.profile.organization,
-        hwTypeOid: config.profile.hwTypeOid,
-        clock: systemClock,
-        random: systemRandom,
-      }),
-    );
-    await withLedger(vendor.h, (ledger) => recordIssued(ledger, "SN000018", byRoot));
-    await refused((await stationUpload(vendor.h, { previousSize, certificates: [{ serial: "SN000018", certificate: byRoot.toString("pem") }] })).signed, 422, "CHAIN_INVALID", "SN000018");
-
-    // Signed by the factory CA, but a station-style certificate: no serialNumber, no hardwareModuleName, it expires.
     const notIdevid = await withHsm(vendor.h, async (hsm) =>
       issueEndEntity({
         purpose: "station",
@@ -262,13 +292,12 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
       }),
     );
     await withLedger(vendor.h, (ledger) => recordIssued(ledger, "SN000017", notIdevid));
-    await refused((await stationUpload(vendor.h, { previousSize, certificates: [{ serial: "SN000017", certificate: notIdevid.toString("pem") }] })).signed, 422, "PROFILE_VIOLATION", "SN000017");
+    await refusedIn(await upload([{ serial: "SN000017", certificate: notIdevid.toString("pem") }]), [{ serial: "SN000017", code: "PROFILE_VIOLATION" }]);
   });
 
-  it("an entry or proof that does not match (422)", async () => {
-    const previousSize = await client.acceptedSize("station-1");
+  it("an entry or proof that does not match", async () => {
     const otherEntry = await stationUpload(vendor.h, {
-      previousSize,
+      previousSize: await client.acceptedSize("station-1"),
       certificates: certs(["SN000006"]),
       edit: (c) => {
         const first = c.certificates[0]!;
@@ -276,36 +305,32 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
         first.entry = withLedgerSync((l) => l.entryBytes(first.index).toString("base64"));
       },
     });
-    await refused(otherEntry.signed, 422, "LEDGER_MISMATCH", "SN000006");
+    await refusedIn(otherEntry.signed, [{ serial: "SN000006", code: "LEDGER_MISMATCH" }]);
     const badProof = await stationUpload(vendor.h, {
-      previousSize,
+      previousSize: await client.acceptedSize("station-1"),
       certificates: certs(["SN000006"]),
       edit: (c) => {
         c.certificates[0]!.inclusionProof.reverse();
       },
     });
-    await refused(badProof.signed, 422, "PROOF_INVALID", "SN000006");
+    await refusedIn(badProof.signed, [{ serial: "SN000006", code: "PROOF_INVALID" }]);
   });
 
-  it("a second, different certificate for a published serial (409): kept as a conflict, never published", async () => {
+  it("a second, different certificate for a published serial: kept as a conflict, never published", async () => {
     const published = (await curl("/certificates/SN000001.crt")).body.toString("utf8");
-    const previousSize = await client.acceptedSize("station-1");
     const second = await issueFor("SN000001");
-    const { signed } = await stationUpload(vendor.h, { previousSize, certificates: [{ serial: "SN000001", certificate: second }] });
+    const signed = await upload([{ serial: "SN000001", certificate: second }]);
 
     const before = dump(dbPath);
-    const r = await postSigned(dir.url, signed);
-    expect(r.status).toBe(409);
-    expect(r.json).toMatchObject({ ok: false, error: { code: "CONFLICT", serial: "SN000001" } });
+    await refusedIn(signed, [{ serial: "SN000001", code: "CONFLICT" }]);
     const after = dump(dbPath);
-    expect({ ...after, directory_conflicts: [] }).toEqual({ ...before, directory_conflicts: [] });
     expect(after.directory_conflicts).toHaveLength(before.directory_conflicts!.length + 1);
     // Again: still refused, kept once.
-    expect((await postSigned(dir.url, signed)).status).toBe(409);
+    expect((await postSigned(dir.url, signed)).json).toMatchObject({ refused: [{ serial: "SN000001", code: "CONFLICT" }] });
     expect(dump(dbPath)).toEqual(after);
 
     expect((await curl("/certificates/SN000001.crt")).body.toString("utf8")).toBe(published);
-    const listed = directoryCli(vendor.home, "conflicts", "--json");
+    const listed = directoryCli(vendor.home, "conflicts", "--serial", "SN000001", "--json");
     expect(listed.code, listed.stderr).toBe(0);
     const { conflicts } = JSON.parse(listed.stdout);
     expect(conflicts).toHaveLength(1);
@@ -340,7 +365,8 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
     const larger = await refused(await forkedUpload(accepted + 3), 409, "INCONSISTENT");
     expect(larger.acceptedSize).toBe(accepted);
     await refused(await forkedUpload(accepted), 409, "HISTORY_REWRITTEN");
-    // A proof from a size the directory does not hold.
+    // A proof from a size the directory does not hold, for a ledger grown since.
+    withLedgerSync((l) => l.append({ type: "error", stage: "upload", code: "X", message: "an entry after the accepted checkpoint" }));
     const stale = await stationUpload(vendor.h, { previousSize: accepted - 1, certificates: [] });
     await refused(stale.signed, 409, "PREVIOUS_SIZE_MISMATCH");
   });

@@ -11,6 +11,7 @@ import {
   hashChildren,
   hashLeaf,
   inclusionProof,
+  inclusionProofs,
   rootFromLeafHashes,
   verifyConsistency,
   verifyInclusion,
@@ -220,6 +221,14 @@ describe("inclusion proofs", () => {
         expect(inclusionProof(leaves, i, n).map(hex), `PATH(${i}, D[${n}])`).toEqual(refPath(i, leaves.slice(0, n)).map(hex));
       }
     }
+  });
+
+  it("a batch of proofs is each index's own proof, whatever the order and repeats", () => {
+    for (const n of [1, 2, 7, 8, 9, 40, 70]) {
+      const indices = [n - 1, 0, Math.floor(n / 2), n - 1, ...Array.from({ length: n }, (_, i) => i)];
+      expect(inclusionProofs(leaves, indices, n).map((p) => p.map(hex)), `size ${n}`).toEqual(indices.map((i) => refPath(i, leaves.slice(0, n)).map(hex)));
+    }
+    expect(() => inclusionProofs(leaves, [5], 5)).toThrow(RangeError);
   });
 
   it("every proof for sizes 1..70 verifies, and every tampered variant fails", () => {
