@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Home, openDb, sha256Hex, systemClock } from "../../core/index.js";
+import { Home, openDb, systemClock, systemRandom } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { Ledger } from "../../ledger/index.js";
-import { SerialStore, signDocument, type UsageReport } from "../../serials/index.js";
+import { signDocument, type UsageReport } from "../../serials/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
-import { issueFromCsr } from "../../cli/commands/ca.js";
+import { issueFromCsr, withStation } from "../../station/index.js";
 import { idmint, idmintInProcess, oneLineError, scratch, type Run } from "../helpers.js";
 
 const s = scratch("cli-serials");
@@ -36,22 +36,18 @@ function ledgerSize(): number {
   }
 }
 
-/** The station's side of one unit, until `station run` exists: reserve, issue through the HSM, provision. */
+/** Units certified through the station's issue path (what `ca issue` does), each with a key of its own. */
 async function provision(serials: string[]): Promise<void> {
   const config = home.readConfig();
   const hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf });
-  const db = openDb(home.stationDbPath);
   try {
-    const ledger = new Ledger(db, systemClock);
-    const store = new SerialStore(db, ledger, systemClock);
-    for (const serial of serials) {
-      store.reserve(serial, "test-run");
-      const unit = await SoftwareUnit.create(serial, "RT-1");
-      const { cert } = await issueFromCsr({ hsm, ledger, home, config, csr: await unit.csr(), serial });
-      db.transaction(() => store.markProvisioned(serial, "test-run", sha256Hex(new Uint8Array(cert.rawData))))();
-    }
+    await withStation(home, systemClock, async (stores) => {
+      for (const serial of serials) {
+        const unit = await SoftwareUnit.create(serial, "RT-1");
+        await issueFromCsr({ stores, hsm, home, config, clock: systemClock, random: systemRandom, csr: await unit.csr(), serial });
+      }
+    });
   } finally {
-    db.close();
     hsm.close();
   }
 }
@@ -95,6 +91,23 @@ describe("idmint serials allocate", () => {
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/serial SN000008 is already allocated/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it("an --out or --claim-codes-out it cannot write is refused before anything is signed or registered, and nothing is left", async () => {
+    const aFile = file("plain-file");
+    writeFileSync(aFile, "not a directory");
+    const base = ["serials", "allocate", "--order", "PO-u", "--station", "station-1", "--model", "RT-1", "--count", "3", "--prefix", "UW", "--start", "1"];
+    const r = await cli(...base, "--out", join(aFile, "list.json"));
+    expect(r.code).toBe(3);
+    expect(oneLineError(r)).toMatch(/--out .*plain-file\/list.json cannot be written \(part of its path is a file, not a directory\)/);
+    const out = file("uw.json");
+    const codes = await cli(...base, "--out", out, "--claim-codes", "--claim-codes-out", "/proc/idmint-claim-codes.csv");
+    expect(codes.code).toBe(3);
+    expect(oneLineError(codes)).toMatch(/--claim-codes-out \/proc\/idmint-claim-codes.csv cannot be written/);
+    expect(existsSync(out)).toBe(false);
+    // Nothing was registered: the same serials are allocated now.
+    const ok = await cli(...base, "--out", out);
+    expect(ok.code, ok.stderr).toBe(0);
   });
 
   it("refuses bad options with one line", async () => {
@@ -229,6 +242,15 @@ describe("scrap, report and reconcile", () => {
     const r = await cli("serials", "reconcile", "--allocation", station2, "--report", reportPath);
     expect(r.code).toBe(6);
     expect(oneLineError(r)).toMatch(/allocation is for station-2/);
+  });
+
+  it("station report: an --out it cannot write is refused before a checkpoint is signed", async () => {
+    const checkpoints = async () => JSON.parse((await cli("ledger", "verify", "--json")).stdout).checkpoints as number;
+    const before = await checkpoints();
+    const r = idmint(["--home", homeDir, "station", "report", "--out", "/proc/idmint-report.json"]);
+    expect(r.code).toBe(3);
+    expect(oneLineError(r)).toMatch(/--out \/proc\/idmint-report.json cannot be written/);
+    expect(await checkpoints()).toBe(before);
   });
 
   it("has help with an example for every serials and station command", async () => {
