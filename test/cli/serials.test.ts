@@ -7,7 +7,7 @@ import { Ledger } from "../../ledger/index.js";
 import { signDocument, type UsageReport } from "../../serials/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
 import { issueFromCsr, withStation } from "../../station/index.js";
-import { idmint, idmintInProcess, oneLineError, scratch, type Run } from "../helpers.js";
+import { idmint, idmintInProcess, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("cli-serials");
 const homeDir = join(s.dir, "home");
@@ -251,6 +251,39 @@ describe("scrap, report and reconcile", () => {
     expect(r.code).toBe(3);
     expect(oneLineError(r)).toMatch(/--out \/proc\/idmint-report.json cannot be written/);
     expect(await checkpoints()).toBe(before);
+  });
+
+  it("names every serial certified outside the allocation, every key certified twice, and every lab unit", async () => {
+    // A lab unit, declared with the explicit flag.
+    const key = file("lab.key");
+    const csr = file("lab.csr");
+    expect(openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", "/serialNumber=LAB000001", "-out", csr]).code).toBe(0);
+    const lab = await cli("ca", "issue", "--csr", csr, "--serial", "LAB000001", "--out", file("lab.pem"), "--outside-allocation", "--reason", "EMC test sample");
+    expect(lab.code, lab.stderr).toBe(0);
+    // What the issue path refuses, written into the ledger as a rogue station's software could:
+    // a serial in no allocation, certified under SN000001's key.
+    const db = openDb(home.stationDbPath);
+    try {
+      const ledger = new Ledger(db, systemClock);
+      const { keyFingerprint } = ledger.entry(ledger.findBySerial("SN000001", "signing.intent")!).event as { keyFingerprint: string };
+      const certificateSerial = "4" + "0".repeat(31);
+      ledger.append({ type: "signing.intent", serial: "XX000001", keyFingerprint, certificateSerial });
+      ledger.append({ type: "certificate.issued", serial: "XX000001", certificateSerial, certificateFingerprint: "e".repeat(64) });
+    } finally {
+      db.close();
+    }
+    const reportPath = file("rogue-report.json");
+    expect((await cli("station", "report", "--out", reportPath)).code).toBe(0);
+    const r = await cli("serials", "reconcile", "--allocation", main, "--report", reportPath, "--json");
+    expect(r.code).toBe(6);
+    const { anomalies } = JSON.parse(r.stdout) as { anomalies: Array<{ kind: string; serial?: string; detail: string }> };
+    expect(anomalies).toEqual([
+      { kind: "lab-unit", serial: "LAB000001", detail: 'LAB000001 was certified outside every allocation as a lab unit ("EMC test sample")' },
+      { kind: "outside-allocation", serial: "XX000001", detail: "the ledger certifies XX000001, which no allocation the station imported holds" },
+      { kind: "key-reused", serial: "SN000001", detail: expect.stringMatching(/^one public key \(SHA-256 [0-9a-f]{16}…\) was certified under 2 serials: SN000001, XX000001$/) },
+    ]);
+    const human = await cli("serials", "reconcile", "--allocation", main, "--report", reportPath);
+    expect(human.stdout).toMatch(/ANOMALY lab-unit: .*\nANOMALY outside-allocation: .*\nANOMALY key-reused: /);
   });
 
   it("has help with an example for every serials and station command", async () => {
