@@ -43,7 +43,7 @@ export function isIdmintError(e: unknown): e is IdmintError {
 }
 
 export class CoreError extends IdmintError<
-  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "DB_OPEN" | "DB_DAMAGED"
+  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "FILE_UNWRITABLE" | "DB_OPEN" | "DB_DAMAGED"
 > {}
 
 /** An error as it crosses to another thread or process: code, kind and the first line of its message; no stack. */

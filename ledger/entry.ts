@@ -13,6 +13,8 @@ export type LedgerEvent =
   | { type: "certificate.issued"; serial: string; certificateSerial: string; certificateFingerprint: string }
   | { type: "unit.delivered"; serial: string; certificateFingerprint: string }
   | { type: "serial.scrapped"; serial: string; reason: string }
+  /** A one-off certificate for a serial in no allocation (a lab unit), declared before its intent. */
+  | { type: "serial.outside-allocation"; serial: string; reason: string }
   | { type: "upload.sent"; directory: string; certificates: number; checkpointSize: number }
   | { type: "error"; serial?: string; stage: string; code: string; message: string };
 
@@ -26,6 +28,7 @@ export const EVENT_TYPES: readonly LedgerEventType[] = [
   "certificate.issued",
   "unit.delivered",
   "serial.scrapped",
+  "serial.outside-allocation",
   "upload.sent",
   "error",
 ];

@@ -29,7 +29,7 @@ export interface LedgerEvidence {
   matchesCheckpoint: boolean;
   size: number;
   malformed: number[];
-  entries: Array<{ index: number; event: { type: string; serial?: string; certificateFingerprint?: string; reason?: string; allocationId?: string } }>;
+  entries: Array<{ index: number; event: { type: string; serial?: string; certificateFingerprint?: string; keyFingerprint?: string; reason?: string; allocationId?: string } }>;
 }
 
 export async function openAllocation(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ allocation: Allocation; serials: string[] }> {
@@ -49,7 +49,13 @@ export async function openUsageReport(doc: unknown, root: x509.X509Certificate, 
   return { report, stationId, stationSpki: new Uint8Array(signer.publicKey.rawData) };
 }
 
-export type AnomalyKind = "outside-allocation" | "issued-twice" | "count-exceeded" | "unaccounted" | "report-disagrees";
+/**
+ * "outside-allocation": a serial certified (or about to be) that this allocation does not
+ * hold and no allocation the station imported reserved; "lab-unit": one declared as such
+ * (`ca issue --outside-allocation`), with its reason; "key-reused": one public key put up
+ * for certification under two serials (invariant 4).
+ */
+export type AnomalyKind = "outside-allocation" | "lab-unit" | "issued-twice" | "key-reused" | "count-exceeded" | "unaccounted" | "report-disagrees";
 
 export interface Anomaly {
   kind: AnomalyKind;
@@ -88,15 +94,27 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
   const fate = new Map<string, SerialFate["state"]>();
   const issued = new Map<string, Set<string>>();
   const reservedUnder = new Map<string, string>();
+  const imported = new Set<string>();
+  const lab = new Map<string, string>();
+  // Serials the CA was asked to sign for (an intent names each signature), and by which key.
+  const certified = new Set<string>();
+  const serialsOfKey = new Map<string, Set<string>>();
   for (const { event: ev } of evidence.entries) {
+    if (ev.type === "allocation.imported" && ev.allocationId) imported.add(ev.allocationId);
     const s = ev.serial;
     if (!s) continue;
-    if (ev.type === "serial.reserved") {
+    if (ev.type === "signing.intent") {
+      certified.add(s);
+      if (ev.keyFingerprint) serialsOfKey.set(ev.keyFingerprint, (serialsOfKey.get(ev.keyFingerprint) ?? new Set()).add(s));
+    } else if (ev.type === "serial.outside-allocation") {
+      lab.set(s, ev.reason ?? "");
+    } else if (ev.type === "serial.reserved") {
       if (ev.allocationId) reservedUnder.set(s, ev.allocationId);
       if (!fate.has(s) || fate.get(s) === "unused") fate.set(s, "reserved");
     } else if (ev.type === "serial.released") {
       if (fate.get(s) === "reserved") fate.set(s, "unused");
     } else if (ev.type === "certificate.issued") {
+      certified.add(s);
       issued.set(s, (issued.get(s) ?? new Set()).add(ev.certificateFingerprint ?? ""));
       if (fate.get(s) !== "scrapped") fate.set(s, "provisioned");
     } else if (ev.type === "serial.scrapped") {
@@ -119,9 +137,26 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
     if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger reserved ${s} under ${allocation.allocationId}, which does not hold it` });
     if (issued.has(s)) certifiedUnderAllocation++;
   }
+  // Invariant 1: whatever was certified outside this allocation must have been reserved under another one the station imported.
+  for (const s of certified) {
+    if (inAllocation.has(s)) continue;
+    const under = reservedUnder.get(s);
+    if (lab.has(s)) {
+      anomalies.push({ kind: "lab-unit", serial: s, detail: `${s} was certified outside every allocation as a lab unit ("${lab.get(s)}")` });
+    } else if (under === undefined || !imported.has(under)) {
+      anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger certifies ${s}, which no allocation the station imported holds` });
+    }
+  }
   for (const [s, fingerprints] of issued) {
     if (fingerprints.size > 1 && (inAllocation.has(s) || reservedUnder.get(s) === allocation.allocationId)) {
       anomalies.push({ kind: "issued-twice", serial: s, detail: `${s} received ${fingerprints.size} different certificates` });
+    }
+  }
+  // Invariant 4: a key the station was asked to certify under two serials (a weak RNG or a cloned key it let through).
+  for (const [key, serials] of serialsOfKey) {
+    if (serials.size > 1) {
+      const named = [...serials].sort();
+      anomalies.push({ kind: "key-reused", serial: named[0], detail: `one public key (SHA-256 ${key.slice(0, 16)}…) was certified under ${named.length} serials: ${named.join(", ")}` });
     }
   }
   if (certifiedUnderAllocation > allocation.count) {

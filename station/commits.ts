@@ -15,7 +15,7 @@ export interface WriterOptions {
 
 export type ToWriter = { type: "commit"; id: number; changes: UnitChange[] } | { type: "close" };
 export type FromWriter =
-  | { type: "committed"; id: number; outcomes: Array<{ ok: true; value: string | undefined } | { ok: false; error: WireError }> }
+  | { type: "committed"; id: number; outcomes: Array<{ ok: true } | { ok: false; error: WireError }> }
   | { type: "failed"; id: number; error: WireError };
 
 /**
@@ -29,7 +29,7 @@ const MAX_IN_FLIGHT = 1;
 
 interface Pending {
   change: UnitChange;
-  resolve: (value: string | undefined) => void;
+  resolve: () => void;
   reject: (reason: unknown) => void;
 }
 
@@ -67,8 +67,8 @@ export class GroupCommitter {
     this.worker.on("exit", (code) => this.fail(new Error(`the station store's writer thread ended (exit code ${code})`)));
   }
 
-  /** Makes `change` in the next group commit; settles once it is durable, with applyChange's value. */
-  commit(change: UnitChange): Promise<string | undefined> {
+  /** Makes `change` in the next group commit; settles once it is durable, or rejects with its refusal. */
+  commit(change: UnitChange): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.closing) return reject(new IdmintError("internal", "STORE_WRITER", "the station store's writer is closed"));
       if (this.dead) return reject(this.dead);
@@ -129,7 +129,7 @@ export class GroupCommitter {
       this.changes += batch.length;
       batch.forEach((p, i) => {
         const o = m.outcomes[i]!;
-        if (o.ok) p.resolve(o.value);
+        if (o.ok) p.resolve();
         else p.reject(fromWireError(o.error));
       });
     }

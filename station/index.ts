@@ -4,6 +4,7 @@ export { acquireRunLock } from "./lock.js";
 export { GroupCommitter } from "./commits.js";
 export type { UnitChange } from "./changes.js";
 export { UnitStore, type UnitRow, type UnitStage } from "./store.js";
+export { issueFromCsr } from "./issue.js";
 export { provisionUnit, STEPS, type Step, type LineContext, type UnitOutcome, type TimedStage } from "./pipeline.js";
 export { runLine, type LineSummary } from "./line.js";
 export { DEFAULT_STOP_RULES, type StopRules } from "./stop.js";

@@ -1,8 +1,9 @@
 import { isDamagedStore, isIdmintError, type Random } from "../core/index.js";
-import { assertSerialSyntax, checkCsr, newCertificateSerial, type IdevidIssuer } from "../pki/index.js";
+import { assertSerialSyntax, checkCsr, type IdevidIssuer } from "../pki/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../link/index.js";
 import type { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
+import { issueCertificate, type IssueStep } from "./issue.js";
 import type { UnitStore } from "./store.js";
 
 /** The steps of one unit, in order; each is a place a crash test may kill the station. */
@@ -11,6 +12,7 @@ export type Step = (typeof STEPS)[number];
 
 /** Stages whose time the summary reports (p50/p99). */
 export type TimedStage = "hello" | "genkey" | "check" | "intent" | "sign" | "store" | "install" | "total";
+const STAGE_OF: Record<IssueStep, TimedStage> = { intent: "intent", signed: "sign", issued: "store" };
 
 export interface LineContext {
   /** Every change to the store goes through here: durable before the unit's next step, grouped across slots. */
@@ -106,33 +108,23 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
     lap("genkey");
     ctx.reached?.("genkey", serial);
     const checked = await checkCsr(csr, serial);
-    const keyFingerprint = checked.keyFingerprint;
     lap("check");
 
-    // Invariant 2: the ledger names the signature before the CA key makes it. The serial's
-    // reservation and the key are recorded in the same commit, so the key is never certified
-    // without being on record, nor for a serial that is not this station's.
-    const certificateSerial = newCertificateSerial(ctx.random);
-    const had = await ctx.commits.commit({ op: "intent", serial: s, keyFingerprint, certificateSerial });
-    // Only another unit's key is refused: this unit showing its own key again (a resume) is no second unit.
-    if (had !== undefined) {
-      throw new StationError("verify", "KEY_REUSED", `unit ${serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
-    }
-    lap("intent");
-    ctx.reached?.("intent", serial);
-
-    const cert = await ctx.ca.issuer.issue({ publicKeySpki: checked.publicKeySpki, serial, certificateSerial });
-    lap("sign");
-    ctx.reached?.("signed", serial);
-
-    const pem = cert.pem + "\n";
-    const fingerprint = cert.fingerprint;
-    await ctx.commits.commit({ op: "issued", serial: s, certificateSerial, pem, fingerprint });
-    certified = true;
-    lap("store");
-    ctx.reached?.("issued", serial);
-
-    return await deliver(link, ctx, serial, pem, fingerprint, ms, started, lap, false, slotFree);
+    // Invariants 1, 2 and 4 (issue.ts): the serial's reservation, the key and the ledger's
+    // intent in one commit before the CA signs, the certificate stored in the next.
+    const cert = await issueCertificate({
+      commits: ctx.commits,
+      issuer: ctx.ca.issuer,
+      serial: s,
+      csr: checked,
+      random: ctx.random,
+      step: (step) => {
+        lap(STAGE_OF[step]);
+        if (step === "issued") certified = true;
+        ctx.reached?.(step, s);
+      },
+    });
+    return await deliver(link, ctx, serial, cert.pem + "\n", cert.fingerprint, ms, started, lap, false, slotFree);
   } catch (e) {
     // A damaged store fails the station, not this unit: the line ends with it (exit 5).
     if (isDamagedStore(e)) throw e;

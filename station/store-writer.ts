@@ -84,7 +84,8 @@ const commitBatch = db.transaction((changes: readonly UnitChange[], refused: Rea
     const error = refused[i];
     if (error) return outcomes.push({ ok: false, error });
     try {
-      outcomes.push({ ok: true, value: applyOne(change) });
+      applyOne(change);
+      outcomes.push({ ok: true });
     } catch (e) {
       outcomes.push({ ok: false, error: toWireError(e) });
     }

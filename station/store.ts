@@ -168,9 +168,10 @@ export class UnitStore {
     this.stmts.issued.run(certificatePem, fingerprint, this.now(), serial);
   }
 
-  delivered(serial: string, certificatePem: string): void {
+  /** The unit holds its certificate; `queue` it for the directory (every unit but a lab unit). */
+  delivered(serial: string, certificatePem: string, queue: boolean): void {
     this.stmts.delivered.run(this.now(), serial);
-    this.stmts.enqueue.run(serial, certificatePem, this.now());
+    if (queue) this.stmts.enqueue.run(serial, certificatePem, this.now());
   }
 
   /**

@@ -1,6 +1,5 @@
 import type { Argv } from "yargs";
-import { existsSync } from "node:fs";
-import { CoreError, EXIT_CODES, openDb, readInputFile, readJsonFile, systemRandom, writeFileAtomic } from "../../core/index.js";
+import { CoreError, EXIT_CODES, openDb, readInputFile, readJsonFile, systemRandom, withClaimedOutputs } from "../../core/index.js";
 import { openExtract, stationOrigin } from "../../ledger/index.js";
 import { SerialsError, VendorRegister, openAllocation, openUsageReport, reconcile, type Allocation, type SerialRange, type SignedDocument } from "../../serials/index.js";
 import { UnitStore, withStation } from "../../station/index.js";
@@ -48,9 +47,6 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const home = homeOf(args, io);
           const config = home.readConfig();
           const clock = clockOf(io);
-          for (const path of [args.out, args.claimCodesOut].filter((p): p is string => p !== undefined)) {
-            if (existsSync(path)) throw new CoreError("input", "FILE_EXISTS", `${path} already exists: choose another path or remove it`);
-          }
           if (args.claimCodes && !args.claimCodesOut) throw new CoreError("usage", "CONFIG_INVALID", "--claim-codes needs --claim-codes-out FILE for the codes");
           const notBefore = parseDate(args.notBefore, "not-before", clock.now());
           const notAfter = parseDate(args.notAfter, "not-after", new Date(notBefore.getTime() + 365 * 86_400_000));
@@ -71,17 +67,19 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const db = openDb(home.root + "/vendor.db");
           try {
             const register = new VendorRegister(db);
-            const result = await withHsm(hsmOptions(config, io), (hsm) =>
-              register.allocate(
-                { order: args.order, station: args.station, model: args.model, notBefore, notAfter, range, serials, claimCodes: args.claimCodes },
-                hsm.signer(config.keys.allocationSigner),
-                certificatePem,
-                clock,
-                systemRandom,
-                ({ document, claimCodes }) => {
-                  writeFileAtomic(args.out, JSON.stringify(document, null, 2) + "\n");
-                  if (claimCodes && args.claimCodesOut) writeFileAtomic(args.claimCodesOut, [...claimCodes].map(([s, c]) => `${s},${c}\n`).join(""), 0o600);
-                },
+            const result = await withClaimedOutputs([["--out", args.out], ["--claim-codes-out", args.claimCodesOut]], ([out, codesOut]) =>
+              withHsm(hsmOptions(config, io), (hsm) =>
+                register.allocate(
+                  { order: args.order, station: args.station, model: args.model, notBefore, notAfter, range, serials, claimCodes: args.claimCodes },
+                  hsm.signer(config.keys.allocationSigner),
+                  certificatePem,
+                  clock,
+                  systemRandom,
+                  ({ document, claimCodes }) => {
+                    out.write(JSON.stringify(document, null, 2) + "\n");
+                    if (claimCodes && codesOut) codesOut.write([...claimCodes].map(([s, c]) => `${s},${c}\n`).join(""), 0o600);
+                  },
+                ),
               ),
             );
             const a = result.document.payload;

@@ -1,5 +1,5 @@
 import type { Argv } from "yargs";
-import { CoreError, EXIT_CODES, assertNewOutput, writeFileAtomic } from "../../core/index.js";
+import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
@@ -52,17 +52,20 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          assertNewOutput(args.out);
           const station = stationIdentity(home, config);
-          const doc = await withStation(home, clockOf(io), ({ ledger, serials }) =>
-            withHsm(hsmOptions(config, io), async (hsm) => {
-              const signer = hsm.signer(config.keys.station);
-              const checkpoint = await ledger.checkpoint(signer, station.origin);
-              const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
-              return signDocument(usage, signer, station.certificatePem);
-            }),
-          );
-          writeFileAtomic(args.out, JSON.stringify(doc, null, 2) + "\n");
+          // The --out is claimed before the checkpoint is signed and recorded.
+          const doc = await withClaimedOutputs([["--out", args.out]], async ([out]) => {
+            const signed = await withStation(home, clockOf(io), ({ ledger, serials }) =>
+              withHsm(hsmOptions(config, io), async (hsm) => {
+                const signer = hsm.signer(config.keys.station);
+                const checkpoint = await ledger.checkpoint(signer, station.origin);
+                const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
+                return signDocument(usage, signer, station.certificatePem);
+              }),
+            );
+            out.write(JSON.stringify(signed, null, 2) + "\n");
+            return signed;
+          });
           const counts = doc.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
           report(io, args, { out: args.out, allocations: doc.payload.allocations.length, provisioned: counts, ledgerEntries: doc.payload.ledger.length }, () => [
             `usage report for ${config.station.id}: ${doc.payload.allocations.length} allocations, ${counts} provisioned, ${doc.payload.ledger.length} ledger entries`,

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import { x509 } from "../../pki/index.js";
 import { idmint, idmintInProcess, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
 
 const s = scratch("ca");
@@ -31,8 +33,40 @@ async function withConfig<T>(edit: (c: Record<string, any>) => void, fn: () => P
   }
 }
 
+/** The ledger's entries about `serial`, oldest first: type and fields. */
+function ledgerOf(serial: string): Array<{ type: string } & Record<string, unknown>> {
+  const db = new Database(join(home, "station.db"), { readonly: true });
+  try {
+    const bodies = db.prepare("SELECT body FROM ledger_entries WHERE serial = ? ORDER BY idx").pluck().all(serial) as Buffer[];
+    return bodies.map((b) => {
+      const text = b.toString("utf8");
+      return { type: text.split(" ")[2]!, ...JSON.parse(text.slice(text.indexOf("\n") + 1)) };
+    });
+  } finally {
+    db.close();
+  }
+}
+
+function ledgerSize(): number {
+  const db = new Database(join(home, "station.db"), { readonly: true });
+  try {
+    return db.prepare("SELECT COUNT(*) FROM ledger_entries").pluck().get() as number;
+  } finally {
+    db.close();
+  }
+}
+
 beforeAll(async () => {
   for (const args of [["hsm", "init"], ["ca", "init"]]) {
+    const r = await cli(...args);
+    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+  }
+  // SN000101..SN000120 are this station's; SN000001 is in no allocation.
+  const list = join(s.dir, "allocation.json");
+  for (const args of [
+    ["serials", "allocate", "--order", "PO-ca", "--station", "station-1", "--model", "RT-1", "--count", "20", "--prefix", "SN", "--start", "101", "--out", list],
+    ["serials", "import", list],
+  ]) {
     const r = await cli(...args);
     if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
   }
@@ -91,12 +125,11 @@ describe("idmint ca issue", () => {
     return openssl(["asn1parse", "-in", certPath, "-strparse", offset]).stdout;
   }
 
-  for (const [label, newkey, usage] of [
-    ["P-256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "Digital Signature, Key Agreement"],
-    ["RSA-2048", ["-newkey", "rsa:2048"], "Digital Signature, Key Encipherment"],
+  for (const [label, serial, newkey, usage] of [
+    ["P-256", "SN000101", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "Digital Signature, Key Agreement"],
+    ["RSA-2048", "SN000102", ["-newkey", "rsa:2048"], "Digital Signature, Key Encipherment"],
   ] as const) {
     it(`issues an 802.1AR IDevID for an openssl ${label} CSR that openssl verifies`, async () => {
-      const serial = `SN${label.replace(/\W/g, "")}`;
       const req = csr(label, [...newkey], `/serialNumber=${serial}/CN=unit ${label}`);
       const out = join(s.dir, `${label}.pem`);
       const r = await cli("ca", "issue", "--csr", req, "--serial", serial, "--out", out, "--json");
@@ -231,6 +264,126 @@ describe("idmint ca issue", () => {
       expect(u.code).toBe(2);
       expect(oneLineError(u)).toMatch(/Missing required argument: serial/);
     });
+  });
+});
+
+describe("idmint ca issue goes through the line's issue path", () => {
+  const p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+  /** A CSR for `serial` with `key` (a key file of an earlier CSR) or a new P-256 key. */
+  const request = (name: string, serial: string, key?: string) =>
+    key === undefined ? csr(name, p256, `/serialNumber=${serial}`) : csrWithKey(name, key, serial);
+  function csrWithKey(name: string, key: string, serial: string): string {
+    const out = join(s.dir, `${name}.csr`);
+    const r = openssl(["req", "-new", "-key", join(s.dir, `${key}.key`), "-subj", `/serialNumber=${serial}`, "-out", out]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return out;
+  }
+  const issue = (req: string, serial: string, out: string, ...extra: string[]) => cli("ca", "issue", "--csr", req, "--serial", serial, "--out", out, ...extra);
+  const outbox = (): string[] => {
+    const db = new Database(join(home, "station.db"), { readonly: true });
+    try {
+      return db.prepare("SELECT serial FROM outbox ORDER BY serial").pluck().all() as string[];
+    } finally {
+      db.close();
+    }
+  };
+
+  it("an --out it cannot write is refused before anything is signed: exit 3, one line, nothing in the ledger, no file", async () => {
+    const aFile = join(s.dir, "a-regular-file");
+    writeFileSync(aFile, "not a directory");
+    const req = request("unwritable", "SN000103");
+    const before = ledgerSize();
+    for (const out of [join(aFile, "SN000103.pem"), join(aFile, "deeper", "SN000103.pem"), "/proc/idmint-SN000103.pem"]) {
+      const r = await issue(req, "SN000103", out);
+      expect(r.code, r.stderr).toBe(3);
+      expect(oneLineError(r)).toMatch(out.startsWith("/proc") ? /--out \/proc\/\S+ cannot be written \(ENOENT\): give a new path in a writable directory/ : /--out \S+ cannot be written \(part of its path is a file, not a directory\)/);
+      expect(existsSync(out)).toBe(false);
+    }
+    // The binary's own contract for the same mistake: no exit 70.
+    const bin = idmint(["--home", home, "ca", "issue", "--csr", req, "--serial", "SN000103", "--out", "/proc/idmint-SN000103.pem"]);
+    expect(bin.code).toBe(3);
+    expect(oneLineError(bin)).toMatch(/cannot be written/);
+    expect(ledgerSize()).toBe(before);
+    expect(ledgerOf("SN000103")).toEqual([]);
+  });
+
+  it("a refused issue leaves nothing behind, not even the directories made for --out", async () => {
+    const dir = join(s.dir, "made-for-nothing");
+    const before = ledgerSize();
+    const r = await issue(request("unallocated", "SN000001"), "SN000001", join(dir, "sub", "SN000001.pem"));
+    expect(r.code).toBe(6);
+    expect(oneLineError(r)).toMatch(/serial SN000001 is in no imported allocation/);
+    expect(existsSync(dir)).toBe(false);
+    expect(ledgerSize()).toBe(before);
+    expect(ledgerOf("SN000001")).toEqual([]);
+  });
+
+  it("an issued unit is provisioned, delivered as its --out file and queued for the directory, like the line's", async () => {
+    const out = join(s.dir, "new-dir", "SN000104.pem");
+    const r = await issue(request("sn104", "SN000104"), "SN000104", out, "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const fingerprint = createHash("sha256").update(new Uint8Array(new x509.X509Certificate(readFileSync(out, "utf8")).rawData)).digest("hex");
+    expect(JSON.parse(r.stdout)).toEqual({ serial: "SN000104", certificateSerial: expect.stringMatching(/^[0-9a-f]{32}$/i), fingerprint, out, keyType: "EC-P256" });
+    expect(ledgerOf("SN000104").map((e) => e.type)).toEqual(["serial.reserved", "signing.intent", "certificate.issued", "unit.delivered"]);
+    expect(ledgerOf("SN000104")[3]).toMatchObject({ certificateFingerprint: fingerprint });
+    expect(outbox()).toContain("SN000104");
+    const status = JSON.parse((await cli("serials", "status", "--json")).stdout);
+    expect(status.allocations[0]).toMatchObject({ allocated: 20, provisioned: 3, reserved: 0 });
+  });
+
+  it("the same serial twice: the second is refused, one certificate only", async () => {
+    const first = join(s.dir, "SN000105-a.pem");
+    const second = join(s.dir, "SN000105-b.pem");
+    expect((await issue(request("sn105a", "SN000105"), "SN000105", first)).code).toBe(0);
+    const r = await issue(request("sn105b", "SN000105"), "SN000105", second);
+    expect(r.code).toBe(6);
+    expect(oneLineError(r)).toMatch(/serial SN000105 is already provisioned/);
+    expect(existsSync(second)).toBe(false);
+    expect(ledgerOf("SN000105").filter((e) => e.type === "certificate.issued")).toHaveLength(1);
+  });
+
+  it("one key under two serials: the second serial is refused and nothing is recorded for it", async () => {
+    expect((await issue(request("sn106", "SN000106"), "SN000106", join(s.dir, "SN000106.pem"))).code).toBe(0);
+    const out = join(s.dir, "SN000107.pem");
+    const r = await issue(request("sn107", "SN000107", "sn106"), "SN000107", out);
+    expect(r.code).toBe(6);
+    expect(oneLineError(r)).toMatch(/unit SN000107 presented the public key unit SN000106 already presented/);
+    expect(existsSync(out)).toBe(false);
+    expect(ledgerOf("SN000107")).toEqual([]);
+    // The serial itself is still free for its own unit.
+    expect((await issue(request("sn107-own", "SN000107"), "SN000107", out)).code).toBe(0);
+  });
+
+  it("--outside-allocation --reason: a lab unit, declared in the ledger before its intent; one certificate a serial and a key once still hold", async () => {
+    const out = join(s.dir, "LAB0001.pem");
+    const r = await issue(request("lab1", "LAB0001"), "LAB0001", out, "--outside-allocation", "--reason", "EMC test sample");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/outside every allocation/);
+    expect(openssl(["verify", "-CAfile", join(pki, "root.pem"), "-untrusted", join(pki, "factory-ca.pem"), out]).code).toBe(0);
+    const entries = ledgerOf("LAB0001");
+    expect(entries.map((e) => e.type)).toEqual(["serial.outside-allocation", "signing.intent", "certificate.issued", "unit.delivered"]);
+    expect(entries[0]).toMatchObject({ reason: "EMC test sample" });
+    // The directory publishes allocated serials only: a lab unit is not queued for it.
+    expect(outbox()).not.toContain("LAB0001");
+
+    const again = await issue(request("lab1b", "LAB0001"), "LAB0001", join(s.dir, "LAB0001-b.pem"), "--outside-allocation", "--reason", "again");
+    expect(again.code).toBe(6);
+    expect(oneLineError(again)).toMatch(/serial LAB0001 is already provisioned/);
+    const reused = await issue(request("lab2", "LAB0002", "lab1"), "LAB0002", join(s.dir, "LAB0002.pem"), "--outside-allocation", "--reason", "same key");
+    expect(reused.code).toBe(6);
+    expect(oneLineError(reused)).toMatch(/presented the public key unit LAB0001 already presented/);
+    expect(ledgerOf("LAB0002")).toEqual([]);
+
+    const allocated = await issue(request("sn108", "SN000108"), "SN000108", join(s.dir, "SN000108.pem"), "--outside-allocation", "--reason", "lab");
+    expect(allocated.code).toBe(3);
+    expect(oneLineError(allocated)).toMatch(/serial SN000108 is in allocation .*: issue it without --outside-allocation/);
+    const noReason = await issue(request("lab3", "LAB0003"), "LAB0003", join(s.dir, "LAB0003.pem"), "--outside-allocation");
+    expect(noReason.code).toBe(2);
+    expect(oneLineError(noReason)).toMatch(/reason/);
+    const blank = await issue(request("lab3", "LAB0003"), "LAB0003", join(s.dir, "LAB0003.pem"), "--outside-allocation", "--reason", " ");
+    expect(blank.code).toBe(2);
+    expect(oneLineError(blank)).toMatch(/--reason must say why/);
+    expect(ledgerOf("LAB0003")).toEqual([]);
   });
 });
 

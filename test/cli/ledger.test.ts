@@ -146,7 +146,8 @@ describe("idmint ledger checkpoint, prove and verify-proof", () => {
     const csr = join(s.dir, "u.csr");
     const req = openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", "/serialNumber=SN777777", "-out", csr]);
     expect(req.code, req.stderr).toBe(0);
-    expect((await cli("ca", "issue", "--csr", csr, "--serial", "SN777777", "--out", join(s.dir, "u.pem"))).code).toBe(0);
+    // A lab unit (this home imported no allocation): entries 50-53 are its declaration, intent, issue and delivery.
+    expect((await cli("ca", "issue", "--csr", csr, "--serial", "SN777777", "--out", join(s.dir, "u.pem"), "--outside-allocation", "--reason", "ledger test")).code).toBe(0);
 
     const before = await cli("ledger", "prove", "--serial", "SN777777");
     expect(before.code).toBe(5);
@@ -154,13 +155,13 @@ describe("idmint ledger checkpoint, prove and verify-proof", () => {
 
     const cp = await cli("ledger", "checkpoint", "--json");
     expect(cp.code, cp.stderr).toBe(0);
-    expect(JSON.parse(cp.stdout)).toMatchObject({ id: 3, size: 52 });
+    expect(JSON.parse(cp.stdout)).toMatchObject({ id: 3, size: 54 });
 
     const proofPath = join(s.dir, "proof.json");
     expect((await cli("ledger", "prove", "--serial", "SN777777", "--out", proofPath)).code).toBe(0);
     const ok = await idmintInProcess(["ledger", "verify-proof", "--proof", proofPath, "--root", join(homeDir, "pki", "root.pem"), "--json"]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, index: 51, checkpointSize: 52, entry: { event: { type: "certificate.issued", serial: "SN777777" } } });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, index: 52, checkpointSize: 54, entry: { event: { type: "certificate.issued", serial: "SN777777" } } });
 
     const bundle = JSON.parse(readFileSync(proofPath, "utf8"));
     const forged = join(s.dir, "forged.json");
@@ -168,7 +169,7 @@ describe("idmint ledger checkpoint, prove and verify-proof", () => {
     writeFileSync(forged, JSON.stringify({ ...bundle, entry: Buffer.from(body).toString("base64") }));
     const bad = await idmintInProcess(["ledger", "verify-proof", "--proof", forged, "--root", join(homeDir, "pki", "root.pem")]);
     expect(bad.code).toBe(6);
-    expect(oneLineError(bad)).toMatch(/entry 51 is not in the checkpoint of size 52/);
+    expect(oneLineError(bad)).toMatch(/entry 52 is not in the checkpoint of size 54/);
 
     const otherRoot = join(otherHome, "pki", "root.pem");
     const wrongRoot = await idmintInProcess(["ledger", "verify-proof", "--proof", proofPath, "--root", otherRoot]);

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Home, openDb, sha256Hex, systemClock } from "../../core/index.js";
+import { Home, openDb, systemClock, systemRandom } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { Ledger } from "../../ledger/index.js";
-import { SerialStore, signDocument, type UsageReport } from "../../serials/index.js";
+import { signDocument, type UsageReport } from "../../serials/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
-import { issueFromCsr } from "../../cli/commands/ca.js";
-import { idmint, idmintInProcess, oneLineError, scratch, type Run } from "../helpers.js";
+import { issueFromCsr, withStation } from "../../station/index.js";
+import { idmint, idmintInProcess, oneLineError, openssl, scratch, type Run } from "../helpers.js";
 
 const s = scratch("cli-serials");
 const homeDir = join(s.dir, "home");
@@ -36,22 +36,18 @@ function ledgerSize(): number {
   }
 }
 
-/** The station's side of one unit, until `station run` exists: reserve, issue through the HSM, provision. */
+/** Units certified through the station's issue path (what `ca issue` does), each with a key of its own. */
 async function provision(serials: string[]): Promise<void> {
   const config = home.readConfig();
   const hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf });
-  const db = openDb(home.stationDbPath);
   try {
-    const ledger = new Ledger(db, systemClock);
-    const store = new SerialStore(db, ledger, systemClock);
-    for (const serial of serials) {
-      store.reserve(serial, "test-run");
-      const unit = await SoftwareUnit.create(serial, "RT-1");
-      const { cert } = await issueFromCsr({ hsm, ledger, home, config, csr: await unit.csr(), serial });
-      db.transaction(() => store.markProvisioned(serial, "test-run", sha256Hex(new Uint8Array(cert.rawData))))();
-    }
+    await withStation(home, systemClock, async (stores) => {
+      for (const serial of serials) {
+        const unit = await SoftwareUnit.create(serial, "RT-1");
+        await issueFromCsr({ stores, hsm, home, config, clock: systemClock, random: systemRandom, csr: await unit.csr(), serial });
+      }
+    });
   } finally {
-    db.close();
     hsm.close();
   }
 }
@@ -95,6 +91,23 @@ describe("idmint serials allocate", () => {
     expect(r.code).toBe(5);
     expect(oneLineError(r)).toMatch(/serial SN000008 is already allocated/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it("an --out or --claim-codes-out it cannot write is refused before anything is signed or registered, and nothing is left", async () => {
+    const aFile = file("plain-file");
+    writeFileSync(aFile, "not a directory");
+    const base = ["serials", "allocate", "--order", "PO-u", "--station", "station-1", "--model", "RT-1", "--count", "3", "--prefix", "UW", "--start", "1"];
+    const r = await cli(...base, "--out", join(aFile, "list.json"));
+    expect(r.code).toBe(3);
+    expect(oneLineError(r)).toMatch(/--out .*plain-file\/list.json cannot be written \(part of its path is a file, not a directory\)/);
+    const out = file("uw.json");
+    const codes = await cli(...base, "--out", out, "--claim-codes", "--claim-codes-out", "/proc/idmint-claim-codes.csv");
+    expect(codes.code).toBe(3);
+    expect(oneLineError(codes)).toMatch(/--claim-codes-out \/proc\/idmint-claim-codes.csv cannot be written/);
+    expect(existsSync(out)).toBe(false);
+    // Nothing was registered: the same serials are allocated now.
+    const ok = await cli(...base, "--out", out);
+    expect(ok.code, ok.stderr).toBe(0);
   });
 
   it("refuses bad options with one line", async () => {
@@ -229,6 +242,48 @@ describe("scrap, report and reconcile", () => {
     const r = await cli("serials", "reconcile", "--allocation", station2, "--report", reportPath);
     expect(r.code).toBe(6);
     expect(oneLineError(r)).toMatch(/allocation is for station-2/);
+  });
+
+  it("station report: an --out it cannot write is refused before a checkpoint is signed", async () => {
+    const checkpoints = async () => JSON.parse((await cli("ledger", "verify", "--json")).stdout).checkpoints as number;
+    const before = await checkpoints();
+    const r = idmint(["--home", homeDir, "station", "report", "--out", "/proc/idmint-report.json"]);
+    expect(r.code).toBe(3);
+    expect(oneLineError(r)).toMatch(/--out \/proc\/idmint-report.json cannot be written/);
+    expect(await checkpoints()).toBe(before);
+  });
+
+  it("names every serial certified outside the allocation, every key certified twice, and every lab unit", async () => {
+    // A lab unit, declared with the explicit flag.
+    const key = file("lab.key");
+    const csr = file("lab.csr");
+    expect(openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", "/serialNumber=LAB000001", "-out", csr]).code).toBe(0);
+    const lab = await cli("ca", "issue", "--csr", csr, "--serial", "LAB000001", "--out", file("lab.pem"), "--outside-allocation", "--reason", "EMC test sample");
+    expect(lab.code, lab.stderr).toBe(0);
+    // What the issue path refuses, written into the ledger as a rogue station's software could:
+    // a serial in no allocation, certified under SN000001's key.
+    const db = openDb(home.stationDbPath);
+    try {
+      const ledger = new Ledger(db, systemClock);
+      const { keyFingerprint } = ledger.entry(ledger.findBySerial("SN000001", "signing.intent")!).event as { keyFingerprint: string };
+      const certificateSerial = "4" + "0".repeat(31);
+      ledger.append({ type: "signing.intent", serial: "XX000001", keyFingerprint, certificateSerial });
+      ledger.append({ type: "certificate.issued", serial: "XX000001", certificateSerial, certificateFingerprint: "e".repeat(64) });
+    } finally {
+      db.close();
+    }
+    const reportPath = file("rogue-report.json");
+    expect((await cli("station", "report", "--out", reportPath)).code).toBe(0);
+    const r = await cli("serials", "reconcile", "--allocation", main, "--report", reportPath, "--json");
+    expect(r.code).toBe(6);
+    const { anomalies } = JSON.parse(r.stdout) as { anomalies: Array<{ kind: string; serial?: string; detail: string }> };
+    expect(anomalies).toEqual([
+      { kind: "lab-unit", serial: "LAB000001", detail: 'LAB000001 was certified outside every allocation as a lab unit ("EMC test sample")' },
+      { kind: "outside-allocation", serial: "XX000001", detail: "the ledger certifies XX000001, which no allocation the station imported holds" },
+      { kind: "key-reused", serial: "SN000001", detail: expect.stringMatching(/^one public key \(SHA-256 [0-9a-f]{16}…\) was certified under 2 serials: SN000001, XX000001$/) },
+    ]);
+    const human = await cli("serials", "reconcile", "--allocation", main, "--report", reportPath);
+    expect(human.stdout).toMatch(/ANOMALY lab-unit: .*\nANOMALY outside-allocation: .*\nANOMALY key-reused: /);
   });
 
   it("has help with an example for every serials and station command", async () => {

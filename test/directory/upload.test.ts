@@ -5,9 +5,9 @@ import { webcrypto } from "node:crypto";
 import { join } from "node:path";
 import { openDb, sha256Hex, systemClock, systemRandom } from "../../core/index.js";
 import { Ledger, openCheckpoint, stationOrigin } from "../../ledger/index.js";
-import { issueEndEntity, issueIdevid, x509 } from "../../pki/index.js";
+import { checkCsr, issueEndEntity, issueIdevid, x509 } from "../../pki/index.js";
 import { SoftwareUnit } from "../fixtures/software-unit.js";
-import { issueFromCsr } from "../../cli/commands/ca.js";
+import { issueFromCsr, withStation } from "../../station/index.js";
 import { startDirectory, type RunningDirectory } from "../../directory/index.js";
 import { DirectoryClient, buildUpload, signUpload, type SignedUpload, type UploadReceipt } from "../../directory/client/index.js";
 import { openssl, scratch } from "../helpers.js";
@@ -244,7 +244,7 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
         ...certs(["SN000009", "SN000002"]),
         { serial: "SB000002", certificate: await issueFor("SB000002") },
         { serial: "ZZ000002", certificate: await issueFor("ZZ000002") },
-        { serial: "SN000004", certificate: await issueFor("SN000004") },
+        { serial: "SN000004", certificate: await rogueSecondCertificate("SN000004") },
       ]),
     );
     expect(receipt).toMatchObject({ published: ["SN000009"], alreadyPublished: ["SN000002"], allocations: 2 });
@@ -318,7 +318,7 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
 
   it("a second, different certificate for a published serial: kept as a conflict, never published", async () => {
     const published = (await curl("/certificates/SN000001.crt")).body.toString("utf8");
-    const second = await issueFor("SN000001");
+    const second = await rogueSecondCertificate("SN000001");
     const signed = await upload([{ serial: "SN000001", certificate: second }]);
 
     const before = dump(dbPath);
@@ -410,16 +410,37 @@ describe("refusals: the right status, nothing stored, nothing already stored cha
   });
 });
 
-/** A real IDevID from the factory CA for any serial, recorded in station-1's ledger: what a rogue station could make. */
+/** A real IDevID from the factory CA for a serial station-1 holds no allocation for: a lab unit in its ledger, which the directory must not publish. */
 async function issueFor(serial: string): Promise<string> {
   const config = vendor.h.readConfig();
   return withHsm(vendor.h, (hsm) =>
-    withLedger(vendor.h, async (ledger) => {
+    withStation(vendor.h, systemClock, async (stores) => {
       const unit = await SoftwareUnit.create(serial, "RT-1");
-      const { cert } = await issueFromCsr({ hsm, ledger, home: vendor.h, config, csr: await unit.csr(), serial });
-      return cert.toString("pem") + "\n";
+      const csr = await unit.csr();
+      const { certificate } = await issueFromCsr({ stores, hsm, home: vendor.h, config, clock: systemClock, random: systemRandom, csr, serial, outsideAllocation: { reason: "upload test" } });
+      return certificate.toString("pem") + "\n";
     }),
   );
+}
+
+/** A second certificate from the factory CA for a serial already certified, recorded in the ledger: what a rogue station's software could make (the issue path refuses it). */
+async function rogueSecondCertificate(serial: string): Promise<string> {
+  const config = vendor.h.readConfig();
+  const unit = await SoftwareUnit.create(serial, "RT-1");
+  const { publicKeySpki } = await checkCsr(await unit.csr(), serial);
+  const cert = await withHsm(vendor.h, (hsm) =>
+    issueIdevid({
+      issuer: { signer: hsm.signer(config.keys.factoryCa), certificate: new x509.X509Certificate(pem(vendor.h, "factory-ca")) },
+      publicKeySpki,
+      serial,
+      organization: config.profile.organization,
+      hwTypeOid: config.profile.hwTypeOid,
+      clock: systemClock,
+      random: systemRandom,
+    }),
+  );
+  await withLedger(vendor.h, (ledger) => recordIssued(ledger, serial, cert));
+  return cert.toString("pem") + "\n";
 }
 
 function withLedgerSync<T>(fn: (ledger: Ledger) => T): T {

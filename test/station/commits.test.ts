@@ -83,13 +83,13 @@ describe("GroupCommitter", () => {
         commits.commit(intent("XX000001", "cd".repeat(32))),
         commits.commit(intent("SN000002", "ab".repeat(32))),
       ]);
-      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected"]);
       expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: "SERIAL_UNKNOWN", kind: "verify", message: expect.stringMatching(/^serial XX000001 is in no imported allocation/) });
-      // The second unit presented the first one's key: no intent for it, and the first one named.
-      expect((results[2] as PromiseFulfilledResult<string | undefined>).value).toBe("SN000001");
+      // The third unit presented the first one's key: refused with the first one named, and nothing of it recorded (not even its serial's reservation).
+      expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ code: "KEY_REUSED", kind: "verify", message: expect.stringMatching(/^unit SN000002 presented the public key unit SN000001 already presented/) });
       expect(committed()).toEqual({
-        reserved: ["SN000001", "SN000002"],
-        ledger: ["serial.reserved SN000001", "signing.intent SN000001", "serial.reserved SN000002"],
+        reserved: ["SN000001"],
+        ledger: ["serial.reserved SN000001", "signing.intent SN000001"],
       });
       // The refused serial's key was not recorded either: a unit with a good serial may present it.
       await expect(commits.commit(intent("SN000003", "cd".repeat(32)))).resolves.toBeUndefined();
