@@ -17,7 +17,7 @@ export function clockOf(io: Io): Clock {
   const now = io.env.IDMINT_NOW;
   if (!now) return systemClock;
   const at = new Date(now);
-  if (Number.isNaN(at.getTime())) throw new CoreError("usage", "CONFIG_INVALID", `IDMINT_NOW=${now} is not an ISO 8601 time: unset it or fix it`);
+  if (Number.isNaN(at.getTime())) throw new CoreError("OPTION_INVALID", `IDMINT_NOW=${now} is not an ISO 8601 time: unset it or fix it`);
   return fixedClock(at);
 }
 

@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 /**
  * What can go wrong in the CMS module. Everything a CMS input holds is attacker-controlled.
@@ -28,7 +28,7 @@ export type CmsErrorCode =
   | "KEY_USAGE"
   | "KEY_NOT_PERMITTED";
 
-const KIND: Record<CmsErrorCode, ErrorKind> = {
+export class CmsError extends errorClass<CmsErrorCode>("CmsError", {
   TOO_LARGE: "input",
   CMS_INVALID: "input",
   CMS_UNSUPPORTED: "input",
@@ -39,14 +39,7 @@ const KIND: Record<CmsErrorCode, ErrorKind> = {
   KEY_UNSUPPORTED: "input",
   KEY_USAGE: "input",
   KEY_NOT_PERMITTED: "hsm",
-};
-
-export class CmsError extends IdmintError<CmsErrorCode> {
-  constructor(code: CmsErrorCode, message: string, options?: { cause?: unknown }) {
-    super(KIND[code], code, message, options);
-    this.name = "CmsError";
-  }
-}
+}) {}
 
 export const invalid = (why: string, cause?: unknown) => new CmsError("CMS_INVALID", `the input is not a valid CMS EnvelopedData (${why}): give the file the operator encrypted`, { cause });
 export const unsupported = (what: string) => new CmsError("CMS_UNSUPPORTED", what);

@@ -9,7 +9,6 @@ const DAMAGE = /^SQLITE_(CORRUPT|NOTADB)/;
 /** The one error for a store that cannot be trusted: its history is gone or unreadable, so only a backup brings it back. */
 export function damagedStore(path: string, why: string, cause?: unknown): CoreError {
   return new CoreError(
-    "state",
     "DB_DAMAGED",
     `the store ${path} ${why}: restore it from a backup; do not remove it or let idmint start a new one in its place, that would lose this home's history`,
     { cause },

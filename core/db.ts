@@ -46,7 +46,7 @@ export function openDb(path: string, options: OpenDbOptions = {}): Db {
   try {
     raw = new Database(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   } catch (e) {
-    throw new CoreError("state", "DB_OPEN", `cannot open the store ${path}: ${(e as Error).message}`, { cause: e });
+    throw new CoreError("DB_OPEN", `cannot open the store ${path}: ${(e as Error).message}`, { cause: e });
   }
   const db = guardStore(raw, path);
   try {
@@ -88,7 +88,7 @@ function createStore(path: string, mode: number): void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
   } catch (e) {
-    throw new CoreError("state", "DB_OPEN", `cannot make the store ${path}: ${(e as Error).message}`, { cause: e });
+    throw new CoreError("DB_OPEN", `cannot make the store ${path}: ${(e as Error).message}`, { cause: e });
   } finally {
     rmSync(tmp, { force: true });
   }

@@ -42,9 +42,50 @@ export function isIdmintError(e: unknown): e is IdmintError {
   return e instanceof IdmintError;
 }
 
-export class CoreError extends IdmintError<
-  "HOME_NOT_INITIALISED" | "CONFIG_INVALID" | "FILE_UNREADABLE" | "FILE_EXISTS" | "FILE_UNWRITABLE" | "DB_OPEN" | "DB_DAMAGED"
-> {}
+/**
+ * The base of each module's error class: one fixed kind per code, from `kinds`, so a code
+ * always ends in the same exit code whoever throws it.
+ */
+export function errorClass<C extends string>(name: string, kinds: Readonly<Record<C, ErrorKind>>) {
+  return class extends IdmintError<C> {
+    constructor(code: C, message: string, options?: { cause?: unknown }) {
+      super(kinds[code], code, message, options);
+      this.name = name;
+    }
+  };
+}
+
+/**
+ * - OPTION_INVALID: a command-line option or a variable like IDMINT_NOW has a bad value.
+ * - CONFIG_INVALID: HOME/idmint.json is not a valid config.
+ * - FILE_UNREADABLE, FILE_EXISTS, FILE_UNWRITABLE: an input the user named cannot be read, or
+ *   an output would replace a file or cannot be written.
+ * - HOME_NOT_INITIALISED, HOME_IN_USE: the home is not set up, or is not the kind of
+ *   directory a command may take over (the demo's).
+ * - DB_OPEN, DB_DAMAGED: a store cannot be opened, or is damaged (restore it; never start anew).
+ */
+export type CoreErrorCode =
+  | "OPTION_INVALID"
+  | "CONFIG_INVALID"
+  | "FILE_UNREADABLE"
+  | "FILE_EXISTS"
+  | "FILE_UNWRITABLE"
+  | "HOME_NOT_INITIALISED"
+  | "HOME_IN_USE"
+  | "DB_OPEN"
+  | "DB_DAMAGED";
+
+export class CoreError extends errorClass<CoreErrorCode>("CoreError", {
+  OPTION_INVALID: "usage",
+  CONFIG_INVALID: "input",
+  FILE_UNREADABLE: "input",
+  FILE_EXISTS: "input",
+  FILE_UNWRITABLE: "input",
+  HOME_NOT_INITIALISED: "state",
+  HOME_IN_USE: "state",
+  DB_OPEN: "state",
+  DB_DAMAGED: "state",
+}) {}
 
 /** An error as it crosses to another thread or process: code, kind and the first line of its message; no stack. */
 export interface WireError {

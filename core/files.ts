@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
+import { CoreError } from "./errors.js";
 
 /** The temporary a file is written to before it is renamed into place: `.NAME.PID.tmp` beside it. */
 export function temporarySibling(path: string): string {
@@ -41,7 +42,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
 /** Writes several files all-or-nothing: if any already exists, nothing is written. */
 export function writeNewFiles(files: ReadonlyArray<{ path: string; data: string | Uint8Array; mode?: number }>): void {
   const existing = files.find((f) => existsSync(f.path));
-  if (existing) throw new Error(`${existing.path} already exists`);
+  if (existing) throw new CoreError("FILE_EXISTS", `${existing.path} already exists: remove it or choose another home`);
   const written: string[] = [];
   try {
     for (const f of files) {

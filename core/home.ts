@@ -82,7 +82,6 @@ export class Home {
   readConfig(): IdmintConfig {
     if (!this.hasConfig()) {
       throw new CoreError(
-        "state",
         "HOME_NOT_INITIALISED",
         `no idmint home at ${this.root}: run \`idmint hsm init --home ${this.root}\` first, or pass the right --home`,
       );
@@ -91,11 +90,11 @@ export class Home {
     try {
       parsed = JSON.parse(readFileSync(this.configPath, "utf8"));
     } catch (e) {
-      throw new CoreError("input", "CONFIG_INVALID", `${this.configPath} is not valid JSON: fix or restore it`, { cause: e });
+      throw new CoreError("CONFIG_INVALID", `${this.configPath} is not valid JSON: fix or restore it`, { cause: e });
     }
     const c = parsed as Partial<IdmintConfig>;
     if (c.version !== 1 || !c.hsm?.module || !c.keys || !c.station?.id || !c.profile) {
-      throw new CoreError("input", "CONFIG_INVALID", `${this.configPath} is not an idmint version 1 config: fix or restore it`);
+      throw new CoreError("CONFIG_INVALID", `${this.configPath} is not an idmint version 1 config: fix or restore it`);
     }
     return c as IdmintConfig;
   }

@@ -10,7 +10,7 @@ export function readInputFile(path: string, what: string): Buffer {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "does not exist" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "is not readable" : `cannot be read (${code})`;
-    throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} ${why}: give the path of an existing file`, { cause: e });
+    throw new CoreError("FILE_UNREADABLE", `${what} ${path} ${why}: give the path of an existing file`, { cause: e });
   }
 }
 
@@ -22,7 +22,7 @@ export function readBoundedInput(path: string, what: string, max: number): Buffe
   } catch {
     // readInputFile says what is wrong with the path.
   }
-  if (size > max) throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} is ${size} bytes, more than ${max}: give the file itself`);
+  if (size > max) throw new CoreError("FILE_UNREADABLE", `${what} ${path} is ${size} bytes, more than ${max}: give the file itself`);
   return readInputFile(path, what);
 }
 
@@ -32,13 +32,13 @@ export function readJsonFile(path: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new CoreError("input", "FILE_UNREADABLE", `${what} ${path} is not JSON: give the file idmint wrote`, { cause: e });
+    throw new CoreError("FILE_UNREADABLE", `${what} ${path} is not JSON: give the file idmint wrote`, { cause: e });
   }
 }
 
 /** Every command that writes --out refuses to replace a file. */
 export function assertNewOutput(path: string, option = "--out"): void {
-  if (existsSync(path)) throw new CoreError("input", "FILE_EXISTS", `${option} ${path} already exists: choose another path or remove it`);
+  if (existsSync(path)) throw new CoreError("FILE_EXISTS", `${option} ${path} already exists: choose another path or remove it`);
 }
 
 /** An output file claimed before the work that fills it; see withClaimedOutputs. */
@@ -53,7 +53,7 @@ function unwritable(option: string, path: string, e: unknown): CoreError {
   // EEXIST here is mkdir's: a file stands where a directory of the path should be.
   const why =
     code === "ENOTDIR" || code === "EEXIST" ? "part of its path is a file, not a directory" : code === "EACCES" || code === "EPERM" ? "permission denied" : (code ?? (e as Error).message);
-  return new CoreError("input", "FILE_UNWRITABLE", `${option} ${path} cannot be written (${why}): give a new path in a writable directory`, { cause: e });
+  return new CoreError("FILE_UNWRITABLE", `${option} ${path} cannot be written (${why}): give a new path in a writable directory`, { cause: e });
 }
 
 /**

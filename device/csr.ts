@@ -1,5 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import type { UnitKeyAlgorithm } from "../link/index.js";
+import { DeviceError } from "./errors.js";
 
 /**
  * The few DER structures a unit writes, encoded directly (X.690 §10) rather than through
@@ -42,7 +43,7 @@ const ALG_RSA_SHA256 = hex("300d06092a864886f70d01010b0500");
 
 /** RFC 2986 §4.1 CertificationRequestInfo: version 0, subject serialNumber=<serial>, the key, no attributes. */
 export function certificationRequestInfo(serial: string, spki: Uint8Array): Buffer {
-  if (!isPrintableString(serial)) throw new Error(`serial ${JSON.stringify(serial)} is not a PrintableString`);
+  if (!isPrintableString(serial)) throw new DeviceError("SERIAL_NOT_PRINTABLE", `serial ${JSON.stringify(serial)} is not a PrintableString: give serials of A-Z a-z 0-9 and ' ( ) + , - . / : = ?`);
   const subject = seq(tlv(0x31, seq(OID_SERIAL_NUMBER, tlv(0x13, Buffer.from(serial, "latin1")))));
   return seq(INTEGER_ZERO, subject, spki, EMPTY_ATTRIBUTES);
 }

@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 /**
  * What can go wrong on a unit itself: its flash, its keystore, its own files.
@@ -10,9 +10,9 @@ import { IdmintError, type ErrorKind } from "../core/index.js";
  * - UNIT_KEY: a unit to decrypt for cannot be found, has no key yet, or holds a broken certificate.
  * - UNIT_TOKEN_NEEDED: the unit's key is in a token and no token was given.
  */
-export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED";
+export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED" | "SERIAL_NOT_PRINTABLE";
 
-const KIND: Record<DeviceErrorCode, ErrorKind> = {
+export class DeviceError extends errorClass<DeviceErrorCode>("DeviceError", {
   UNIT_STATE: "state",
   UNIT_UNKNOWN: "state",
   UNIT_NOT_READY: "state",
@@ -20,11 +20,5 @@ const KIND: Record<DeviceErrorCode, ErrorKind> = {
   KEYSTORE_OPTIONS: "usage",
   UNIT_KEY: "state",
   UNIT_TOKEN_NEEDED: "usage",
-};
-
-export class DeviceError extends IdmintError<DeviceErrorCode> {
-  constructor(code: DeviceErrorCode, message: string, options?: { cause?: unknown }) {
-    super(KIND[code], code, message, options);
-    this.name = "DeviceError";
-  }
-}
+  SERIAL_NOT_PRINTABLE: "input",
+}) {}

@@ -1,7 +1,7 @@
 import "reflect-metadata";
 import { AsnEcSignatureFormatter } from "@peculiar/x509";
 import { X509Certificate } from "node:crypto";
-import { sha256Hex, type ErrorKind } from "../core/index.js";
+import { sha256Hex } from "../core/index.js";
 import { consistencyProof, decodeEntry, inclusionProofs, type InclusionBundle, type Ledger } from "../ledger/index.js";
 import { assertSerialSyntax, assertStationId, parseCertificate } from "../pki/index.js";
 import { DirectoryError, REFUSAL_STATUS, type RefusalReason } from "./errors.js";
@@ -32,7 +32,7 @@ export type UploadContent = Omit<UploadBody, "format" | "stationCertificate">;
 export async function signUpload(content: UploadContent, signer: UploadSigner, stationCertificatePem: string): Promise<SignedUpload> {
   const cert = parseCertificate(stationCertificatePem, "the station certificate");
   if (!Buffer.from(cert.publicKey.rawData).equals(Buffer.from(signer.publicKeySpki))) {
-    throw new DirectoryError("input", "INVALID", `the station certificate ${cert.subject} is not for the signing key: give this station's own certificate`);
+    throw new DirectoryError("INVALID", `the station certificate ${cert.subject} is not for the signing key: give this station's own certificate`);
   }
   const doc: UploadBody = {
     format: UPLOAD_FORMAT,
@@ -49,7 +49,7 @@ export async function signUpload(content: UploadContent, signer: UploadSigner, s
   if (signer.algorithm.startsWith("EC-")) {
     const namedCurve = signer.algorithm === "EC-P384" ? "P-384" : signer.algorithm === "EC-P521" ? "P-521" : "P-256";
     const encoded = new AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve } as EcKeyAlgorithm, new Uint8Array(raw));
-    if (!encoded) throw new DirectoryError("internal", "INVALID", "could not DER-encode the upload signature");
+    if (!encoded) throw new DirectoryError("SIGNATURE_ENCODING", "could not DER-encode the upload signature");
     der = new Uint8Array(encoded);
   }
   return { body: new Uint8Array(body), signature: Buffer.from(der).toString("base64") };
@@ -62,7 +62,7 @@ function derOf(pem: string, serial: string): Uint8Array {
   try {
     return new Uint8Array(new X509Certificate(pem).raw);
   } catch (e) {
-    throw new DirectoryError("input", "INVALID", `the certificate of ${serial} is not a PEM X.509 certificate`, { cause: e });
+    throw new DirectoryError("INVALID", `the certificate of ${serial} is not a PEM X.509 certificate`, { cause: e });
   }
 }
 
@@ -82,19 +82,19 @@ export function buildUpload(p: {
 }): UploadContent {
   const size = p.checkpoint.size;
   if (!Number.isSafeInteger(p.previousSize) || p.previousSize < 0 || p.previousSize > size) {
-    throw new DirectoryError("input", "INVALID", `previousSize ${p.previousSize} is not between 0 and the checkpoint size ${size}`);
+    throw new DirectoryError("INVALID", `previousSize ${p.previousSize} is not between 0 and the checkpoint size ${size}`);
   }
   const leaves = p.ledger.leafHashes(0, size);
-  if (leaves.length !== size) throw new DirectoryError("state", "INVALID", `the ledger has ${leaves.length} entries, fewer than its checkpoint's ${size}: run \`idmint ledger verify\``);
+  if (leaves.length !== size) throw new DirectoryError("LEDGER_BEHIND", `the ledger has ${leaves.length} entries, fewer than its checkpoint's ${size}: run \`idmint ledger verify\``);
   const located = p.certificates.map((c) => {
     const fingerprint = sha256Hex(derOf(c.certificate, c.serial));
     const index = c.index ?? p.ledger.findBySerial(c.serial, "certificate.issued");
-    if (index === undefined) throw new DirectoryError("state", "INVALID", `the ledger has no certificate.issued entry for ${c.serial}`);
-    if (index >= size) throw new DirectoryError("state", "INVALID", `the certificate of ${c.serial} (entry ${index}) is newer than the checkpoint (size ${size}): sign a new checkpoint`);
+    if (index === undefined) throw new DirectoryError("LEDGER_BEHIND", `the ledger has no certificate.issued entry for ${c.serial}`);
+    if (index >= size) throw new DirectoryError("LEDGER_BEHIND", `the certificate of ${c.serial} (entry ${index}) is newer than the checkpoint (size ${size}): sign a new checkpoint`);
     const entry = p.ledger.entryBytes(index);
     const ev = decodeEntry(entry).event;
     if (ev.type !== "certificate.issued" || ev.serial !== c.serial || ev.certificateFingerprint !== fingerprint) {
-      throw new DirectoryError("state", "INVALID", `ledger entry ${index} does not record this certificate of ${c.serial}`);
+      throw new DirectoryError("LEDGER_BEHIND", `ledger entry ${index} does not record this certificate of ${c.serial}`);
     }
     return { serial: c.serial, certificate: c.certificate.trim() + "\n", index, entry: entry.toString("base64") };
   });
@@ -156,9 +156,9 @@ export class DirectoryClient {
     try {
       base = new URL(String(url));
     } catch (e) {
-      throw new DirectoryError("usage", "INVALID", `${String(url)} is not a URL: give the directory as https://host[:port]`, { cause: e });
+      throw new DirectoryError("URL_INVALID", `${String(url)} is not a URL: give the directory as https://host[:port]`, { cause: e });
     }
-    if (base.protocol !== "http:" && base.protocol !== "https:") throw new DirectoryError("usage", "INVALID", `${String(url)} is not an http(s) URL`);
+    if (base.protocol !== "http:" && base.protocol !== "https:") throw new DirectoryError("URL_INVALID", `${String(url)} is not an http(s) URL`);
     if (!base.pathname.endsWith("/")) base.pathname += "/";
     this.base = base;
     this.url = base.href.replace(/\/$/, "");
@@ -215,7 +215,7 @@ export class DirectoryClient {
     try {
       assertStationId(station);
     } catch (e) {
-      throw new DirectoryError("input", "INVALID", (e as Error).message, { cause: e });
+      throw new DirectoryError("INVALID", (e as Error).message, { cause: e });
     }
     const { status, body } = await this.request(`stations/${encodeURIComponent(station)}/checkpoint`);
     if (status !== 200) throw this.failure(status, body, `the checkpoint of station ${station}`);
@@ -240,7 +240,7 @@ export class DirectoryClient {
     try {
       assertSerialSyntax(serial);
     } catch (e) {
-      throw new DirectoryError("input", "INVALID", (e as Error).message, { cause: e });
+      throw new DirectoryError("INVALID", (e as Error).message, { cause: e });
     }
     return `certificates/${encodeURIComponent(serial)}`;
   }
@@ -281,11 +281,11 @@ export class DirectoryClient {
   private unreachable(e: unknown): DirectoryError {
     const err = e as { name?: string; cause?: { code?: string } };
     const why = err?.name === "TimeoutError" || err?.name === "AbortError" ? `no answer within ${this.timeoutMs} ms` : (err?.cause?.code ?? (e instanceof Error ? e.message : String(e)));
-    return new DirectoryError("unavailable", "DIRECTORY_UNREACHABLE", `cannot reach the directory at ${this.url} (${why}): check the URL and that the server runs`, { cause: e });
+    return new DirectoryError("DIRECTORY_UNREACHABLE", `cannot reach the directory at ${this.url} (${why}): check the URL and that the server runs`, { cause: e });
   }
 
   private bad(message: string, cause?: unknown): DirectoryError {
-    return new DirectoryError("unavailable", "BAD_RESPONSE", `${message} (${this.url}): the directory or something in between is broken`, { cause });
+    return new DirectoryError("BAD_RESPONSE", `${message} (${this.url}): the directory or something in between is broken`, { cause });
   }
 
   private json(body: Uint8Array, what: string): unknown {
@@ -304,13 +304,12 @@ export class DirectoryClient {
       answer = undefined;
     }
     const said = typeof answer?.error?.message === "string" ? answer.error.message.slice(0, 300) : `HTTP ${status}`;
-    if (status === 404) return new DirectoryError("input", "NOT_FOUND", `the directory has no ${what.replace(/^the /, "")} (${this.url})`, { status });
+    if (status === 404) return new DirectoryError("NOT_FOUND", `the directory has no ${what.replace(/^the /, "")} (${this.url})`, { status });
     if (status >= 400 && status < 500) {
       const code = typeof answer?.error?.code === "string" && REFUSAL_REASONS.has(answer.error.code) ? (answer.error.code as RefusalReason) : undefined;
       const acceptedSize = typeof answer?.acceptedSize === "number" ? answer.acceptedSize : undefined;
-      const kind: ErrorKind = status === 400 || status === 413 ? "input" : "verify";
-      return new DirectoryError(kind, "REFUSED", `the directory refused ${what} (${status}${code ? ` ${code}` : ""}): ${said}`, { status, reason: code, acceptedSize });
+      return new DirectoryError(status === 400 || status === 413 ? "REFUSED_MALFORMED" : "REFUSED", `the directory refused ${what} (${status}${code ? ` ${code}` : ""}): ${said}`, { status, reason: code, acceptedSize });
     }
-    return new DirectoryError("unavailable", "BAD_RESPONSE", `the directory failed on ${what} (HTTP ${status}): try again later or ask its operator`, { status });
+    return new DirectoryError("BAD_RESPONSE", `the directory failed on ${what} (HTTP ${status}): try again later or ask its operator`, { status });
   }
 }

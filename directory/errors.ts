@@ -1,10 +1,12 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 export type DirectoryErrorCode =
   /** The client could not reach the directory, or it did not answer in time. */
   | "DIRECTORY_UNREACHABLE"
   /** The directory answered with a refusal (4xx); `status` and `reason` say which. */
   | "REFUSED"
+  /** The directory refused the request as malformed or too large (400, 413): the sender's fault. */
+  | "REFUSED_MALFORMED"
   /** The directory holds nothing under that name (404). */
   | "NOT_FOUND"
   /** The directory answered something that is not what the protocol promises (5xx, wrong type, wrong certificate). */
@@ -13,8 +15,20 @@ export type DirectoryErrorCode =
   | "ALLOCATION_CONFLICT"
   /** A value handed to the library is malformed (serial or station syntax, an upload to sign). */
   | "INVALID"
-  /** The server's configuration (root, factory CA, TLS files, address) is unusable. */
-  | "CONFIG_INVALID";
+  /** The directory's URL is not an http(s) URL. */
+  | "URL_INVALID"
+  /** The station's ledger lacks what an upload must prove (an entry, a checkpoint that covers it). */
+  | "LEDGER_BEHIND"
+  /** The upload's signature could not be encoded: a bug. */
+  | "SIGNATURE_ENCODING"
+  /** The server's configuration (its store, its TLS files) is unusable. */
+  | "CONFIG_INVALID"
+  /** The trust anchors given to the server do not hold together (a factory CA off the root). */
+  | "ANCHORS_INVALID"
+  /** The server cannot listen on the address asked for. */
+  | "LISTEN_FAILED"
+  /** The store holds a certificate whose checkpoint it lacks: a bug, or a store edited by hand. */
+  | "STORE_INCONSISTENT";
 
 /**
  * Why the directory refused an upload: the `error.code` of a refusal's JSON body, and the
@@ -78,7 +92,22 @@ export const CERTIFICATE_REFUSALS: ReadonlySet<RefusalReason> = new Set<RefusalR
   "CONFLICT",
 ]);
 
-export class DirectoryError extends IdmintError<DirectoryErrorCode> {
+export class DirectoryError extends errorClass<DirectoryErrorCode>("DirectoryError", {
+  DIRECTORY_UNREACHABLE: "unavailable",
+  REFUSED: "verify",
+  REFUSED_MALFORMED: "input",
+  NOT_FOUND: "input",
+  BAD_RESPONSE: "unavailable",
+  ALLOCATION_CONFLICT: "state",
+  INVALID: "input",
+  URL_INVALID: "usage",
+  LEDGER_BEHIND: "state",
+  SIGNATURE_ENCODING: "internal",
+  CONFIG_INVALID: "usage",
+  ANCHORS_INVALID: "verify",
+  LISTEN_FAILED: "unavailable",
+  STORE_INCONSISTENT: "internal",
+}) {
   /** The HTTP status, for REFUSED, NOT_FOUND and BAD_RESPONSE. */
   readonly status?: number;
   /** The directory's reason, for REFUSED. */
@@ -86,13 +115,8 @@ export class DirectoryError extends IdmintError<DirectoryErrorCode> {
   /** The checkpoint size the directory holds for the station, when a refusal names it (409s about history). */
   readonly acceptedSize?: number;
 
-  constructor(
-    kind: ErrorKind,
-    code: DirectoryErrorCode,
-    message: string,
-    options?: { cause?: unknown; status?: number; reason?: RefusalReason; acceptedSize?: number },
-  ) {
-    super(kind, code, message, options);
+  constructor(code: DirectoryErrorCode, message: string, options?: { cause?: unknown; status?: number; reason?: RefusalReason; acceptedSize?: number }) {
+    super(code, message, options);
     this.status = options?.status;
     this.reason = options?.reason;
     this.acceptedSize = options?.acceptedSize;

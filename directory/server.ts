@@ -93,17 +93,17 @@ const DER_TYPE = "application/pkix-cert"; // RFC 2585 §4.1
 
 /** Checks the trust anchors once at start: a factory CA must be a CA directly under the root that may not certify further CAs. */
 async function checkAnchors(anchors: TrustAnchors, at: Date): Promise<void> {
-  if (anchors.factoryCas.length === 0) throw new DirectoryError("usage", "CONFIG_INVALID", "the directory needs at least one factory CA certificate");
+  if (anchors.factoryCas.length === 0) throw new DirectoryError("CONFIG_INVALID", "the directory needs at least one factory CA certificate");
   for (const ca of anchors.factoryCas) {
     const bc = ca.getExtension(x509.BasicConstraintsExtension);
     try {
       const path = await checkChain(ca, [], anchors.root, at);
       if (path.length !== 2) throw new Error("it is not directly below the root");
     } catch (e) {
-      throw new DirectoryError("verify", "CONFIG_INVALID", `factory CA ${ca.subject} does not chain to the vendor root: give the factory CA of this vendor`, { cause: e });
+      throw new DirectoryError("ANCHORS_INVALID", `factory CA ${ca.subject} does not chain to the vendor root: give the factory CA of this vendor`, { cause: e });
     }
     if (bc?.ca !== true || bc.pathLength !== 0) {
-      throw new DirectoryError("verify", "CONFIG_INVALID", `${ca.subject} is not a factory CA (a CA with pathLen 0): give the factory CA certificate, not ${ca.subject}`);
+      throw new DirectoryError("ANCHORS_INVALID", `${ca.subject} is not a factory CA (a CA with pathLen 0): give the factory CA certificate, not ${ca.subject}`);
     }
   }
 }
@@ -218,7 +218,7 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
       reply.header("etag", etag).header("cache-control", CERTIFICATE_CACHE);
       if (notModified(request, etag)) return reply.code(304).send();
       const checkpoint = await store.checkpointAt(cert.station, cert.checkpointSize);
-      if (!checkpoint) throw new Error(`published ${serial} refers to checkpoint ${cert.checkpointSize} of ${cert.station}, which the store lacks`);
+      if (!checkpoint) throw new DirectoryError("STORE_INCONSISTENT", `published ${serial} refers to checkpoint ${cert.checkpointSize} of ${cert.station}, which the store lacks`);
       const base = `/certificates/${encodeURIComponent(serial)}`;
       return reply.type("application/json").send({
         serial: cert.serial,
@@ -282,7 +282,7 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
   const clock = options.clock ?? systemClock;
   const anchors: TrustAnchors = { root: options.root, factoryCas: options.factoryCas };
   await checkAnchors(anchors, clock.now());
-  if (!options.store && !options.dbPath) throw new DirectoryError("usage", "CONFIG_INVALID", "the directory needs a store: give dbPath");
+  if (!options.store && !options.dbPath) throw new DirectoryError("CONFIG_INVALID", "the directory needs a store: give dbPath");
   const ownsStore = !options.store;
   const store = options.store ?? openDirectoryStore(options.dbPath!);
   const bodyLimitBytes = options.bodyLimitBytes ?? DIRECTORY_DEFAULTS.bodyLimitBytes;
@@ -327,7 +327,7 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
     if (ownsStore) await store.close();
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "EADDRINUSE" ? "the address is in use" : code === "EACCES" ? "permission denied" : code === "EADDRNOTAVAIL" ? "no such local address" : (e as Error).message;
-    throw new DirectoryError("unavailable", "CONFIG_INVALID", `cannot listen on ${hostForUrl(host)}:${options.port}: ${why}; choose another --host or --port`, { cause: e });
+    throw new DirectoryError("LISTEN_FAILED", `cannot listen on ${hostForUrl(host)}:${options.port}: ${why}; choose another --host or --port`, { cause: e });
   }
   const port = (app.server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;

@@ -281,7 +281,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
         const held = this.stmts.allocation.get(a.allocationId) as { station: string; digest: string; count: number } | undefined;
         if (held) {
           if (held.digest !== a.digest || held.station !== a.station) {
-            throw new DirectoryError("state", "ALLOCATION_CONFLICT", `the directory already holds a different allocation ${a.allocationId}: two lists with one id come from a broken or forged register`);
+            throw new DirectoryError("ALLOCATION_CONFLICT", `the directory already holds a different allocation ${a.allocationId}: two lists with one id come from a broken or forged register`);
           }
           return { added: false, count: held.count };
         }
@@ -291,7 +291,6 @@ export class SqliteDirectoryStore implements DirectoryStore {
           if (owner) {
             // Throwing rolls the whole list back: an allocation is registered entirely or not at all.
             throw new DirectoryError(
-              "state",
               "ALLOCATION_CONFLICT",
               `serial ${serial} of ${a.allocationId} already belongs to ${owner.allocationId} (station ${owner.station}): the vendor allocated it twice; nothing was registered`,
             );

@@ -1,5 +1,5 @@
 import pkcs11js from "pkcs11js";
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 export type HsmErrorCode =
   | "MODULE_NOT_FOUND"
@@ -23,7 +23,7 @@ export type HsmErrorCode =
   | "PKCS11";
 
 /** Each code's one kind, so one exit code wherever it is thrown. */
-const KIND: Record<HsmErrorCode, ErrorKind> = {
+export class HsmError extends errorClass<HsmErrorCode>("HsmError", {
   MODULE_NOT_FOUND: "hsm",
   MODULE_LOAD: "hsm",
   // SoftHSM loaded in this process with another home's configuration: a caller's bug.
@@ -49,13 +49,7 @@ const KIND: Record<HsmErrorCode, ErrorKind> = {
   // The caller asked for an algorithm, key use or peer key that does not fit.
   UNSUPPORTED_ALGORITHM: "input",
   PKCS11: "hsm",
-};
-
-export class HsmError extends IdmintError<HsmErrorCode> {
-  constructor(code: HsmErrorCode, message: string, options?: { cause?: unknown }) {
-    super(KIND[code], code, message, options);
-  }
-}
+}) {}
 
 const CKR_NAMES = new Map<number, string>(
   Object.entries(pkcs11js)

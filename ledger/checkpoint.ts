@@ -23,19 +23,19 @@ export function noteKeyId(spki: Uint8Array): Buffer {
 }
 
 function checkpointText(c: Checkpoint): string {
-  if (!/^[^\s+]+$/.test(c.origin)) throw new LedgerError("internal", "CHECKPOINT_INVALID", `checkpoint origin "${c.origin}" may not contain spaces or "+"`);
+  if (!/^[^\s+]+$/.test(c.origin)) throw new LedgerError("CHECKPOINT_ENCODING", `checkpoint origin "${c.origin}" may not contain spaces or "+"`);
   return `${c.origin}\n${c.size}\n${Buffer.from(c.root).toString("base64")}\n`;
 }
 
 /** Signs a checkpoint with the station key: ECDSA over the note text, DER-encoded as Go's SignASN1 writes it. */
 export async function signCheckpoint(c: Checkpoint, signer: Signer): Promise<string> {
   if (!signer.algorithm.startsWith("EC-")) {
-    throw new LedgerError("hsm", "CHECKPOINT_INVALID", `checkpoints are ECDSA signed notes; the station key is ${signer.algorithm}: use an EC P-256 or P-384 station key`);
+    throw new LedgerError("STATION_KEY_UNSUPPORTED", `checkpoints are ECDSA signed notes; the station key is ${signer.algorithm}: use an EC P-256 or P-384 station key`);
   }
   const text = checkpointText(c);
   const raw = await signer.sign(Buffer.from(text, "utf8"));
   const der = new AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve: signer.algorithm === "EC-P384" ? "P-384" : "P-256" } as EcKeyAlgorithm, raw);
-  if (!der) throw new LedgerError("internal", "CHECKPOINT_INVALID", "could not encode the checkpoint signature");
+  if (!der) throw new LedgerError("CHECKPOINT_ENCODING", "could not encode the checkpoint signature");
   const sig = Buffer.concat([noteKeyId(signer.publicKeySpki), Buffer.from(der)]);
   return `${text}\n\u2014 ${c.origin} ${sig.toString("base64")}\n`;
 }
@@ -48,7 +48,7 @@ const MAX_NOTE_BYTES = 16 * 1024;
  * signatures by other keys are ignored (C2SP signed-note), but at least one must be ours.
  */
 export function openCheckpoint(note: string, expectedOrigin: string, stationSpki: Uint8Array): Checkpoint {
-  const bad = (why: string, code: "CHECKPOINT_INVALID" | "CHECKPOINT_SIGNATURE" = "CHECKPOINT_INVALID") => new LedgerError("verify", code, why);
+  const bad = (why: string, code: "CHECKPOINT_INVALID" | "CHECKPOINT_SIGNATURE" = "CHECKPOINT_INVALID") => new LedgerError(code, why);
   if (Buffer.byteLength(note, "utf8") > MAX_NOTE_BYTES) throw bad("the checkpoint note is larger than 16 KiB");
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0009\u000b-\u001f]/.test(note)) throw bad("the checkpoint note contains control characters");

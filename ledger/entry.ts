@@ -48,8 +48,8 @@ const FORMAT = "idmint-ledger/1";
  */
 export function encodeEntry(entry: LedgerEntry): Buffer {
   const { type, ...fields } = entry.event;
-  if (!EVENT_TYPES.includes(type)) throw new LedgerError("internal", "ENTRY_INVALID", `unknown ledger event type ${type}`);
-  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$/.test(entry.time)) throw new LedgerError("internal", "ENTRY_INVALID", `ledger time ${entry.time} is not ISO 8601 UTC`);
+  if (!EVENT_TYPES.includes(type)) throw new LedgerError("ENTRY_ENCODING", `unknown ledger event type ${type}`);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$/.test(entry.time)) throw new LedgerError("ENTRY_ENCODING", `ledger time ${entry.time} is not ISO 8601 UTC`);
   return Buffer.from(`${FORMAT} ${entry.index} ${type} ${entry.time}\n${canonicalize(fields)}`, "utf8");
 }
 
@@ -83,6 +83,6 @@ export function decodeEntry(body: Uint8Array): LedgerEntry {
   } catch {
     entry = undefined;
   }
-  if (!entry) throw new LedgerError("verify", "ENTRY_INVALID", `ledger entry ${index ?? "?"} is not a well-formed ${FORMAT} entry`);
+  if (!entry) throw new LedgerError("ENTRY_INVALID", `ledger entry ${index ?? "?"} is not a well-formed ${FORMAT} entry`);
   return entry;
 }

@@ -1,3 +1,4 @@
+import { LedgerError } from "./errors.js";
 import { HASH_SIZE, LEAF_PREFIX, NODE_PREFIX, emptyRoot, half, hashChildren, isHash, isOdd, isSize, rootFromLeafHashes, sha256Latin1, type Hash } from "./merkle.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ export class MerkleFrontier {
     let s = this.#size;
     while (isOdd(s)) {
       const left = this.#hashes.pop();
-      if (left === undefined) throw new Error("MerkleFrontier: internal state corrupt");
+      if (left === undefined) throw new LedgerError("FRONTIER_CORRUPT", "MerkleFrontier: internal state corrupt");
       carry = hashChildren(left, carry);
       s = half(s);
     }
@@ -61,7 +62,7 @@ export class MerkleFrontier {
     let r = last;
     for (let i = this.#hashes.length - 2; i >= 0; i--) {
       const left = this.#hashes[i];
-      if (left === undefined) throw new Error("MerkleFrontier: internal state corrupt");
+      if (left === undefined) throw new LedgerError("FRONTIER_CORRUPT", "MerkleFrontier: internal state corrupt");
       r = hashChildren(left, r);
     }
     return Uint8Array.from(r);

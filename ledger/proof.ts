@@ -24,9 +24,9 @@ export interface InclusionBundle {
 
 export function proveEntry(ledger: Ledger, index: number, origin: string, stationCertificatePem: string): InclusionBundle {
   const latest = ledger.latestCheckpoint();
-  if (!latest) throw new LedgerError("state", "NO_CHECKPOINT", "the ledger has no checkpoint yet: run `idmint ledger checkpoint` first");
+  if (!latest) throw new LedgerError("NO_CHECKPOINT", "the ledger has no checkpoint yet: run `idmint ledger checkpoint` first");
   if (index >= latest.size) {
-    throw new LedgerError("state", "NOT_COVERED", `entry ${index} is newer than the latest checkpoint (size ${latest.size}): run \`idmint ledger checkpoint\` first`);
+    throw new LedgerError("NOT_COVERED", `entry ${index} is newer than the latest checkpoint (size ${latest.size}): run \`idmint ledger checkpoint\` first`);
   }
   const body = ledger.entryBytes(index);
   return {
@@ -46,7 +46,7 @@ export function proveEntry(ledger: Ledger, index: number, origin: string, statio
  * attacker-controlled.
  */
 export function verifyBundle(bundle: InclusionBundle, stationSpki: Uint8Array): { entry: LedgerEntry; checkpoint: Checkpoint } {
-  const bad = (why: string) => new LedgerError("verify", "PROOF_INVALID", `the inclusion proof is invalid: ${why}`);
+  const bad = (why: string) => new LedgerError("PROOF_INVALID", `the inclusion proof is invalid: ${why}`);
   if (bundle?.format !== "idmint-inclusion/1" || !Number.isSafeInteger(bundle.index) || !Array.isArray(bundle.proof) || typeof bundle.entry !== "string" || typeof bundle.checkpoint !== "string") {
     throw bad("it is not an idmint-inclusion/1 document");
   }

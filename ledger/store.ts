@@ -108,7 +108,7 @@ export class Ledger {
 
   entryBytes(index: number): Buffer {
     const body = this.stmts.body.get(index) as Buffer | undefined;
-    if (!body) throw new LedgerError("input", "ENTRY_MISSING", `the ledger has no entry ${index}`);
+    if (!body) throw new LedgerError("NO_SUCH_ENTRY", `the ledger has no entry ${index}`);
     return body;
   }
 
@@ -145,7 +145,7 @@ export class Ledger {
     const frontier = last ? MerkleFrontier.fromJSON(JSON.parse(last.frontier)) : new MerkleFrontier();
     for (const h of this.leafHashes(frontier.size, size)) frontier.append(h);
     if (frontier.size !== size) {
-      throw new LedgerError("verify", "ENTRY_MISSING", `the ledger has ${frontier.size} entries below index ${size}: run \`idmint ledger verify\``);
+      throw new LedgerError("ENTRY_MISSING", `the ledger has ${frontier.size} entries below index ${size}: run \`idmint ledger verify\``);
     }
     const root = frontier.root();
     const note = await signCheckpoint({ origin, size, root }, signer);

@@ -27,17 +27,17 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
     try {
       c = openCheckpoint(r.note, station.origin, station.spki);
     } catch (e) {
-      throw new LedgerError("verify", (e as LedgerError).code ?? "CHECKPOINT_INVALID", `checkpoint ${r.id}: ${(e as Error).message}`, { at: { checkpoint: r.id }, cause: e });
+      throw new LedgerError((e as LedgerError).code ?? "CHECKPOINT_INVALID", `checkpoint ${r.id}: ${(e as Error).message}`, { at: { checkpoint: r.id }, cause: e });
     }
     if (c.size !== r.size) {
-      throw new LedgerError("verify", "CHECKPOINT_INVALID", `checkpoint ${r.id}: its signed size ${c.size} differs from the stored size ${r.size}`, { at: { checkpoint: r.id } });
+      throw new LedgerError("CHECKPOINT_INVALID", `checkpoint ${r.id}: its signed size ${c.size} differs from the stored size ${r.size}`, { at: { checkpoint: r.id } });
     }
     return { id: r.id, ...c };
   });
   for (let i = 1; i < checkpoints.length; i++) {
     if (checkpoints[i]!.size < checkpoints[i - 1]!.size) {
       const c = checkpoints[i]!;
-      throw new LedgerError("verify", "CHECKPOINT_MISMATCH", `checkpoint ${c.id} covers ${c.size} entries, fewer than checkpoint ${checkpoints[i - 1]!.id} before it: the log went backwards`, { at: { checkpoint: c.id } });
+      throw new LedgerError("CHECKPOINT_MISMATCH", `checkpoint ${c.id} covers ${c.size} entries, fewer than checkpoint ${checkpoints[i - 1]!.id} before it: the log went backwards`, { at: { checkpoint: c.id } });
     }
   }
 
@@ -54,9 +54,9 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
       if (!Buffer.from(tree.root()).equals(Buffer.from(c.root))) {
         const changed = firstChangedEntry(db, c.size);
         if (changed !== undefined) {
-          throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${changed} was changed after it was appended (its hash no longer matches)`, { at: { entry: changed } });
+          throw new LedgerError("ENTRY_MODIFIED", `entry ${changed} was changed after it was appended (its hash no longer matches)`, { at: { entry: changed } });
         }
-        throw new LedgerError("verify", "CHECKPOINT_MISMATCH", `checkpoint ${c.id} (size ${c.size}) does not match the entries it covers: an entry below index ${c.size} was changed, removed or reordered`, { at: { checkpoint: c.id } });
+        throw new LedgerError("CHECKPOINT_MISMATCH", `checkpoint ${c.id} (size ${c.size}) does not match the entries it covers: an entry below index ${c.size} was changed, removed or reordered`, { at: { checkpoint: c.id } });
       }
       next++;
     }
@@ -68,11 +68,11 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
   const iter = db.prepare("SELECT idx, body FROM ledger_entries ORDER BY idx").raw().iterate() as IterableIterator<[number, Buffer]>;
   for (const [idx, body] of iter) {
     if (idx !== expected) {
-      throw new LedgerError("verify", "ENTRY_MISSING", `entry ${expected} is missing (the next stored entry is ${idx}): entries were deleted`, { at: { entry: expected } });
+      throw new LedgerError("ENTRY_MISSING", `entry ${expected} is missing (the next stored entry is ${idx}): entries were deleted`, { at: { entry: expected } });
     }
     const claimed = claimedIndex(body);
     if (claimed !== idx) {
-      throw new LedgerError("verify", "ENTRY_INVALID", claimed < 0 ? `entry ${idx} is malformed` : `entry ${idx} says it is entry ${claimed}: entries were moved or swapped`, { at: { entry: idx } });
+      throw new LedgerError("ENTRY_INVALID", claimed < 0 ? `entry ${idx} is malformed` : `entry ${idx} says it is entry ${claimed}: entries were moved or swapped`, { at: { entry: idx } });
     }
     const leaf = tree.addLeafData(body);
     if (idx >= coveredBy) tail.push(leaf);
@@ -81,12 +81,12 @@ export function verifyLedger(db: Db, station: { origin: string; spki: Uint8Array
   }
   if (next < bySize.length) {
     const c = bySize[next]!;
-    throw new LedgerError("verify", "LEDGER_TRUNCATED", `checkpoint ${c.id} covers ${c.size} entries but the ledger holds only ${expected}: its tail was cut`, { at: { checkpoint: c.id } });
+    throw new LedgerError("LEDGER_TRUNCATED", `checkpoint ${c.id} covers ${c.size} entries but the ledger holds only ${expected}: its tail was cut`, { at: { checkpoint: c.id } });
   }
   const stored = db.prepare("SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ? ORDER BY idx").raw().iterate(coveredBy) as IterableIterator<[number, Buffer]>;
   for (const [idx, hash] of stored) {
     if (hash.toString("latin1") !== tail[idx - coveredBy]) {
-      throw new LedgerError("verify", "ENTRY_MODIFIED", `entry ${idx} was changed after it was appended (its hash no longer matches)`, { at: { entry: idx } });
+      throw new LedgerError("ENTRY_MODIFIED", `entry ${idx} was changed after it was appended (its hash no longer matches)`, { at: { entry: idx } });
     }
   }
   const latest = checkpoints[checkpoints.length - 1];

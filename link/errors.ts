@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass, type ErrorKind } from "../core/index.js";
 
 /**
  * What can go wrong between a station and a unit on the unit link.
@@ -25,15 +25,14 @@ const KIND: Record<UnitErrorCode, ErrorKind> = {
 };
 
 /** A unit as the station sees it across the link failed; named for the unit, since most of these are its doing. */
-export class UnitError extends IdmintError<UnitErrorCode> {
+export class UnitError extends errorClass("UnitError", KIND) {
   /** For UNIT_REFUSED: the code the unit answered with (attacker-controlled, checked to be A-Z 0-9 _). */
   readonly unitCode: string | undefined;
   /** The unit's serial, once the link knows it. */
   readonly serial: string | undefined;
 
   constructor(code: UnitErrorCode, message: string, options?: { cause?: unknown; unitCode?: string; serial?: string }) {
-    super(KIND[code], code, message, options);
-    this.name = "UnitError";
+    super(code, message, options);
     this.unitCode = options?.unitCode;
     this.serial = options?.serial;
   }

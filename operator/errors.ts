@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 /**
  * What can go wrong for an operator fetching a device certificate and checking it.
@@ -10,15 +10,8 @@ import { IdmintError, type ErrorKind } from "../core/index.js";
  */
 export type OperatorErrorCode = "NOT_PUBLISHED" | "CHAIN_INVALID" | "PROFILE_VIOLATION";
 
-const DEFAULT_KIND: Record<OperatorErrorCode, ErrorKind> = {
+export class OperatorError extends errorClass<OperatorErrorCode>("OperatorError", {
   NOT_PUBLISHED: "input",
   CHAIN_INVALID: "verify",
   PROFILE_VIOLATION: "verify",
-};
-
-export class OperatorError extends IdmintError<OperatorErrorCode> {
-  constructor(code: OperatorErrorCode, message: string, options?: { cause?: unknown; kind?: ErrorKind }) {
-    super(options?.kind ?? DEFAULT_KIND[code], code, message, options);
-    this.name = "OperatorError";
-  }
-}
+}) {}

@@ -120,10 +120,10 @@ export async function fetchDeviceCertificate(o: FetchDeviceOptions): Promise<Che
   try {
     served = x509.PemConverter.decode(text).map((der) => new x509.X509Certificate(der));
   } catch (e) {
-    throw new DirectoryError("unavailable", "BAD_RESPONSE", `the directory's answer for ${o.serial} is not PEM certificates (${client.url})`, { cause: e });
+    throw new DirectoryError("BAD_RESPONSE", `the directory's answer for ${o.serial} is not PEM certificates (${client.url})`, { cause: e });
   }
   const [leaf, ...servedChain] = served;
-  if (!leaf) throw new DirectoryError("unavailable", "BAD_RESPONSE", `the directory answered no certificate for ${o.serial} (${client.url})`);
+  if (!leaf) throw new DirectoryError("BAD_RESPONSE", `the directory answered no certificate for ${o.serial} (${client.url})`);
   const at = (o.clock ?? systemClock).now();
   return checkDeviceCertificate(leaf, o.serial, o.root, [...servedChain, ...(o.chain ?? [])], at);
 }
@@ -137,6 +137,6 @@ export function parseCertificates(text: string | Uint8Array, what: string): x509
     if (certs.length === 0) throw new Error("no PEM block");
     return certs;
   } catch (e) {
-    throw new PkiError("input", "CERT_INVALID", `${what} is not X.509 certificates in PEM or DER: give the right file`, { cause: e });
+    throw new PkiError("CERT_INVALID", `${what} is not X.509 certificates in PEM or DER: give the right file`, { cause: e });
   }
 }

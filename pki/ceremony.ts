@@ -29,7 +29,7 @@ const STATION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function assertStationId(id: string): void {
   if (!STATION_ID.test(id)) {
-    throw new PkiError("usage", "STATION_ID_SYNTAX", `station id "${id}" is not valid: use 1-63 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+    throw new PkiError("STATION_ID_SYNTAX", `station id "${id}" is not valid: use 1-63 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
   }
 }
 
@@ -108,7 +108,7 @@ export async function initCa(home: Home, config: IdmintConfig, stationId: string
   const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, home.pkiFile(f)])) as Record<keyof CeremonyResult, string>;
   const present = Object.values(files).find((f) => existsSync(f));
   if (present) {
-    throw new PkiError("state", "CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
+    throw new PkiError("CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
   }
   const keys: CeremonyKeys = {
     create: (role, algorithm) => tokens.createKey(config.keys[role], algorithm),
@@ -120,7 +120,7 @@ export async function initCa(home: Home, config: IdmintConfig, stationId: string
     home.writeConfig({ ...config, station: { id: stationId } });
   } catch (e) {
     for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
-    throw new CoreError("state", "FILE_EXISTS", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
+    throw new CoreError("FILE_UNWRITABLE", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
   }
   return { certs, files };
 }

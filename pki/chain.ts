@@ -7,7 +7,7 @@ export function parseCertificate(pemOrDer: string | Uint8Array, what: string): x
     const text = Buffer.from(pemOrDer).toString("latin1");
     return new x509.X509Certificate(text.includes("-----BEGIN") ? text : new Uint8Array(pemOrDer));
   } catch (e) {
-    throw new PkiError("input", "CERT_INVALID", `${what} is not an X.509 certificate in PEM or DER: give the right file`, { cause: e });
+    throw new PkiError("CERT_INVALID", `${what} is not an X.509 certificate in PEM or DER: give the right file`, { cause: e });
   }
 }
 
@@ -26,7 +26,7 @@ export async function checkChain(
   root: x509.X509Certificate,
   at: Date = new Date(),
 ): Promise<x509.X509Certificate[]> {
-  const fail = (why: string) => new PkiError("verify", "CHAIN_INVALID", `${leaf.subject}: ${why}`);
+  const fail = (why: string) => new PkiError("CHAIN_INVALID", `${leaf.subject}: ${why}`);
   const rootDer = Buffer.from(root.rawData);
   const path = [leaf];
   let current = leaf;

@@ -112,7 +112,7 @@ function parse(input: string | Uint8Array): ParsedCsr {
       signature: csr.signature.data,
     };
   } catch (e) {
-    throw new PkiError("input", "CSR_INVALID", "the CSR is not a PKCS#10 request in PEM or DER: give the unit's CSR file as written by `openssl req -new`", { cause: e });
+    throw new PkiError("CSR_INVALID", "the CSR is not a PKCS#10 request in PEM or DER: give the unit's CSR file as written by `openssl req -new`", { cause: e });
   }
 }
 
@@ -224,22 +224,22 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
   try {
     ({ spki, canonical, key } = publicKey(csr));
   } catch (e) {
-    throw new PkiError("input", "CSR_KEY_REFUSED", "the CSR's public key cannot be read: the unit must use EC P-256/P-384/P-521 or RSA >= 2048", { cause: e });
+    throw new PkiError("CSR_KEY_REFUSED", "the CSR's public key cannot be read: the unit must use EC P-256/P-384/P-521 or RSA >= 2048", { cause: e });
   }
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === "ec") {
     const curve = details.namedCurve ?? "unknown";
     const allowed = ALLOWED_CURVES[curve];
-    if (!allowed) throw new PkiError("input", "CSR_KEY_REFUSED", `the CSR's key is on curve ${curve}, which is refused: the unit must use P-256, P-384 or P-521`);
+    if (!allowed) throw new PkiError("CSR_KEY_REFUSED", `the CSR's key is on curve ${curve}, which is refused: the unit must use P-256, P-384 or P-521`);
     keyType = allowed;
   } else if (key.asymmetricKeyType === "rsa") {
     const bits = details.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
-      throw new PkiError("input", "CSR_KEY_REFUSED", `the CSR's key is RSA-${bits}, which is refused: the unit must use RSA of 2048 to 8192 bits, or EC P-256 or larger`);
+      throw new PkiError("CSR_KEY_REFUSED", `the CSR's key is RSA-${bits}, which is refused: the unit must use RSA of 2048 to 8192 bits, or EC P-256 or larger`);
     }
     keyType = `RSA-${bits}`;
   } else {
-    throw new PkiError("input", "CSR_KEY_REFUSED", `the CSR's key type ${key.asymmetricKeyType ?? "unknown"} is refused: the unit must use EC P-256/P-384/P-521 or RSA >= 2048`);
+    throw new PkiError("CSR_KEY_REFUSED", `the CSR's key type ${key.asymmetricKeyType ?? "unknown"} is refused: the unit must use EC P-256/P-384/P-521 or RSA >= 2048`);
   }
 
   let verified = false;
@@ -249,18 +249,18 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
     verified = false;
   }
   if (!verified) {
-    throw new PkiError("verify", "CSR_SIGNATURE", "the CSR's self-signature does not verify (no proof of possession): have the unit generate a new CSR");
+    throw new PkiError("CSR_SIGNATURE", "the CSR's self-signature does not verify (no proof of possession): have the unit generate a new CSR");
   }
 
   let serials: string[];
   try {
     serials = serialNumbers(csr.subject);
   } catch (e) {
-    throw new PkiError("input", "CSR_INVALID", "the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial", { cause: e });
+    throw new PkiError("CSR_INVALID", "the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial", { cause: e });
   }
   if (serials.length !== 1 || serials[0] !== expectedSerial) {
     const found = serials.length === 0 ? "no serialNumber" : `serialNumber ${serials.join(", ")}`;
-    throw new PkiError("input", "CSR_SERIAL_MISMATCH", `the CSR's subject has ${found}, not ${expectedSerial}: issue for the serial in the CSR or have the unit make a CSR with serialNumber=${expectedSerial}`);
+    throw new PkiError("CSR_SERIAL_MISMATCH", `the CSR's subject has ${found}, not ${expectedSerial}: issue for the serial in the CSR or have the unit make a CSR with serialNumber=${expectedSerial}`);
   }
   return { publicKeySpki: spki, keyFingerprint: sha256Hex(canonical ? spki : canonicalSpki(key, spki)), keyType, subjectSerial: expectedSerial };
 }

@@ -91,7 +91,7 @@ function keyIdentifier(spki: Uint8Array, headerLength: number): Buffer {
 }
 
 function templateError(why: string): PkiError {
-  return new PkiError("internal", "PROFILE_VIOLATION", `cannot build the IDevID template: ${why}; issue with issueIdevid and report this`);
+  return new PkiError("PROFILE_VIOLATION", `cannot build the IDevID template: ${why}; issue with issueIdevid and report this`);
 }
 
 /** The runs [start, end) where two encodings of equal length differ. */
@@ -204,7 +204,7 @@ export class IdevidIssuer {
     const notBefore = new Date((r.notBefore ?? this.clock.now()).getTime());
     notBefore.setUTCMilliseconds(0);
     const year = notBefore.getUTCFullYear();
-    if (year < 1950 || year > 9999) throw new PkiError("internal", "PROFILE_VIOLATION", `notBefore ${notBefore.toISOString()} cannot be encoded (RFC 5280 §4.1.2.5): check the station's clock`);
+    if (year < 1950 || year > 9999) throw new PkiError("PROFILE_VIOLATION", `notBefore ${notBefore.toISOString()} cannot be encoded (RFC 5280 §4.1.2.5): check the station's clock`);
     const unit: UnitValues = { spki: r.publicKeySpki, serial: r.serial, certificateSerial, notBefore };
 
     const template = this.find(unit) ?? (await this.templateFor(unit));
@@ -280,7 +280,7 @@ export class IdevidIssuer {
     const sample = await this.sample(stub.signer, base);
     if (sample.tbs.indexOf(u.spki) === -1) {
       // issueIdevid re-encodes the key; only a DER key comes out as it went in.
-      throw new PkiError("input", "CSR_KEY_REFUSED", "the unit's public key is not a DER SubjectPublicKeyInfo: issue for the key checkCsr returned");
+      throw new PkiError("CSR_KEY_REFUSED", "the unit's public key is not a DER SubjectPublicKeyInfo: issue for the key checkCsr returned");
     }
     // Every byte of each variant differs from the base's.
     const bySerial = await this.sample(stub.signer, { ...base, serial: "1".repeat(n) });

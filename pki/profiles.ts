@@ -22,7 +22,7 @@ const SERIAL_SYNTAX = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/;
 
 export function assertSerialSyntax(serial: string): void {
   if (!SERIAL_SYNTAX.test(serial)) {
-    throw new PkiError("input", "SERIAL_SYNTAX", `serial "${serial}" is not valid: use 1-64 characters of A-Z a-z 0-9 . - (X.520 PrintableString) starting with a letter or digit`);
+    throw new PkiError("SERIAL_SYNTAX", `serial "${serial}" is not valid: use 1-64 characters of A-Z a-z 0-9 . - (X.520 PrintableString) starting with a letter or digit`);
   }
 }
 
@@ -176,7 +176,7 @@ function idevidKeyUsage(spki: Uint8Array<ArrayBuffer>): number {
 /** A certificate serial chosen up front must have the shape `newCertificateSerial` gives (16 octets, positive). */
 export function assertCertificateSerial(certificateSerial: string): void {
   if (!/^[4-7][0-9a-f]{31}$/.test(certificateSerial)) {
-    throw new PkiError("internal", "PROFILE_VIOLATION", `certificate serial ${certificateSerial} was not made by newCertificateSerial`);
+    throw new PkiError("PROFILE_VIOLATION", `certificate serial ${certificateSerial} was not made by newCertificateSerial`);
   }
 }
 

@@ -3,6 +3,7 @@ import * as x509 from "@peculiar/x509";
 import { webcrypto } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
 import { ecdsaSignatureDer } from "./der-models.js";
+import { PkiError } from "./errors.js";
 
 // @peculiar/x509 hashes and verifies through WebCrypto; Node's own is the provider for
 // everything except the signatures our HSM makes.
@@ -29,7 +30,7 @@ export function signingProvider(signer: Signer): { crypto: Crypto; signingKey: C
   const signingKey = { algorithm: alg.key, type: "private", extractable: false, usages: ["sign"] } as unknown as CryptoKey;
   const subtle = Object.create(webcrypto.subtle) as SubtleCrypto;
   subtle.sign = async (_algorithm, key, data) => {
-    if (key !== signingKey) throw new Error("this provider signs only with its HSM key");
+    if (key !== signingKey) throw new PkiError("SIGNER_MISMATCH", "this provider signs only with its HSM key");
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array((data as ArrayBufferView).buffer, (data as ArrayBufferView).byteOffset, (data as ArrayBufferView).byteLength);
     const sig = await signer.sign(bytes);
     return sig.buffer.slice(sig.byteOffset, sig.byteOffset + sig.byteLength) as ArrayBuffer;
@@ -46,6 +47,6 @@ export function signingProvider(signer: Signer): { crypto: Crypto; signingKey: C
 export function derSignature(signer: Signer, raw: Uint8Array<ArrayBuffer>): Uint8Array {
   if (!signer.algorithm.startsWith("EC-")) return raw;
   const expected = signer.algorithm === "EC-P384" ? 96 : 64;
-  if (raw.length !== expected) throw new Error(`an ${signer.algorithm} signature of ${raw.length} bytes, not ${expected}`);
+  if (raw.length !== expected) throw new PkiError("SIGNATURE_MALFORMED", `the HSM returned an ${signer.algorithm} signature of ${raw.length} bytes, not ${expected}: check the token and its key`);
   return new Uint8Array(ecdsaSignatureDer(raw));
 }

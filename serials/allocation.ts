@@ -61,7 +61,7 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
  * unique, and `count` equal to what the ranges or list hold. Returns the serials.
  */
 export function validateAllocation(a: Allocation): string[] {
-  const bad = (why: string) => new SerialsError("input", "ALLOCATION_INVALID", `the allocation list is malformed: ${why}`);
+  const bad = (why: string) => new SerialsError("ALLOCATION_INVALID", `the allocation list is malformed: ${why}`);
   if (a.format !== "idmint-allocation/1") throw bad(`format is ${String(a.format)}, not idmint-allocation/1`);
   for (const f of ["allocationId", "order", "station", "model"] as const) if (!isText(a[f])) throw bad(`${f} is missing or not a short string`);
   if (!isTime(a.notBefore) || !isTime(a.notAfter) || !isTime(a.createdAt)) throw bad("notBefore, notAfter and createdAt must be ISO 8601 UTC times");

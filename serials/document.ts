@@ -42,19 +42,19 @@ export async function openDocument<T>(doc: unknown, root: x509.X509Certificate, 
   const d = doc as Partial<SignedDocument<T>>;
   const code = purpose === "station" ? "REPORT_SIGNATURE" : "ALLOCATION_SIGNATURE";
   if (!d || typeof d !== "object" || typeof d.payload !== "object" || d.payload === null || typeof d.signature?.certificate !== "string" || typeof d.signature?.value !== "string") {
-    throw new SerialsError("input", purpose === "station" ? "REPORT_INVALID" : "ALLOCATION_INVALID", `${what} is not a signed idmint document (payload + signature): give the file idmint wrote`);
+    throw new SerialsError(purpose === "station" ? "REPORT_INVALID" : "ALLOCATION_INVALID", `${what} is not a signed idmint document (payload + signature): give the file idmint wrote`);
   }
   const cert = parseCertificate(d.signature.certificate, `the signer certificate of ${what}`);
   try {
     await checkChain(cert, [], root, at);
   } catch (e) {
-    throw new SerialsError("verify", "ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which does not chain to the vendor root: accept lists only from your vendor`, { cause: e });
+    throw new SerialsError("ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which does not chain to the vendor root: accept lists only from your vendor`, { cause: e });
   }
   const ou = cert.subjectName.getField("2.5.4.11")[0];
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
   const wantOu = purpose === "station" ? "Station" : "Allocation Signer";
   if (ou !== wantOu || !eku.includes(DOCUMENT_SIGNING)) {
-    throw new SerialsError("verify", "ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which is not a${purpose === "station" ? " station" : "n allocation signer"} certificate`);
+    throw new SerialsError("ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which is not a${purpose === "station" ? " station" : "n allocation signer"} certificate`);
   }
   let ok = false;
   try {
@@ -63,6 +63,6 @@ export async function openDocument<T>(doc: unknown, root: x509.X509Certificate, 
   } catch {
     ok = false;
   }
-  if (!ok) throw new SerialsError("verify", code, `the signature on ${what} does not verify: the file was changed after signing; get an untouched copy`);
+  if (!ok) throw new SerialsError(code, `the signature on ${what} does not verify: the file was changed after signing; get an untouched copy`);
   return { payload: d.payload as T, signer: cert };
 }

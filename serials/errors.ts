@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass } from "../core/index.js";
 
 export type SerialsErrorCode =
   | "ALLOCATION_INVALID"
@@ -20,8 +20,24 @@ export type SerialsErrorCode =
   | "SCRAP_REASON"
   | "ANOMALIES";
 
-export class SerialsError extends IdmintError<SerialsErrorCode> {
-  constructor(kind: ErrorKind, code: SerialsErrorCode, message: string, options?: { cause?: unknown }) {
-    super(kind, code, message, options);
-  }
-}
+export class SerialsError extends errorClass<SerialsErrorCode>("SerialsError", {
+  ALLOCATION_INVALID: "input",
+  ALLOCATION_SIGNATURE: "verify",
+  ALLOCATION_SIGNER: "verify",
+  ALLOCATION_STATION: "verify",
+  ALLOCATION_WINDOW: "verify",
+  ALLOCATION_OVERLAP: "verify",
+  ALLOCATION_CONFLICT: "verify",
+  ALLOCATION_EXHAUSTED: "state",
+  SERIAL_TAKEN: "state",
+  SERIAL_UNKNOWN: "verify",
+  SERIAL_PROVISIONED: "verify",
+  SERIAL_SCRAPPED: "verify",
+  SERIAL_RESERVED: "state",
+  // A change asked for a serial its owner never reserved: a bug in the caller.
+  SERIAL_NOT_RESERVED: "internal",
+  REPORT_INVALID: "input",
+  REPORT_SIGNATURE: "verify",
+  SCRAP_REASON: "usage",
+  ANOMALIES: "verify",
+}) {}

@@ -40,11 +40,11 @@ export async function openAllocation(doc: unknown, root: x509.X509Certificate, a
 export async function openUsageReport(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ report: UsageReport; stationId: string; stationSpki: Uint8Array }> {
   const { payload: report, signer } = await openDocument<UsageReport>(doc, root, "station", "the usage report", at);
   if (report.format !== "idmint-usage-report/1" || !Array.isArray(report.allocations) || !Array.isArray(report.ledger) || typeof report.checkpoint !== "string") {
-    throw new SerialsError("input", "REPORT_INVALID", "the usage report is malformed: give the file `idmint station report` wrote");
+    throw new SerialsError("REPORT_INVALID", "the usage report is malformed: give the file `idmint station report` wrote");
   }
   const stationId = signer.subjectName.getField("CN")[0] ?? "";
   if (report.station !== stationId) {
-    throw new SerialsError("verify", "REPORT_SIGNATURE", `the report names station ${report.station} but is signed by ${stationId}`);
+    throw new SerialsError("REPORT_SIGNATURE", `the report names station ${report.station} but is signed by ${stationId}`);
   }
   return { report, stationId, stationSpki: new Uint8Array(signer.publicKey.rawData) };
 }
@@ -82,7 +82,7 @@ export interface Reconciliation {
  */
 export function reconcile(allocation: Allocation, report: UsageReport, stationId: string, evidence: LedgerEvidence): Reconciliation {
   if (allocation.station !== stationId) {
-    throw new SerialsError("verify", "ALLOCATION_STATION", `the report is from station ${stationId} but the allocation is for ${allocation.station}: reconcile a report with its own station's allocation`);
+    throw new SerialsError("ALLOCATION_STATION", `the report is from station ${stationId} but the allocation is for ${allocation.station}: reconcile a report with its own station's allocation`);
   }
   const anomalies: Anomaly[] = [];
   if (!evidence.matchesCheckpoint) {

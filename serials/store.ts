@@ -119,11 +119,11 @@ export class SerialStore {
   importAllocation(allocation: Allocation, document: string, stationId: string): { imported: boolean; count: number } {
     const serials = validateAllocation(allocation);
     if (allocation.station !== stationId) {
-      throw new SerialsError("verify", "ALLOCATION_STATION", `allocation ${allocation.allocationId} is for station ${allocation.station}, not ${stationId}: import it on that station`);
+      throw new SerialsError("ALLOCATION_STATION", `allocation ${allocation.allocationId} is for station ${allocation.station}, not ${stationId}: import it on that station`);
     }
     const now = this.clock.now();
     if (now < new Date(allocation.notBefore) || now > new Date(allocation.notAfter)) {
-      throw new SerialsError("verify", "ALLOCATION_WINDOW", `allocation ${allocation.allocationId} is valid from ${allocation.notBefore} to ${allocation.notAfter}, not now (${now.toISOString()}): ask the vendor for a current list`);
+      throw new SerialsError("ALLOCATION_WINDOW", `allocation ${allocation.allocationId} is valid from ${allocation.notBefore} to ${allocation.notAfter}, not now (${now.toISOString()}): ask the vendor for a current list`);
     }
     const digest = allocationDigest(allocation);
     return this.db
@@ -131,12 +131,12 @@ export class SerialStore {
         const existing = this.db.prepare("SELECT digest FROM allocations WHERE id = ?").pluck().get(allocation.allocationId) as string | undefined;
         if (existing === digest) return { imported: false, count: serials.length };
         if (existing) {
-          throw new SerialsError("verify", "ALLOCATION_CONFLICT", `a different allocation with id ${allocation.allocationId} was already imported: refuse this list and tell the vendor`);
+          throw new SerialsError("ALLOCATION_CONFLICT", `a different allocation with id ${allocation.allocationId} was already imported: refuse this list and tell the vendor`);
         }
         const held = this.db.prepare("SELECT allocation_id FROM serials WHERE serial = ?").pluck();
         for (const s of serials) {
           const by = held.get(s) as string | undefined;
-          if (by) throw new SerialsError("verify", "ALLOCATION_OVERLAP", `allocation ${allocation.allocationId} overlaps ${by} at serial ${s}: a serial may be allocated once; ask the vendor`);
+          if (by) throw new SerialsError("ALLOCATION_OVERLAP", `allocation ${allocation.allocationId} overlaps ${by} at serial ${s}: a serial may be allocated once; ask the vendor`);
         }
         const at = now.toISOString();
         this.db
@@ -155,17 +155,17 @@ export class SerialStore {
   }
 
   private refuse(serial: string, row: SerialRow | undefined): never {
-    if (!row) throw new SerialsError("verify", "SERIAL_UNKNOWN", `serial ${serial} is in no imported allocation: this unit may not be given a vendor certificate`);
-    if (row.state === "provisioned") throw new SerialsError("verify", "SERIAL_PROVISIONED", `serial ${serial} is already provisioned: a serial gets one certificate; this unit may be a clone`);
-    if (row.state === "scrapped") throw new SerialsError("verify", "SERIAL_SCRAPPED", `serial ${serial} was scrapped (${row.reason ?? "no reason"}): a scrapped serial is never used again`);
-    throw new SerialsError("state", "SERIAL_RESERVED", `serial ${serial} is reserved by ${row.owner ?? "another process"}: it is being provisioned elsewhere`);
+    if (!row) throw new SerialsError("SERIAL_UNKNOWN", `serial ${serial} is in no imported allocation: this unit may not be given a vendor certificate`);
+    if (row.state === "provisioned") throw new SerialsError("SERIAL_PROVISIONED", `serial ${serial} is already provisioned: a serial gets one certificate; this unit may be a clone`);
+    if (row.state === "scrapped") throw new SerialsError("SERIAL_SCRAPPED", `serial ${serial} was scrapped (${row.reason ?? "no reason"}): a scrapped serial is never used again`);
+    throw new SerialsError("SERIAL_RESERVED", `serial ${serial} is reserved by ${row.owner ?? "another process"}: it is being provisioned elsewhere`);
   }
 
   private assertWindow(allocationId: string, serial: string): void {
     const w = this.hot.window.get(allocationId) as { not_before: string; not_after: string };
     const now = this.clock.now();
     if (now < new Date(w.not_before) || now > new Date(w.not_after)) {
-      throw new SerialsError("verify", "ALLOCATION_WINDOW", `serial ${serial}'s allocation ${allocationId} is not valid now (until ${w.not_after}): ask the vendor for a current list`);
+      throw new SerialsError("ALLOCATION_WINDOW", `serial ${serial}'s allocation ${allocationId} is not valid now (until ${w.not_after}): ask the vendor for a current list`);
     }
   }
 
@@ -191,7 +191,7 @@ export class SerialStore {
           .pluck()
           .get(now, now, allocationId ?? null, allocationId ?? null) as string | undefined;
         if (!serial) {
-          throw new SerialsError("state", "ALLOCATION_EXHAUSTED", `${allocationId ? `allocation ${allocationId} has` : "the imported allocations have"} no serial left: import a new allocation from the vendor`);
+          throw new SerialsError("ALLOCATION_EXHAUSTED", `${allocationId ? `allocation ${allocationId} has` : "the imported allocations have"} no serial left: import a new allocation from the vendor`);
         }
         return this.reserve(serial, owner);
       })
@@ -219,7 +219,7 @@ export class SerialStore {
   /** A reserved serial whose unit got its certificate; call inside the transaction that stores the certificate. */
   markProvisioned(serial: string, owner: string, certificateFingerprint: string): void {
     const r = this.hot.provisioned.run(certificateFingerprint, this.clock.now().toISOString(), serial, owner);
-    if (r.changes !== 1) throw new SerialsError("internal", "SERIAL_NOT_RESERVED", `serial ${serial} is not reserved by ${owner}`);
+    if (r.changes !== 1) throw new SerialsError("SERIAL_NOT_RESERVED", `serial ${serial} is not reserved by ${owner}`);
   }
 
   /** Gives a reserved serial back (its unit failed before any certificate was signed). */
@@ -230,7 +230,7 @@ export class SerialStore {
   /** Scraps a serial for good (a failed unit), with the reason in the ledger. */
   scrap(serial: string, reason: string): SerialRow {
     if (!reason.trim() || reason.length > 200) {
-      throw new SerialsError("usage", "SCRAP_REASON", "--reason must say why the unit was scrapped, in 1 to 200 characters");
+      throw new SerialsError("SCRAP_REASON", "--reason must say why the unit was scrapped, in 1 to 200 characters");
     }
     return this.db
       .transaction(() => {

@@ -108,7 +108,7 @@ export class VendorRegister {
     const taken = this.db.prepare("SELECT allocation_id FROM vendor_serials WHERE serial = ?").pluck();
     for (const s of serials) {
       const by = taken.get(s) as string | undefined;
-      if (by) throw new SerialsError("state", "SERIAL_TAKEN", `serial ${s} is already allocated (in ${by}): a serial is allocated once; choose another --start or --prefix`);
+      if (by) throw new SerialsError("SERIAL_TAKEN", `serial ${s} is already allocated (in ${by}): a serial is allocated once; choose another --start or --prefix`);
     }
   }
 

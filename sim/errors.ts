@@ -1,4 +1,4 @@
-import { IdmintError, type ErrorKind } from "../core/index.js";
+import { errorClass, type ErrorKind } from "../core/index.js";
 
 /**
  * What can go wrong setting up the fixture simulator.
@@ -22,9 +22,4 @@ export function isSimErrorCode(code: string | undefined): code is SimErrorCode {
   return code !== undefined && Object.hasOwn(KIND, code);
 }
 
-export class SimError extends IdmintError<SimErrorCode> {
-  constructor(code: SimErrorCode, message: string, options?: { cause?: unknown }) {
-    super(KIND[code], code, message, options);
-    this.name = "SimError";
-  }
-}
+export class SimError extends errorClass("SimError", KIND) {}

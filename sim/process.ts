@@ -36,7 +36,7 @@ type Ended = { code: number | null; signal: NodeJS.Signals | null };
 
 function crashed(pid: number | undefined, { code, signal }: Ended, stderr: string): Error {
   const tail = stderr.trim();
-  return new Error(`the unit simulator process (pid ${pid}) ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})${tail ? `\n${tail}` : ""}`);
+  return new SimError("SIM_CRASHED", `the unit simulator process (pid ${pid}) ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})${tail ? `\n${tail}` : ""}`);
 }
 
 // A child that is already gone cannot be told anything; how it ended is what counts.

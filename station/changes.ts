@@ -47,7 +47,7 @@ export function applyChange(s: ChangeStores, c: UnitChange): void {
       const had = s.units.recordIntent(c.serial, c.keyFingerprint, c.certificateSerial);
       // Invariant 4. Only another unit's key is refused: a unit showing its own key again (a resume) is no second unit.
       if (had !== undefined) {
-        throw new StationError("verify", "KEY_REUSED", `unit ${c.serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
+        throw new StationError("KEY_REUSED", `unit ${c.serial} presented the public key unit ${had} already presented (weak RNG or cloned key): refused`);
       }
       // Invariant 2: the ledger names the signature before the CA key makes it.
       s.ledger.append({ type: "signing.intent", serial: c.serial, keyFingerprint: c.keyFingerprint, certificateSerial: c.certificateSerial });
@@ -78,11 +78,11 @@ export function applyChange(s: ChangeStores, c: UnitChange): void {
 function declareOutsideAllocation(s: ChangeStores, serial: string, reason: string): void {
   const allocated = s.serials.get(serial);
   if (allocated) {
-    throw new StationError("input", "SERIAL_ALLOCATED", `serial ${serial} is in allocation ${allocated.allocationId}: issue it without --outside-allocation`);
+    throw new StationError("SERIAL_ALLOCATED", `serial ${serial} is in allocation ${allocated.allocationId}: issue it without --outside-allocation`);
   }
   const stage = s.units.get(serial)?.stage;
   if (stage === "issued" || stage === "delivered") {
-    throw new StationError("verify", "SERIAL_PROVISIONED", `serial ${serial} is already provisioned: a serial gets one certificate; this unit may be a clone`);
+    throw new StationError("SERIAL_PROVISIONED", `serial ${serial} is already provisioned: a serial gets one certificate; this unit may be a clone`);
   }
   s.ledger.append({ type: "serial.outside-allocation", serial, reason });
 }

@@ -1,5 +1,6 @@
 import type { Worker } from "node:worker_threads";
-import { IdmintError, fromWireError, siblingWorker, toWireError, type WireError } from "../core/index.js";
+import { fromWireError, siblingWorker, toWireError, type WireError } from "../core/index.js";
+import { StationError } from "./errors.js";
 import type { UnitChange } from "./changes.js";
 
 /** What the writer thread is started with. */
@@ -64,13 +65,13 @@ export class GroupCommitter {
     this.worker.unref();
     this.worker.on("message", (m: FromWriter) => this.settle(m));
     this.worker.on("error", (e: unknown) => this.fail(e));
-    this.worker.on("exit", (code) => this.fail(new Error(`the station store's writer thread ended (exit code ${code})`)));
+    this.worker.on("exit", (code) => this.fail(new StationError("STORE_WRITER", `the station store's writer thread ended (exit code ${code})`)));
   }
 
   /** Makes `change` in the next group commit; settles once it is durable, or rejects with its refusal. */
   commit(change: UnitChange): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (this.closing) return reject(new IdmintError("internal", "STORE_WRITER", "the station store's writer is closed"));
+      if (this.closing) return reject(new StationError("STORE_WRITER", "the station store's writer is closed"));
       if (this.dead) return reject(this.dead);
       this.queue.push({ change, resolve, reject });
       this.schedule();
@@ -147,7 +148,7 @@ export class GroupCommitter {
     if (this.dead) return;
     const wire = toWireError(e);
     // A damaged store stays what it is (exit 5); anything else that ends the writer is a bug.
-    this.dead = wire.code === "DB_DAMAGED" ? fromWireError(wire) : new IdmintError("internal", "STORE_WRITER", `the station store's writer thread failed: ${wire.message}`);
+    this.dead = wire.code === "DB_DAMAGED" ? fromWireError(wire) : new StationError("STORE_WRITER", `the station store's writer thread failed: ${wire.message}`);
     const waiting = [...[...this.inFlight.values()].flat(), ...this.queue];
     this.inFlight.clear();
     this.queue = [];

@@ -24,7 +24,7 @@ export async function withStation<T>(home: Home, clock: Clock, fn: (s: StationSt
 /** Opens the home's ledger, runs `fn`, and always closes the store; `mustExist` refuses a home that never issued. */
 export async function withLedger<T>(home: Home, clock: Clock, fn: (ledger: Ledger) => Promise<T> | T, options: { mustExist?: boolean } = {}): Promise<T> {
   if (options.mustExist && !existsSync(home.stationDbPath)) {
-    throw new LedgerError("state", "NO_LEDGER", `no ledger at ${home.stationDbPath}: nothing has been issued from this home yet`);
+    throw new LedgerError("NO_LEDGER", `no ledger at ${home.stationDbPath}: nothing has been issued from this home yet`);
   }
   const db = openDb(home.stationDbPath);
   try {

@@ -76,7 +76,7 @@ export async function issueFromCsr(p: {
 }): Promise<{ certificate: x509.X509Certificate; keyType: CheckedCsr["keyType"] }> {
   const reason = p.outsideAllocation?.reason;
   if (reason !== undefined && (!reason.trim() || reason.length > 200)) {
-    throw new StationError("usage", "LAB_REASON", "--reason must say why this unit is outside every allocation, in 1 to 200 characters");
+    throw new StationError("LAB_REASON", "--reason must say why this unit is outside every allocation, in 1 to 200 characters");
   }
   const checked = await checkCsr(p.csr, p.serial);
   const caPath = p.home.pkiFile("factory-ca");
@@ -84,7 +84,7 @@ export async function issueFromCsr(p: {
   try {
     caPem = readFileSync(caPath, "utf8");
   } catch (e) {
-    throw new CoreError("state", "HOME_NOT_INITIALISED", `${caPath} cannot be read: run \`idmint ca init --home ${p.home.root}\` first`, { cause: e });
+    throw new CoreError("HOME_NOT_INITIALISED", `${caPath} cannot be read: run \`idmint ca init --home ${p.home.root}\` first`, { cause: e });
   }
   // The key first: a wrong PIN or a missing token is refused before anything is recorded.
   const issuer = { signer: p.hsm.signer(p.config.keys.factoryCa), certificate: parseCertificate(caPem, caPath) };

@@ -110,7 +110,6 @@ export async function runLine(p: {
   await Promise.all(recording);
   if (silentSlots === p.slots) {
     throw new StationError(
-      "unavailable",
       "FIXTURE",
       `the fixture stopped answering: on every slot ${SILENT_LIMIT} units in a row failed before their hello, the last with "${silence}": check the fixture (or allow a longer --timeout-ms), then run the station again; the units done so far are recorded`,
     );

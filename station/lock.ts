@@ -26,10 +26,10 @@ export function acquireRunLock(path: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new StationError("state", "STATION_BUSY", `another station run (pid ${pid}) is using this home: wait for it to finish or stop it first`);
+        throw new StationError("STATION_BUSY", `another station run (pid ${pid}) is using this home: wait for it to finish or stop it first`);
       }
       rmSync(path, { force: true });
     }
   }
-  throw new StationError("state", "STATION_BUSY", `cannot take the station lock ${path}: remove it if no station run is active`);
+  throw new StationError("STATION_BUSY", `cannot take the station lock ${path}: remove it if no station run is active`);
 }

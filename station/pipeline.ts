@@ -86,7 +86,7 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
     serial = hello.serial;
     assertSerialSyntax(serial);
     if (inFlight?.has(serial)) {
-      throw new StationError("state", "SERIAL_BUSY", `serial ${serial} is being provisioned in another slot: two units claim it (a clone, or the fixture reports one unit twice): check the fixture`);
+      throw new StationError("SERIAL_BUSY", `serial ${serial} is being provisioned in another slot: two units claim it (a clone, or the fixture reports one unit twice): check the fixture`);
     }
     inFlight?.add(serial);
     claimed = true;
@@ -152,7 +152,7 @@ async function deliver(
   // Whatever the answer, nothing more is asked of this unit: its slot may seat the next one meanwhile.
   const ack = await link.install(pem, ctx.ca.chainPems, { last: true });
   if (ack.fingerprint !== fingerprint) {
-    throw new StationError("verify", "INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
+    throw new StationError("INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
   }
   lap("install");
   ctx.reached?.("installed", serial);

@@ -84,7 +84,7 @@ export function stationUploader(p: {
 
 function unitTokenUri(config: IdmintConfig): string {
   if (!config.simulator?.unitTokenUri) {
-    throw new StationError("state", "NO_UNIT_TOKEN", "this home has no token for simulated secure elements (simulator.unitTokenUri in idmint.json): use --keystore soft");
+    throw new StationError("NO_UNIT_TOKEN", "this home has no token for simulated secure elements (simulator.unitTokenUri in idmint.json): use --keystore soft");
   }
   return config.simulator.unitTokenUri;
 }
@@ -97,7 +97,7 @@ async function startSimulator(o: StationRunOptions, sim: Extract<UnitSource, { s
   const resuming = units.inFlight();
   const fresh = stores.serials.nextAvailable(Math.max(0, sim.count - resuming.length));
   const line = [...resuming, ...fresh].slice(0, sim.count);
-  if (line.length === 0) throw new StationError("state", "NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
+  if (line.length === 0) throw new StationError("NOTHING_TO_DO", "no serial is left to provision: import a new allocation (idmint serials import FILE)");
   return startSimulatorProcess({
     unitsDir: home.unitsDir,
     root: readFileSync(home.pkiFile("root")),

@@ -49,7 +49,6 @@ export class FailureWatch {
       if (this.bySerial.size > MAX_SERIALS_WATCHED) this.bySerial.delete(this.bySerial.keys().next().value!);
       if (n >= this.rules.serialFailures) {
         return new StationError(
-          "unavailable",
           "LINE_FAILING",
           `the line stopped: serial ${o.serial} failed ${n} times in this run, the last with ${code} (${reason}): take that unit out of the fixture (or scrap its serial), then run the station again (--stop-after-serial-failures sets the limit); the units done so far are recorded`,
         );
@@ -58,7 +57,6 @@ export class FailureWatch {
     if (this.inARow >= this.rules.failuresInARow) {
       const [commonest, { n, reason: example }] = [...this.streak].sort((a, b) => b[1].n - a[1].n)[0]!;
       return new StationError(
-        "unavailable",
         "LINE_FAILING",
         `the line stopped: ${this.inARow} units in a row failed, ${n} of them with ${commonest} (the last: ${example}): fix that in the fixture or its units, then run the station again (--stop-after-failures sets the limit); the units done so far are recorded`,
       );

@@ -1,9 +1,10 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { join } from "node:path";
-import { IdmintError, fixedClock, openDb, systemClock, toWireError, writeCopy, type WireError } from "../core/index.js";
+import { fixedClock, openDb, systemClock, toWireError, writeCopy, type WireError } from "../core/index.js";
 import { Ledger } from "../ledger/index.js";
 import { SerialStore } from "../serials/index.js";
 import { applyChange, type UnitChange } from "./changes.js";
+import { StationError } from "./errors.js";
 import type { FromWriter, ToWriter, WriterOptions } from "./commits.js";
 import { UnitStore } from "./store.js";
 
@@ -46,7 +47,7 @@ function copy(serial: string, pem: string): WireError | undefined {
     return undefined;
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    return toWireError(new IdmintError("state", "CERT_COPY", `cannot write ${path} (${why}): make the home's certs directory writable and free some disk space, then run the station again`));
+    return toWireError(new StationError("CERT_COPY", `cannot write ${path} (${why}): make the home's certs directory writable and free some disk space, then run the station again`));
   }
 }
 

@@ -140,7 +140,7 @@ export class UnitStore {
       if (had !== undefined && had !== serial) return had;
       if (had === undefined) this.stmts.addKey.run(keyFingerprint, serial, this.now());
       if (this.stmts.intent.run(serial, keyFingerprint, certificateSerial, this.now()).changes !== 1) {
-        throw new StationError("internal", "UNIT_CERTIFIED", `unit ${serial} already has a certificate on record: it is delivered again, never signed anew`);
+        throw new StationError("UNIT_CERTIFIED", `unit ${serial} already has a certificate on record: it is delivered again, never signed anew`);
       }
       return undefined;
     });

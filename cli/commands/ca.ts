@@ -62,7 +62,7 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           const config = home.readConfig();
           const clock = clockOf(io);
           if (args.outsideAllocation !== (args.reason !== undefined)) {
-            throw new CoreError("usage", "CONFIG_INVALID", "--outside-allocation and --reason go together: a lab unit needs both, a unit of an allocation neither");
+            throw new CoreError("OPTION_INVALID", "--outside-allocation and --reason go together: a lab unit needs both, a unit of an allocation neither");
           }
           const { certificate: cert, keyType } = await withClaimedOutputs([["--out", args.out]], ([out]) => {
             const csr = readInputFile(args.csr, "CSR file");

@@ -11,7 +11,7 @@ const MARKER = ".idmint-demo";
 function prepareDemoHome(dir: string): void {
   if (existsSync(dir)) {
     if (!existsSync(join(dir, MARKER)) && readdirSync(dir).length > 0) {
-      throw new CoreError("state", "FILE_EXISTS", `${dir} exists and is not a demo home: pass --home with a new or empty directory`);
+      throw new CoreError("HOME_IN_USE", `${dir} exists and is not a demo home: pass --home with a new or empty directory`);
     }
     rmSync(dir, { recursive: true, force: true });
   }
@@ -44,7 +44,7 @@ function startDirectory(dir: string, env: NodeJS.ProcessEnv): Promise<{ url: str
       const nl = out.indexOf("\n");
       if (nl !== -1) resolve({ url: (JSON.parse(out.slice(0, nl)) as { url: string }).url, child });
     });
-    child.on("exit", (code) => reject(new IdmintError("unavailable", "DEMO_STEP", `the demo's directory server did not start (exit ${code}): ${err.trim().split("\n").pop() ?? ""}`)));
+    child.on("exit", (code) => reject(new IdmintError("unavailable", "DEMO_DIRECTORY", `the demo's directory server did not start (exit ${code}): ${err.trim().split("\n").pop() ?? ""}`)));
   });
 }
 
@@ -75,7 +75,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
     async (args) => {
       const dir = resolve(args.home ?? io.env.IDMINT_HOME ?? ".idmint-demo");
       if (!Number.isInteger(args.units) || args.units < 1 || args.units > 100_000) {
-        throw new CoreError("usage", "CONFIG_INVALID", `--units ${args.units} is out of range: give a whole number from 1 to 100000`);
+        throw new CoreError("OPTION_INVALID", `--units ${args.units} is out of range: give a whole number from 1 to 100000`);
       }
       prepareDemoHome(dir);
       const started = Date.now();
@@ -121,7 +121,7 @@ export function demoCommand(yargs: Argv<GlobalArgs>, io: Io, run: Run): Argv<Glo
         const encrypted = await step("operator encrypts the router's first configuration to it (operator encrypt)", ["operator", "encrypt", "--cert", fetchedFile, "--in", configFile, "--out", cmsFile]);
         await step("the unit decrypts it with its own key (unit decrypt)", ["unit", "decrypt", "--serial", serial, "--in", cmsFile, "--out", decryptedFile, "--require-encrypted"]);
         const roundTrip = readFileSync(decryptedFile, "utf8") === ROUTER_CONFIG;
-        if (!roundTrip) throw new IdmintError("internal", "DEMO_STEP", "the unit decrypted something else than the operator encrypted");
+        if (!roundTrip) throw new IdmintError("internal", "DEMO_ROUNDTRIP", "the unit decrypted something else than the operator encrypted");
         // The simulated units keep their keys in their flash (units.db): openssl needs a file.
         await step("export the unit's key for openssl (unit export --key)", ["unit", "export", "--serial", serial, "--key", "--out", keyFile]);
         story = { line, checkpoint, ledger, reconciled, serial, fetched, encrypted, cmsFile, decryptedFile, keyFile, directory: directory.url };

@@ -17,7 +17,7 @@ function dbPathOf(home: Home, option: string | undefined): string {
 function existingDb(home: Home, option: string | undefined): string {
   const path = dbPathOf(home, option);
   if (!existsSync(path)) {
-    throw new CoreError("state", "HOME_NOT_INITIALISED", `no directory store at ${path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --db`);
+    throw new CoreError("HOME_NOT_INITIALISED", `no directory store at ${path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --db`);
   }
   return path;
 }
@@ -42,8 +42,8 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
         async (args) => {
           const home = homeOf(args, io);
           const port = args.port;
-          if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--port ${String(port)} is not a TCP port: give 0-65535`);
-          if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new CoreError("usage", "CONFIG_INVALID", "--tls-cert and --tls-key go together: give both or neither");
+          if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `--port ${String(port)} is not a TCP port: give 0-65535`);
+          if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new CoreError("OPTION_INVALID", "--tls-cert and --tls-key go together: give both or neither");
           const tls = args.tlsCert && args.tlsKey ? { cert: readInputFile(args.tlsCert, "the TLS certificate"), key: readInputFile(args.tlsKey, "the TLS key") } : undefined;
           const root = pinnedRoot(home, args.root);
           const factoryCas = (args.factoryCa ?? [home.pkiFile("factory-ca")]).map((p): x509.X509Certificate => parseCertificate(readInputFile(String(p), "the factory CA certificate"), String(p)));
@@ -82,7 +82,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
               try {
                 doc = JSON.parse(text);
               } catch {
-                throw new SerialsError("input", "ALLOCATION_INVALID", `${file} is not JSON: give the signed list \`idmint serials allocate\` wrote`);
+                throw new SerialsError("ALLOCATION_INVALID", `${file} is not JSON: give the signed list \`idmint serials allocate\` wrote`);
               }
               const now = clockOf(io).now();
               const { allocation, serials } = await openAllocation(doc, pinnedRoot(home, args.root), now);

@@ -22,7 +22,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           const config = home.readConfig();
           const station = stationIdentity(home, config);
           if (!existsSync(home.stationDbPath)) {
-            throw new LedgerError("state", "NO_LEDGER", `no ledger at ${home.stationDbPath}: nothing has been issued from this home yet`);
+            throw new LedgerError("NO_LEDGER", `no ledger at ${home.stationDbPath}: nothing has been issued from this home yet`);
           }
           const db = openDb(home.stationDbPath);
           let r;
@@ -67,7 +67,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
             clockOf(io),
             (ledger) => {
               const index = ledger.findBySerial(args.serial, "certificate.issued");
-              if (index === undefined) throw new LedgerError("input", "ENTRY_MISSING", `the ledger has no certificate for serial ${args.serial}: check the serial`);
+              if (index === undefined) throw new LedgerError("NO_SUCH_ENTRY", `the ledger has no certificate for serial ${args.serial}: check the serial`);
               return proveEntry(ledger, index, station.origin, station.certificatePem);
             },
             { mustExist: true },
@@ -96,13 +96,13 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
             bundle = JSON.parse(readInputFile(args.proof, "proof file").toString("utf8")) as InclusionBundle;
           } catch (e) {
             if (e instanceof CoreError) throw e;
-            throw new LedgerError("input", "PROOF_INVALID", `${args.proof} is not JSON: give the file \`idmint ledger prove\` wrote`);
+            throw new LedgerError("PROOF_UNREADABLE", `${args.proof} is not JSON: give the file \`idmint ledger prove\` wrote`);
           }
           const stationCert = parseCertificate(String(bundle?.stationCertificate ?? ""), "the proof's station certificate");
           await checkChain(stationCert, [], root);
           const stationId = stationCert.subjectName.getField("CN")[0];
           if (!stationId || bundle.origin !== `idmint.station/${stationId}`) {
-            throw new PkiError("verify", "CHAIN_INVALID", `the proof's log ${bundle.origin} does not belong to station ${stationId ?? "(none)"} named in its certificate`);
+            throw new PkiError("CHAIN_INVALID", `the proof's log ${bundle.origin} does not belong to station ${stationId ?? "(none)"} named in its certificate`);
           }
           const { entry, checkpoint } = verifyBundle(bundle, new Uint8Array(stationCert.publicKey.rawData));
           report(io, args, { ok: true, origin: bundle.origin, index: entry.index, checkpointSize: checkpoint.size, entry }, () => [

@@ -32,7 +32,7 @@ export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
             .example("$0 operator fetch --directory https://directory.example --serial SN000042 --root vendor-root.pem --chain factory-ca.pem --out SN000042.pem", "fetch and check SN000042's IDevID"),
         async (args) => {
           const timeoutMs = args["timeout-ms"];
-          if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new CoreError("usage", "CONFIG_INVALID", "--timeout-ms must be a whole number of milliseconds");
+          if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of milliseconds");
           assertNewOutput(args.out);
           const root = parseCertificate(readInputFile(args.root, "the vendor root certificate"), args.root);
           const chain = (args.chain ?? []).flatMap((p) => parseCertificates(readInputFile(String(p), "the CA certificate file"), String(p)));

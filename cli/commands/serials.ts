@@ -10,13 +10,13 @@ import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 function parseDate(value: string | undefined, option: string, fallback: Date): Date {
   if (value === undefined) return fallback;
   const d = new Date(value);
-  if (Number.isNaN(d.getTime())) throw new CoreError("usage", "CONFIG_INVALID", `--${option} ${value} is not a date: write it as 2027-06-30 or 2027-06-30T12:00:00Z`);
+  if (Number.isNaN(d.getTime())) throw new CoreError("OPTION_INVALID", `--${option} ${value} is not a date: write it as 2027-06-30 or 2027-06-30T12:00:00Z`);
   return d;
 }
 
 function wholeNumber(value: number | undefined, option: string, min: number, max: number): number {
   if (value === undefined || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new CoreError("usage", "CONFIG_INVALID", `--${option} must be a whole number from ${min} to ${max}`);
+    throw new CoreError("OPTION_INVALID", `--${option} must be a whole number from ${min} to ${max}`);
   }
   return value;
 }
@@ -47,20 +47,20 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const home = homeOf(args, io);
           const config = home.readConfig();
           const clock = clockOf(io);
-          if (args.claimCodes && !args.claimCodesOut) throw new CoreError("usage", "CONFIG_INVALID", "--claim-codes needs --claim-codes-out FILE for the codes");
+          if (args.claimCodes && !args.claimCodesOut) throw new CoreError("OPTION_INVALID", "--claim-codes needs --claim-codes-out FILE for the codes");
           const notBefore = parseDate(args.notBefore, "not-before", clock.now());
           const notAfter = parseDate(args.notAfter, "not-after", new Date(notBefore.getTime() + 365 * 86_400_000));
-          if (notAfter <= notBefore) throw new CoreError("usage", "CONFIG_INVALID", "--not-after must be later than --not-before");
+          if (notAfter <= notBefore) throw new CoreError("OPTION_INVALID", "--not-after must be later than --not-before");
           let serials: string[] | undefined;
           let range: SerialRange | undefined;
           if (args.fromFile) {
             if (args.count !== undefined || args.prefix !== undefined || args.start !== undefined) {
-              throw new CoreError("usage", "CONFIG_INVALID", "give either --from-file or --count/--prefix/--start, not both");
+              throw new CoreError("OPTION_INVALID", "give either --from-file or --count/--prefix/--start, not both");
             }
             serials = readInputFile(args.fromFile, "serial list").toString("utf8").split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
-            if (serials.length === 0) throw new CoreError("input", "FILE_UNREADABLE", `${args.fromFile} lists no serials: write one per line`);
+            if (serials.length === 0) throw new CoreError("FILE_UNREADABLE", `${args.fromFile} lists no serials: write one per line`);
           } else {
-            if (args.prefix === undefined) throw new CoreError("usage", "CONFIG_INVALID", "--prefix is required (or give --from-file)");
+            if (args.prefix === undefined) throw new CoreError("OPTION_INVALID", "--prefix is required (or give --from-file)");
             range = { prefix: args.prefix, start: wholeNumber(args.start, "start", 0, Number.MAX_SAFE_INTEGER), count: wholeNumber(args.count, "count", 1, 1_000_000), width: wholeNumber(args.width, "width", 1, 18) };
           }
           const certificatePem = readInputFile(home.pkiFile("allocation-signer"), "the allocation signer certificate").toString("utf8");
@@ -105,7 +105,7 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           try {
             doc = JSON.parse(text);
           } catch {
-            throw new SerialsError("input", "ALLOCATION_INVALID", `${args.file} is not JSON: give the signed list the vendor sent`);
+            throw new SerialsError("ALLOCATION_INVALID", `${args.file} is not JSON: give the signed list the vendor sent`);
           }
           const { allocation } = await openAllocation(doc, pinnedRoot(home), clock.now());
           const r = await withStation(home, clockOf(io), ({ serials }) => serials.importAllocation(allocation, text, config.station.id));

@@ -18,7 +18,7 @@ function crashHook(io: Io): LineContext["reached"] {
   if (!spec) return undefined;
   const [step, nth] = spec.split(":");
   if (!STEPS.includes(step as Step) || !/^\d+$/.test(nth ?? "")) {
-    throw new CoreError("usage", "CONFIG_INVALID", `IDMINT_TEST_CRASH_AT=${spec} is not STEP:N with STEP one of ${STEPS.join(", ")}`);
+    throw new CoreError("OPTION_INVALID", `IDMINT_TEST_CRASH_AT=${spec} is not STEP:N with STEP one of ${STEPS.join(", ")}`);
   }
   let seen = 0;
   return (reached) => {
@@ -29,7 +29,7 @@ function crashHook(io: Io): LineContext["reached"] {
 function parseFixture(value: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
   const port = Number(m?.[2]);
-  if (!m || port < 1 || port > 65535) throw new CoreError("usage", "CONFIG_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
+  if (!m || port < 1 || port > 65535) throw new CoreError("OPTION_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
@@ -95,11 +95,11 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("usage", "CONFIG_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
-          if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("usage", "CONFIG_INVALID", "--slots must be a whole number from 1 to 64");
-          if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("usage", "CONFIG_INVALID", "--timeout-ms must be a whole number of at least 100");
-          if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("usage", "CONFIG_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
-          if (args.sim !== undefined && (!Number.isInteger(args.sim) || args.sim < 1 || args.sim > 1_000_000)) throw new CoreError("usage", "CONFIG_INVALID", "--sim must be a whole number from 1 to 1000000");
+          if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("OPTION_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
+          if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("OPTION_INVALID", "--slots must be a whole number from 1 to 64");
+          if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of at least 100");
+          if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("OPTION_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
+          if (args.sim !== undefined && (!Number.isInteger(args.sim) || args.sim < 1 || args.sim > 1_000_000)) throw new CoreError("OPTION_INVALID", "--sim must be a whole number from 1 to 1000000");
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
           const reached = crashHook(io);
@@ -155,8 +155,8 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("usage", "CONFIG_INVALID", "--batch must be a whole number from 1 to 1000");
-          if (!(args.retryFor >= 0)) throw new CoreError("usage", "CONFIG_INVALID", "--retry-for must be a number of seconds");
+          if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 1000) throw new CoreError("OPTION_INVALID", "--batch must be a whole number from 1 to 1000");
+          if (!(args.retryFor >= 0)) throw new CoreError("OPTION_INVALID", "--retry-for must be a number of seconds");
           const clock = clockOf(io);
           const shown = uploadProgress(io, args.json);
           const r = await withStation(home, clock, (stores) =>

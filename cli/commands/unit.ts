@@ -53,7 +53,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
 
           const rootPath = args.root ?? home.pkiFile("root");
           if (args.root === undefined && !existsSync(rootPath)) {
-            throw new CoreError("state", "HOME_NOT_INITIALISED", `no vendor root at ${rootPath}: run \`idmint ca init --home ${home.root}\` first, or pass --root FILE`);
+            throw new CoreError("HOME_NOT_INITIALISED", `no vendor root at ${rootPath}: run \`idmint ca init --home ${home.root}\` first, or pass --root FILE`);
           }
           const root = readInputFile(rootPath, "the vendor root certificate");
 
@@ -184,7 +184,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             .example("$0 unit export --serial SN000042 --cert --out SN000042.pem --json", "the certificate the unit holds, saying where it went"),
         (args) => {
           const parts = (["key", "cert", "chain"] as const).filter((p) => args[p]);
-          if (parts.length !== 1) throw new CoreError("usage", "CONFIG_INVALID", "give exactly one of --key, --cert or --chain");
+          if (parts.length !== 1) throw new CoreError("OPTION_INVALID", "give exactly one of --key, --cert or --chain");
           const part: UnitPart = parts[0]!;
           assertNewOutput(args.out);
           const pem = exportUnitPart(homeOf(args, io).unitsDir, args.serial, part);
