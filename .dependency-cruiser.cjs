@@ -13,7 +13,8 @@ const MODULES = {
   operator: ["directory", "pki", "cms"],
   vouchers: ["pki", "cms", "hsm", "ledger"],
   serials: ["pki", "hsm"],
-  ledger: ["hsm"],
+  // The ledger signs checkpoints with the station key: pki owns the ECDSA DER encoding it needs.
+  ledger: ["hsm", "pki"],
   cms: ["pki", "hsm"],
   pki: ["hsm"],
   hsm: [],

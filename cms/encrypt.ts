@@ -2,7 +2,7 @@ import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { constants, createCipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, type KeyObject } from "node:crypto";
 import { sha256Hex, systemRandom, type Random } from "../core/index.js";
-import { keyUsageNames, x509 } from "../pki/index.js";
+import { PKI_OID, keyUsageNames, x509 } from "../pki/index.js";
 import { sealAuthEnvelopedData } from "./auth-enveloped.js";
 import { CmsError } from "./errors.js";
 import { eccCmsSharedInfo, x963Kdf } from "./kdf.js";
@@ -186,7 +186,7 @@ export function encryptToCertificate(certificate: x509.X509Certificate, content:
     der,
     recipient: {
       subject: certificate.subject,
-      serialNumber: certificate.subjectName.getField("2.5.4.5")[0],
+      serialNumber: certificate.subjectName.getField(PKI_OID.serialNumber)[0],
       certificateSerial: certificate.serialNumber,
       fingerprint: sha256Hex(new Uint8Array(certificate.rawData)),
       key: recipient.description,

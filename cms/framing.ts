@@ -1,13 +1,12 @@
+import { decodeBase64Strict } from "../core/index.js";
 import { CmsError } from "./errors.js";
 
 export type Framing = "der" | "pem" | "smime";
 
-const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
-
 function strictBase64(text: string, what: string): Uint8Array {
-  const compact = text.replace(/[\r\n\t ]/g, "");
-  if (!BASE64_BODY.test(compact) || compact.length % 4 !== 0) throw new CmsError("CMS_INVALID", `${what} is not valid base64: give the file as openssl wrote it`);
-  return new Uint8Array(Buffer.from(compact, "base64"));
+  const der = decodeBase64Strict(text.replace(/[\r\n\t ]/g, ""));
+  if (!der) throw new CmsError("CMS_INVALID", `${what} is not valid base64: give the file as openssl wrote it`);
+  return der;
 }
 
 function isText(bytes: Uint8Array): string | undefined {

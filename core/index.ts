@@ -6,4 +6,5 @@ export { isDamagedStore } from "./db-guard.js";
 export { removeLeftoverTemporaries, writeCopy, writeFileAtomic, writeNewFiles } from "./files.js";
 export { assertNewOutput, readBoundedInput, readInputFile, readJsonFile, withClaimedOutputs, type ClaimedOutput } from "./input.js";
 export { sha256Hex } from "./fingerprint.js";
+export { decodeBase64Strict } from "./encoding.js";
 export { siblingModule, siblingWorker } from "./modules.js";

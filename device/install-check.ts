@@ -2,7 +2,7 @@ import { X509Certificate, verify, type KeyObject } from "node:crypto";
 import { id_ecdsaWithSHA256, id_ecdsaWithSHA384 } from "@peculiar/asn1-ecc";
 import { id_sha256WithRSAEncryption } from "@peculiar/asn1-rsa";
 import { sha256Hex } from "../core/index.js";
-import { CertificateModel, PkiError, checkChain, decodeWhole, oid, parseCertificate, serialNumbers, x509, type CertificateDer } from "../pki/index.js";
+import { PKI_OID, CertificateModel, PkiError, checkChain, decodeWhole, oid, parseCertificate, serialNumbers, x509, type CertificateDer } from "../pki/index.js";
 import { toPem } from "./csr.js";
 import type { UnitRefusalCode } from "../link/index.js";
 
@@ -168,7 +168,7 @@ export class InstallChecker {
     }
     // 802.1AR §8.6: the subject's serialNumber names the device. (The hardwareModuleName SAN
     // is not read here: decoding a fresh certificate's extensions costs ~0.9 ms a unit.)
-    const serials = cert.subjectName.getField("2.5.4.5");
+    const serials = cert.subjectName.getField(PKI_OID.serialNumber);
     if (serials.length !== 1 || serials[0] !== unit.serial) {
       throw new Refusal("SERIAL_MISMATCH", `the certificate's subject serialNumber is ${serials.length ? serials.join(", ") : "missing"}, not ${unit.serial}`);
     }

@@ -1,9 +1,8 @@
 import "reflect-metadata";
-import { AsnEcSignatureFormatter } from "@peculiar/x509";
 import { X509Certificate } from "node:crypto";
 import { sha256Hex } from "../core/index.js";
 import { consistencyProof, decodeEntry, inclusionProofs, type InclusionBundle, type Ledger } from "../ledger/index.js";
-import { assertSerialSyntax, assertStationId, parseCertificate } from "../pki/index.js";
+import { PKI_OID, assertSerialSyntax, assertStationId, derSignature, parseCertificate } from "../pki/index.js";
 import { DirectoryError, REFUSAL_STATUS, type RefusalReason } from "./errors.js";
 import { SIGNATURE_HEADER, UPLOAD_FORMAT, type UploadBody, type UploadReceipt, type UploadedCertificate } from "./wire.js";
 
@@ -45,13 +44,7 @@ export async function signUpload(content: UploadContent, signer: UploadSigner, s
   };
   const body = Buffer.from(JSON.stringify(doc), "utf8");
   const raw = await signer.sign(body);
-  let der: Uint8Array = raw;
-  if (signer.algorithm.startsWith("EC-")) {
-    const namedCurve = signer.algorithm === "EC-P384" ? "P-384" : signer.algorithm === "EC-P521" ? "P-521" : "P-256";
-    const encoded = new AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve } as EcKeyAlgorithm, new Uint8Array(raw));
-    if (!encoded) throw new DirectoryError("SIGNATURE_ENCODING", "could not DER-encode the upload signature");
-    der = new Uint8Array(encoded);
-  }
+  const der = derSignature(signer, raw);
   return { body: new Uint8Array(body), signature: Buffer.from(der).toString("base64") };
 }
 
@@ -197,7 +190,7 @@ export class DirectoryClient {
     } catch (e) {
       throw this.bad(`the directory's certificate of ${serial} is not a certificate`, e);
     }
-    if (cert.subjectName.getField("2.5.4.5")[0] !== serial) throw this.bad(`the directory answered a certificate for another serial than ${serial}`);
+    if (cert.subjectName.getField(PKI_OID.serialNumber)[0] !== serial) throw this.bad(`the directory answered a certificate for another serial than ${serial}`);
     return pem;
   }
 

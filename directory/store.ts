@@ -1,6 +1,6 @@
-import { timingSafeEqual } from "node:crypto";
 import { migrate, openDb, type Db, type Migration } from "../core/index.js";
 import { DirectoryError } from "./errors.js";
+import { sameBytes } from "../pki/index.js";
 
 /** A station's checkpoint the directory accepted (C2SP signed note, verified before it got here). */
 export interface AcceptedCheckpoint {
@@ -194,7 +194,6 @@ interface ConflictRow {
 
 const encodeProof = (p: readonly Uint8Array[]) => JSON.stringify(p.map((h) => Buffer.from(h).toString("base64")));
 const decodeProof = (t: string) => (JSON.parse(t) as string[]).map((h) => new Uint8Array(Buffer.from(h, "base64")));
-const sameHash = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 
 function toCheckpoint(r: CheckpointRow): AcceptedCheckpoint {
   return { station: r.station, size: r.size, root: new Uint8Array(r.root), note: r.note, stationCertificate: r.station_certificate, acceptedAt: r.accepted_at };
@@ -317,13 +316,13 @@ export class SqliteDirectoryStore implements DirectoryStore {
       .transaction((): CommitOutcome => {
         const current = this.stmts.latest.get(c.station) as CheckpointRow | undefined;
         const expected = c.expected;
-        const unchanged = expected === undefined ? current === undefined : current !== undefined && current.size === expected.size && sameHash(new Uint8Array(current.root), expected.root);
+        const unchanged = expected === undefined ? current === undefined : current !== undefined && current.size === expected.size && sameBytes(new Uint8Array(current.root), expected.root);
         if (!unchanged) return { ok: false, reason: "STALE" };
         let checkpointAdvanced = false;
         if (current === undefined || c.checkpoint.size > current.size) {
           this.stmts.addCheckpoint.run(c.station, c.checkpoint.size, Buffer.from(c.checkpoint.root), c.checkpoint.note, c.checkpoint.stationCertificate, c.at);
           checkpointAdvanced = true;
-        } else if (c.checkpoint.size !== current.size || !sameHash(new Uint8Array(current.root), c.checkpoint.root)) {
+        } else if (c.checkpoint.size !== current.size || !sameBytes(new Uint8Array(current.root), c.checkpoint.root)) {
           return { ok: false, reason: "STALE" };
         }
         const published: string[] = [];

@@ -1,7 +1,7 @@
-import { createPublicKey, timingSafeEqual, verify as nodeVerify, type KeyObject } from "node:crypto";
-import { sha256Hex, type Clock } from "../core/index.js";
-import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, type Checkpoint, type Hash } from "../ledger/index.js";
-import { assertSerialSyntax, assertStationId, checkChain, idevidProfileViolation, parseCertificate, x509 } from "../pki/index.js";
+import { createPublicKey, verify as nodeVerify, type KeyObject } from "node:crypto";
+import { decodeBase64Strict, sha256Hex, type Clock } from "../core/index.js";
+import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, MAX_CONSISTENCY_PATH, MAX_INCLUSION_PATH, type Checkpoint, type Hash } from "../ledger/index.js";
+import { PKI_OID, assertSerialSyntax, assertStationId, checkChain, idevidProfileViolation, parseCertificate, sameBytes, x509 } from "../pki/index.js";
 import { CERTIFICATE_REFUSALS, Refusal, type RefusalReason } from "./errors.js";
 import type { AcceptedCheckpoint, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
 import { MAX_UPLOAD_CERTIFICATES, SIGNATURE_HEADER, UPLOAD_FORMAT, type RefusedCertificate, type UploadBody, type UploadReceipt, type UploadedCertificate } from "./wire.js";
@@ -20,8 +20,6 @@ export interface UploadOutcome {
 const MAX_PEM = 16 * 1024;
 const MAX_NOTE = 16 * 1024;
 const MAX_ENTRY = 8 * 1024;
-const MAX_INCLUSION_PATH = 64;
-const MAX_CONSISTENCY_PATH = 65;
 const BODY_KEYS = ["format", "station", "stationCertificate", "checkpoint", "previousSize", "consistencyProof", "certificates"].sort();
 const CERT_KEYS = ["serial", "certificate", "index", "entry", "inclusionProof"].sort();
 
@@ -34,11 +32,11 @@ function hasExactKeys(v: unknown, keys: readonly string[]): v is Record<string, 
   return own.length === keys.length && own.every((k, i) => k === keys[i]);
 }
 
-/** Strict base64: Buffer's decoder skips junk silently, so a round trip enforces the canonical form. */
+/** Canonical base64 of at most `maxBytes` bytes, or undefined. */
 function strictBase64(v: unknown, maxBytes: number): Buffer | undefined {
   if (typeof v !== "string" || v.length > Math.ceil(maxBytes / 3) * 4) return undefined;
-  const bytes = Buffer.from(v, "base64");
-  return bytes.toString("base64") === v ? bytes : undefined;
+  const bytes = decodeBase64Strict(v);
+  return bytes && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function hashList(v: unknown, max: number, what: string, serial?: string): Hash[] {
@@ -144,9 +142,7 @@ export interface UploadContext {
   clockSkewMs: number;
 }
 
-const OID = { organizationalUnit: "2.5.4.11", commonName: "2.5.4.3", documentSigning: "1.3.6.1.5.5.7.3.36" } as const;
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 const b64 = (h: Uint8Array) => Buffer.from(h).toString("base64");
 
 /** The signature's hash follows the key, as the HSM signer's does (hsm hashFor). */
@@ -170,10 +166,10 @@ async function authenticateStation(p: ParsedUpload & { bodyBytes: Uint8Array }, 
   } catch (e) {
     throw unknown(`station certificate ${cert.subject}: ${message(e)}`, e);
   }
-  const ou = cert.subjectName.getField(OID.organizationalUnit);
-  const cn = cert.subjectName.getField(OID.commonName);
+  const ou = cert.subjectName.getField(PKI_OID.organizationalUnit);
+  const cn = cert.subjectName.getField(PKI_OID.commonName);
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
-  if (ou.length !== 1 || ou[0] !== "Station" || !eku.includes(OID.documentSigning)) throw unknown(`${cert.subject} is not a station certificate (OU Station, documentSigning)`);
+  if (ou.length !== 1 || ou[0] !== "Station" || !eku.includes(PKI_OID.documentSigning)) throw unknown(`${cert.subject} is not a station certificate (OU Station, documentSigning)`);
   if (cn.length !== 1 || cn[0] !== p.station) throw unknown(`the upload names station ${p.station} but its certificate is for ${cn.join(",")}`);
   const spki = new Uint8Array(cert.publicKey.rawData);
   let ok = false;

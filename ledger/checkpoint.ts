@@ -1,9 +1,9 @@
 import "reflect-metadata";
-import { AsnEcSignatureFormatter } from "@peculiar/x509";
 import { createHash, createPublicKey, verify as nodeVerify } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
 import { LedgerError } from "./errors.js";
 import type { Hash } from "./merkle.js";
+import { derSignature } from "../pki/index.js";
 
 /** A checkpoint (C2SP tlog-checkpoint): the log's origin, size and root hash, as a signed note. */
 export interface Checkpoint {
@@ -34,8 +34,7 @@ export async function signCheckpoint(c: Checkpoint, signer: Signer): Promise<str
   }
   const text = checkpointText(c);
   const raw = await signer.sign(Buffer.from(text, "utf8"));
-  const der = new AsnEcSignatureFormatter().toAsnSignature({ name: "ECDSA", namedCurve: signer.algorithm === "EC-P384" ? "P-384" : "P-256" } as EcKeyAlgorithm, raw);
-  if (!der) throw new LedgerError("CHECKPOINT_ENCODING", "could not encode the checkpoint signature");
+  const der = derSignature(signer, raw);
   const sig = Buffer.concat([noteKeyId(signer.publicKeySpki), Buffer.from(der)]);
   return `${text}\n\u2014 ${c.origin} ${sig.toString("base64")}\n`;
 }

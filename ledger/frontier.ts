@@ -1,3 +1,4 @@
+import { decodeBase64Strict } from "../core/index.js";
 import { LedgerError } from "./errors.js";
 import { HASH_SIZE, LEAF_PREFIX, NODE_PREFIX, emptyRoot, half, hashChildren, isHash, isOdd, isSize, rootFromLeafHashes, sha256Latin1, type Hash } from "./merkle.js";
 
@@ -16,12 +17,9 @@ function popCount(x: number): number {
 
 function decodeHash(b64: unknown, index: number): Hash {
   if (typeof b64 !== "string") throw new TypeError(`MerkleFrontier.fromJSON: hashes[${index}] is not a string`);
-  const bytes = Buffer.from(b64, "base64");
-  // Buffer's base64 decoder skips junk silently; a round trip enforces canonical encoding.
-  if (bytes.length !== HASH_SIZE || bytes.toString("base64") !== b64) {
-    throw new RangeError(`MerkleFrontier.fromJSON: hashes[${index}] is not a base64 ${HASH_SIZE}-byte hash`);
-  }
-  return Uint8Array.from(bytes);
+  const bytes = decodeBase64Strict(b64);
+  if (bytes?.length !== HASH_SIZE) throw new RangeError(`MerkleFrontier.fromJSON: hashes[${index}] is not a base64 ${HASH_SIZE}-byte hash`);
+  return bytes;
 }
 
 /**

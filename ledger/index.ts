@@ -5,6 +5,6 @@ export { signCheckpoint, openCheckpoint, stationOrigin, noteKeyId, type Checkpoi
 export { verifyLedger, type LedgerReport } from "./verify.js";
 export { proveEntry, verifyBundle, type InclusionBundle } from "./proof.js";
 export { hashLeaf, hashChildren, emptyRoot, rootFromLeafHashes, inclusionProof, inclusionProofs, consistencyProof, type Hash } from "./merkle.js";
-export { verifyInclusion, verifyConsistency } from "./merkle-verify.js";
+export { verifyInclusion, verifyConsistency, MAX_INCLUSION_PATH, MAX_CONSISTENCY_PATH } from "./merkle-verify.js";
 export { MerkleFrontier, TreeBuilder } from "./frontier.js";
 export { openExtract, type LedgerExtract } from "./extract.js";

@@ -1,11 +1,11 @@
-import * as nodeCrypto from "node:crypto";
+import { sameBytes } from "../pki/index.js";
 import { HASH_SIZE, half, hashChildren, isHash, isOdd, isSize, type Hash } from "./merkle.js";
 
 // A valid inclusion path holds one hash per level, and tree sizes are capped by
 // Number.MAX_SAFE_INTEGER (< 2^53); a consistency path holds at most one more. Anything longer
 // is rejected before any hashing, so a hostile proof cannot buy unbounded work.
-const MAX_INCLUSION_PATH = 64;
-const MAX_CONSISTENCY_PATH = 65;
+export const MAX_INCLUSION_PATH = 64;
+export const MAX_CONSISTENCY_PATH = 65;
 
 // ---------------------------------------------------------------------------------------------
 // Verification. Every argument is attacker-controlled (proofs and roots arrive from the network
@@ -21,8 +21,7 @@ function isPath(x: unknown, max: number): x is readonly Hash[] {
 }
 
 function hashesEqual(a: Hash, b: Hash): boolean {
-  // timingSafeEqual throws on a length mismatch; both are 32-byte hashes by now.
-  return a.length === HASH_SIZE && b.length === HASH_SIZE && nodeCrypto.timingSafeEqual(a, b);
+  return a.length === HASH_SIZE && sameBytes(a, b);
 }
 
 function isPowerOfTwo(x: number): boolean {
@@ -101,7 +100,7 @@ export function verifyConsistency(
     if (size1 === 0 || size1 > size2) return false;
     // RFC 9162 §2.1.4.2: equal sizes need an empty proof and equal roots; nothing is hashed,
     // so (as the transparency-dev vectors expect) the roots are compared as given.
-    if (size1 === size2) return proof.length === 0 && root1.length === root2.length && nodeCrypto.timingSafeEqual(root1, root2);
+    if (size1 === size2) return proof.length === 0 && sameBytes(root1, root2);
     if (!isHash(root1) || !isHash(root2) || !isPath(proof, MAX_CONSISTENCY_PATH)) return false;
 
     // §2.1.4.2 step 1

@@ -1,5 +1,6 @@
 import asn1, { type Model } from "asn1.js";
 import BN from "bn.js";
+import { PKI_OID } from "./oids.js";
 
 /*
  * DER models of the X.509 and PKCS#10 structures on the line's hot path, in asn1.js: a
@@ -125,8 +126,6 @@ export function decodeWhole<T>(model: Model<T>, der: Buffer, paths: readonly str
 
 export const oid = (arcs: Arcs): string => arcs.join(".");
 
-const OID_SERIAL_NUMBER = "2.5.4.5";
-
 /** A Name's attributes, in order, with their types as dotted OIDs. */
 export function attributes(name: NameDer): Array<{ type: string; value: Buffer }> {
   return name.flat().map((a) => ({ type: oid(a.type), value: a.value }));
@@ -151,6 +150,6 @@ export function ecdsaSignatureDer(raw: Uint8Array): Buffer {
 /** The subject's serialNumber (X.520 2.5.4.5) values, as text; throws if one is not a directory string. */
 export function serialNumbers(name: NameDer): string[] {
   return attributes(name)
-    .filter((a) => a.type === OID_SERIAL_NUMBER)
+    .filter((a) => a.type === PKI_OID.serialNumber)
     .map((a) => directoryString(a.value));
 }

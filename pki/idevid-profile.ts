@@ -1,8 +1,7 @@
 import { NO_EXPIRY } from "./profiles.js";
 import { readHardwareModuleName } from "./hardware-module-name.js";
+import { PKI_OID } from "./oids.js";
 import { x509 } from "./x509.js";
-
-const SERIAL_NUMBER = "2.5.4.5";
 
 /** The names of the keyUsage bits set in `usages`, in RFC 5280 §4.2.1.3 order. */
 export function keyUsageNames(usages: number): string[] {
@@ -26,7 +25,7 @@ export function keyUsageNames(usages: number): string[] {
  * Returns why `cert` is not the IDevID of `serial`, or undefined when it is one.
  */
 export function idevidProfileViolation(cert: x509.X509Certificate, serial: string): string | undefined {
-  const subjectSerial = cert.subjectName.getField(SERIAL_NUMBER);
+  const subjectSerial = cert.subjectName.getField(PKI_OID.serialNumber);
   if (subjectSerial.length !== 1 || subjectSerial[0] !== serial) return `its subject serialNumber is ${subjectSerial.join(", ") || "missing"}, not ${serial}`;
   let hmn: ReturnType<typeof readHardwareModuleName>;
   try {

@@ -19,4 +19,6 @@ export { CertificateModel, attributes, decodeWhole, directoryString, ecdsaSignat
 export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult, type KeyTokens } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
 export { checkChain, parseCertificate } from "./chain.js";
+export { PKI_OID } from "./oids.js";
+export { sameBytes } from "./bytes.js";
 export { idevidProfileViolation, keyUsageNames } from "./idevid-profile.js";

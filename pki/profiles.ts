@@ -2,20 +2,13 @@ import { type Clock, type Random } from "../core/index.js";
 import type { Signer } from "../hsm/index.js";
 import { PkiError } from "./errors.js";
 import { hardwareModuleNameSan } from "./hardware-module-name.js";
+import { PKI_OID } from "./oids.js";
 import { signingProvider, x509 } from "./x509.js";
 
 /** IEEE 802.1AR §8.5 / RFC 5280 §4.1.2.5: "no well-defined expiration date", as GeneralizedTime. */
 export const NO_EXPIRY = new Date(Date.UTC(9999, 11, 31, 23, 59, 59));
 
-const OID = {
-  organization: "2.5.4.10",
-  organizationalUnit: "2.5.4.11",
-  commonName: "2.5.4.3",
-  serialNumber: "2.5.4.5",
-  // RFC 9336: id-kp-documentSigning, for keys that sign allocation lists and usage reports.
-  documentSigning: "1.3.6.1.5.5.7.3.36",
-  clientAuth: "1.3.6.1.5.5.7.3.2",
-} as const;
+const OID = PKI_OID;
 
 /** X.520 ub-serial-number is 64; the printable subset also keeps serials safe in paths and URLs. */
 const SERIAL_SYNTAX = /^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$/;

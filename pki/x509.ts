@@ -43,10 +43,13 @@ export function signingProvider(signer: Signer): { crypto: Crypto; signingKey: C
   return { crypto, signingKey, signingAlgorithm: alg.signing };
 }
 
+/** r || s of each ECDSA key size: two field elements. */
+const ECDSA_RAW_BYTES: Record<string, number> = { "EC-P256": 64, "EC-P384": 96, "EC-P521": 132 };
+
 /** A signer's raw signature as X.509/CMS and Go's SignASN1 carry it: DER ECDSA-Sig-Value, or the RSA block as is. */
-export function derSignature(signer: Signer, raw: Uint8Array<ArrayBuffer>): Uint8Array {
+export function derSignature(signer: { readonly algorithm: string }, raw: Uint8Array): Uint8Array {
   if (!signer.algorithm.startsWith("EC-")) return raw;
-  const expected = signer.algorithm === "EC-P384" ? 96 : 64;
+  const expected = ECDSA_RAW_BYTES[signer.algorithm] ?? 64;
   if (raw.length !== expected) throw new PkiError("SIGNATURE_MALFORMED", `the HSM returned an ${signer.algorithm} signature of ${raw.length} bytes, not ${expected}: check the token and its key`);
   return new Uint8Array(ecdsaSignatureDer(raw));
 }

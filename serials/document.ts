@@ -1,7 +1,7 @@
 import canonicalize from "canonicalize";
 import { createPublicKey, verify as nodeVerify } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
-import { checkChain, derSignature, parseCertificate, x509 } from "../pki/index.js";
+import { PKI_OID, checkChain, derSignature, parseCertificate, x509 } from "../pki/index.js";
 import { SerialsError } from "./errors.js";
 
 /**
@@ -31,7 +31,6 @@ export async function signDocument<T>(payload: T, signer: Signer, certificatePem
 export type SignerPurpose = "allocation-signer" | "station";
 
 /** RFC 9336 id-kp-documentSigning: both the allocation signer and stations carry it. */
-const DOCUMENT_SIGNING = "1.3.6.1.5.5.7.3.36";
 
 /**
  * Checks a signed document before anything in it is used: the shape, the signer's chain to
@@ -50,10 +49,10 @@ export async function openDocument<T>(doc: unknown, root: x509.X509Certificate, 
   } catch (e) {
     throw new SerialsError("ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which does not chain to the vendor root: accept lists only from your vendor`, { cause: e });
   }
-  const ou = cert.subjectName.getField("2.5.4.11")[0];
+  const ou = cert.subjectName.getField(PKI_OID.organizationalUnit)[0];
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
   const wantOu = purpose === "station" ? "Station" : "Allocation Signer";
-  if (ou !== wantOu || !eku.includes(DOCUMENT_SIGNING)) {
+  if (ou !== wantOu || !eku.includes(PKI_OID.documentSigning)) {
     throw new SerialsError("ALLOCATION_SIGNER", `${what} is signed by ${cert.subject}, which is not a${purpose === "station" ? " station" : "n allocation signer"} certificate`);
   }
   let ok = false;
