@@ -90,7 +90,13 @@ function authEnvelope(framing: Framing, der: Uint8Array): Envelope {
 /** Parses CMS EnvelopedData (DER) and checks everything that can be checked without the key. */
 export function parseEnvelope(framed: { framing: Framing; der: Uint8Array }): Envelope {
   const bytes = framed.der;
-  const asn = asn1js.fromBER(bytes);
+  let asn: ReturnType<typeof asn1js.fromBER>;
+  try {
+    asn = asn1js.fromBER(bytes);
+  } catch (e) {
+    // asn1js reports most damage in its result, but throws for some (a time that does not parse).
+    throw invalid("not DER", e);
+  }
   if (asn.offset === -1) throw invalid(`not DER: ${asn.result.error || "unreadable"}`);
   if (asn.offset !== bytes.byteLength) throw invalid(`${bytes.byteLength - asn.offset} bytes follow the ContentInfo`);
   // asn1js forgives lengths that do not add up; encoding the parse again must give the

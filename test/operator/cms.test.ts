@@ -184,6 +184,12 @@ describe("unit-side refusals", () => {
     });
   }
 
+  it("refuses DER that asn1js throws on (a GeneralizedTime that does not parse) as CMS_INVALID, as a bit flip in a real envelope can make it", () => {
+    // SEQUENCE { GeneralizedTime "A" }: asn1js throws rather than reporting the damage.
+    const der = Buffer.from([0x30, 0x03, 0x18, 0x01, 0x41]);
+    expect(() => open(der, devices.ec)).toThrowError(expect.objectContaining({ code: "CMS_INVALID", message: expect.stringMatching(/^the input is not a valid CMS EnvelopedData \(not DER\)/) }));
+  });
+
   it("tells plaintext from ciphertext (RFC 8886 §4.3): text passes unless encryption is required; anything binary or armoured must be CMS", () => {
     const d = devices.ec;
     expect(open(config, d)).toEqual({ encrypted: false, plaintext: config });
