@@ -20,11 +20,9 @@ export type FromWriter =
   | { type: "failed"; id: number; error: WireError };
 
 /**
- * Batches the writer may hold at once. With two (one committing, the next waiting) the
- * writer never waits for the event loop, but the line made about 0.4 more commits per
- * unit; once the line is CPU-bound (K=8 on two cores) every commit's fsync, WAL frames and
- * thread hops cost more than the wait saved: one at a time measured 5-15% more units/s
- * and 0.2 ms less CPU per unit. What arrives during a commit groups into the next.
+ * Batches the writer may hold at once: one, so that what arrives during a commit groups into
+ * the next; on a CPU-bound line more, smaller commits cost more than the wait they save
+ * (bench/README.md).
  */
 const MAX_IN_FLIGHT = 1;
 
@@ -36,9 +34,8 @@ interface Pending {
 
 /**
  * Group commit for the line's slots. Every change of a unit must be durable
- * (synchronous=FULL) before that unit takes its next step, and one FULL commit costs
- * 0.3-0.6 ms of fsync on these machines: three per unit, made on the event loop, would cap
- * the line at 550-1,100 units/s before any other work. So the changes are made by a worker
+ * (synchronous=FULL) before that unit takes its next step, and a FULL commit's fsync made
+ * on the event loop for each change would cap the line. So the changes are made by a worker
  * thread (store-writer.ts) with its own connection, many to a commit: whatever the slots
  * ask for while one commit is under way goes into the next, each in a savepoint of its own,
  * so a refusal (a serial already used, a key seen before) undoes that change alone. Nobody's
