@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { x509 } from "../../pki/index.js";
-import { idmint, idmintInProcess, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
+import { PKCS11_SPY, idmint, idmintInProcess, oneLineError, openssl, readJson, run, scratch, type Run } from "../helpers.js";
 
 const s = scratch("ca");
 const home = join(s.dir, "home");
@@ -204,7 +204,7 @@ describe("idmint ca issue", () => {
       const pinPath = join(home, "hsm", "pins", "factory-ca.pin");
       const pin = readFileSync(pinPath, "utf8");
       const log = join(s.dir, "spy.log");
-      const spy = ["/usr/lib/x86_64-linux-gnu/pkcs11-spy.so", "/usr/lib/aarch64-linux-gnu/pkcs11-spy.so"].find((p) => existsSync(p));
+      const spy = PKCS11_SPY;
       const realModule = readJson<{ hsm: { module: string } }>(join(home, "idmint.json")).hsm.module;
       writeFileSync(pinPath, "0000\n");
       try {
