@@ -41,6 +41,15 @@ export function assertNewOutput(path: string, option = "--out"): void {
   if (existsSync(path)) throw new CoreError("FILE_EXISTS", `${option} ${path} already exists: choose another path or remove it`);
 }
 
+/** Writes an output the user named, whole or not at all; a path that cannot be written is one line, exit 3. */
+export function writeOutputFile(path: string, data: string | Uint8Array, mode?: number, option = "--out"): void {
+  try {
+    writeFileAtomic(path, data, mode);
+  } catch (e) {
+    throw unwritable(option, path, e);
+  }
+}
+
 /** An output file claimed before the work that fills it; see withClaimedOutputs. */
 export interface ClaimedOutput {
   readonly path: string;
@@ -90,11 +99,7 @@ function claimOutput(option: string, path: string): { out: ClaimedOutput; releas
   const out: ClaimedOutput = {
     path,
     write(data, mode) {
-      try {
-        writeFileAtomic(path, data, mode);
-      } catch (e) {
-        throw unwritable(option, path, e);
-      }
+      writeOutputFile(path, data, mode, option);
       written = true;
     },
   };

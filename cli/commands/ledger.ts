@@ -1,6 +1,6 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { CoreError, openDb, readInputFile, writeFileAtomic } from "../../core/index.js";
+import { CoreError, assertNewOutput, openDb, readInputFile, writeOutputFile } from "../../core/index.js";
 import { LedgerError, proveEntry, verifyBundle, verifyLedger, type InclusionBundle } from "../../ledger/index.js";
 import { PkiError, checkChain, parseCertificate } from "../../pki/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
@@ -61,6 +61,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
+          if (args.out) assertNewOutput(args.out);
           const station = stationIdentity(home, config);
           const bundle = await withLedger(
             home,
@@ -74,7 +75,7 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           );
           const text = JSON.stringify(bundle, null, 2) + "\n";
           if (args.out) {
-            writeFileAtomic(args.out, text);
+            writeOutputFile(args.out, text);
             report(io, args, { serial: args.serial, index: bundle.index, out: args.out }, () => [`proof of entry ${bundle.index} for ${args.serial} written to ${args.out}`]);
           } else {
             io.out(text);

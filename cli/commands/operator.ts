@@ -1,6 +1,6 @@
 import type { Argv } from "yargs";
 import { assertFileWithinLimit, cmsPem, encryptToCertificate } from "../../cms/index.js";
-import { CoreError, assertNewOutput, readInputFile, writeFileAtomic } from "../../core/index.js";
+import { CoreError, assertNewOutput, readInputFile, writeOutputFile } from "../../core/index.js";
 import { OperatorError, fetchDeviceCertificate, parseCertificates } from "../../operator/index.js";
 import { parseCertificate } from "../../pki/index.js";
 import { clockOf } from "../context.js";
@@ -37,7 +37,7 @@ export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
           const root = parseCertificate(readInputFile(args.root, "the vendor root certificate"), args.root);
           const chain = (args.chain ?? []).flatMap((p) => parseCertificates(readInputFile(String(p), "the CA certificate file"), String(p)));
           const device = await fetchDeviceCertificate({ directory: args.directory, serial: args.serial, root, chain, clock: clockOf(io), client: { timeoutMs } });
-          writeFileAtomic(args.out, device.pem);
+          writeOutputFile(args.out, device.pem);
           report(
             io,
             args,
@@ -86,7 +86,7 @@ export function operatorCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
           const content = readInputFile(args.in, "the configuration");
           const r = encryptToCertificate(cert, content, undefined, { aead: args.aead });
           const data = args.pem ? cmsPem(r.der) : r.der;
-          writeFileAtomic(args.out, data);
+          writeOutputFile(args.out, data);
           report(
             io,
             args,

@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { assertFileWithinLimit } from "../../cms/index.js";
-import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readInputFile, writeFileAtomic, type IdmintConfig } from "../../core/index.js";
+import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readInputFile, writeOutputFile, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
 import { decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
 import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
@@ -138,7 +138,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             token,
           });
           // The configuration may carry secrets: only the owner reads it.
-          writeFileAtomic(args.out, result.plaintext, 0o600);
+          writeOutputFile(args.out, result.plaintext, 0o600);
           const bytes = result.plaintext.byteLength;
           if (!result.encrypted) {
             report(io, args, { serial: args.serial, encrypted: false, bytes, out: args.out }, () => [
@@ -189,7 +189,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           assertNewOutput(args.out);
           const pem = exportUnitPart(homeOf(args, io).unitsDir, args.serial, part);
           // Only the owner reads a private key.
-          writeFileAtomic(args.out, pem, part === "key" ? 0o600 : 0o644);
+          writeOutputFile(args.out, pem, part === "key" ? 0o600 : 0o644);
           const what = { key: "private key (PKCS#8, mode 0600)", cert: "certificate", chain: "chain" }[part];
           report(io, args, { serial: args.serial, part, out: args.out }, () => [`${args.serial}: ${what} written to ${args.out}`]);
         },

@@ -158,6 +158,13 @@ describe("idmint ledger checkpoint, prove and verify-proof", () => {
     expect(JSON.parse(cp.stdout)).toMatchObject({ id: 3, size: 54 });
 
     const proofPath = join(s.dir, "proof.json");
+    // An --out under a regular file, or one that exists: one line, exit 3, nothing written.
+    const underFile = await cli("ledger", "prove", "--serial", "SN777777", "--out", join(csr, "proof.json"));
+    expect(underFile.code).toBe(3);
+    expect(oneLineError(underFile)).toMatch(/--out .*proof\.json cannot be written \(part of its path is a file, not a directory\)/);
+    const existing = await cli("ledger", "prove", "--serial", "SN777777", "--out", csr);
+    expect(existing.code).toBe(3);
+    expect(oneLineError(existing)).toMatch(/already exists/);
     expect((await cli("ledger", "prove", "--serial", "SN777777", "--out", proofPath)).code).toBe(0);
     const ok = await idmintInProcess(["ledger", "verify-proof", "--proof", proofPath, "--root", join(homeDir, "pki", "root.pem"), "--json"]);
     expect(ok.code, ok.stderr).toBe(0);
