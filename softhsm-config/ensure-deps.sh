@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system packages idmint needs are present: SoftHSM2 (the embedded default HSM),
-# OpenSSL (interop checks) and OpenSC's pkcs11-tool (token inspection in tests).
+# OpenSSL (interop checks), OpenSC's pkcs11-tool (token inspection in tests) and p11-kit's server
+# and client module (the tests reach SoftHSM through them as a network HSM would be reached).
 # Installs them with apt-get when run as root; otherwise says what to install and stops.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ for lib in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*-linux-gnu/softhsm/libsofth
   [ -e "$lib" ] && softhsm_found="$lib" && break
 done
 { [ -n "$softhsm_found" ] && command -v softhsm2-util >/dev/null 2>&1; } || missing+=(softhsm2)
+# `p11-kit server` execs p11-kit-remote, so the binary alone is not enough.
+{ command -v p11-kit >/dev/null 2>&1 && [ -x /usr/libexec/p11-kit/p11-kit-remote ]; } || missing+=(p11-kit)
+compgen -G "/usr/lib/*-linux-gnu/pkcs11/p11-kit-client.so" >/dev/null || missing+=(p11-kit-modules)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

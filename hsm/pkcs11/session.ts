@@ -92,6 +92,10 @@ export class Connection {
     const found = mod.findSlot({ label: uri.token, serial: uri.serial });
     const name = uri.token ?? `serial ${uri.serial}`;
     if (!found) {
+      // A network HSM's client (p11-kit-client.so) that cannot reach its server initialises fine and shows no slot at all.
+      if (mod.tokens().length === 0) {
+        throw new HsmError("TOKEN_NOT_FOUND", `PKCS#11 module ${mod.path} shows no token at all: check that the HSM is reachable (for p11-kit-client.so, P11_KIT_SERVER_ADDRESS must name a running p11-kit server)`);
+      }
       throw new HsmError("TOKEN_NOT_FOUND", `no token ${name} in PKCS#11 module ${mod.path}: run \`idmint hsm init\`, plug in the HSM, or fix token= in the key URI`);
     }
     if (found.flags & pkcs11js.CKF_USER_PIN_LOCKED) {
