@@ -18,6 +18,7 @@ export type HsmErrorCode =
   | "KEY_NOT_PERMITTED"
   | "KEY_UNSUPPORTED"
   | "MECHANISM_UNSUPPORTED"
+  | "SIGNATURE_MISMATCH"
   | "URI_INVALID"
   | "UNSUPPORTED_ALGORITHM"
   | "PKCS11";
@@ -45,6 +46,8 @@ export class HsmError extends errorClass<HsmErrorCode>("HsmError", {
   KEY_UNSUPPORTED: "hsm",
   // The token lacks a mechanism idmint needs.
   MECHANISM_UNSUPPORTED: "hsm",
+  // A token's signature that its own public key does not verify (`hsm check`).
+  SIGNATURE_MISMATCH: "hsm",
   URI_INVALID: "input",
   // The caller asked for an algorithm, key use or peer key that does not fit.
   UNSUPPORTED_ALGORITHM: "input",

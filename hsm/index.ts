@@ -4,6 +4,7 @@ export type { Decrypter, RsaPadding } from "./decrypter.js";
 export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
 export { Hsm, type HsmOptions } from "./pkcs11/hsm.js";
 export { withHsm } from "./with-hsm.js";
+export { checkHsm, CHECK_ROLES, type CheckRole, type CheckReport, type RoleCheck } from "./check.js";
 export type { KeyInfo } from "./pkcs11/list.js";
 export { Pkcs11Module, findSoftHsmModule } from "./pkcs11/module.js";
 export { HsmError, ckr, type HsmErrorCode } from "./errors.js";

@@ -10,11 +10,17 @@ import type { Connection, Handle, SessionSource } from "./session.js";
  * so the host hashes and the token signs the digest with CKM_ECDSA (r||s out). RSA:
  * CKM_SHA256_RSA_PKCS, the PKCS#1 v1.5 block.
  */
+/** The mechanism a key of `algorithm` signs with, by name too, saying where the data is hashed. */
+export function signMechanism(algorithm: KeyAlgorithm): { mechanism: number; name: string } {
+  if (isEc(algorithm)) return { mechanism: pkcs11js.CKM_ECDSA, name: `CKM_ECDSA (${hashFor(algorithm)} on the host)` };
+  return { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS, name: "CKM_SHA256_RSA_PKCS" };
+}
+
 export function pkcs11Signer(conn: Connection, sessions: SessionSource, privateKey: Handle, algorithm: KeyAlgorithm, spki: Uint8Array<ArrayBuffer>): Signer {
   const hash = hashFor(algorithm);
   const ec = isEc(algorithm);
   const out = Buffer.alloc(ec ? CURVES[algorithm].sigBytes : rsaBytes(algorithm));
-  const mechanism = ec ? { mechanism: pkcs11js.CKM_ECDSA } : { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS };
+  const mechanism = { mechanism: signMechanism(algorithm).mechanism };
   const hashName = hash === "SHA-384" ? "sha384" : "sha256";
   return {
     algorithm,

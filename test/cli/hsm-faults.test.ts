@@ -122,6 +122,7 @@ const COMMANDS: Command[] = [
   { name: "station upload", from: "line", role: "station", args: () => ["station", "upload", "--directory", DEAD_DIRECTORY] },
   { name: "ledger checkpoint", from: "line", role: "station", args: () => ["ledger", "checkpoint"] },
   { name: "hsm list", from: "line", role: "factoryCa", args: () => ["hsm", "list"] },
+  { name: "hsm check", from: "line", role: "factoryCa", args: () => ["hsm", "check"] },
   // A server: it would serve until stopped if its token were not opened before it listens.
   { name: "unit sim --keystore pkcs11", from: "line", role: "unitToken", args: () => ["unit", "sim", "--port", "0", "--count", "2", "--prefix", "U", "--start", "1", "--keystore", "pkcs11"] },
   { name: "unit decrypt (a key in a token)", from: "line", role: "unitToken", args: (home) => ["unit", "decrypt", "--serial", "SN000001", "--in", encrypted, "--out", join(home, "router.cfg")], after: (home) => expect(existsSync(join(home, "router.cfg"))).toBe(false) },
