@@ -4,7 +4,7 @@ export { Home, KEY_ROLES, DEFAULT_HW_TYPE_OID, type IdmintConfig, type KeyRole }
 export { openDb, migrate, type Db, type Migration, type OpenDbOptions } from "./db.js";
 export { isDamagedStore } from "./db-guard.js";
 export { removeLeftoverTemporaries, writeCopy, writeFileAtomic, writeNewFiles } from "./files.js";
-export { assertNewOutput, readBoundedInput, readInputFile, readJsonFile, withClaimedOutputs, type ClaimedOutput, writeOutputFile } from "./input.js";
+export { assertNewOutput, readInputFile, readJsonFile, withClaimedOutputs, type ClaimedOutput, writeOutputFile } from "./input.js";
 export { sha256Hex } from "./fingerprint.js";
 export { decodeBase64Strict } from "./encoding.js";
 export { siblingModule, siblingWorker } from "./modules.js";

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, rmdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { CoreError } from "./errors.js";
 import { writeFileAtomic } from "./files.js";
@@ -12,18 +12,6 @@ export function readInputFile(path: string, what: string): Buffer {
     const why = code === "ENOENT" ? "does not exist" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "is not readable" : `cannot be read (${code})`;
     throw new CoreError("FILE_UNREADABLE", `${what} ${path} ${why}: give the path of an existing file`, { cause: e });
   }
-}
-
-/** Reads an input file, refusing one larger than `max` bytes before reading it. */
-export function readBoundedInput(path: string, what: string, max: number): Buffer {
-  let size = 0;
-  try {
-    size = statSync(path).size;
-  } catch {
-    // readInputFile says what is wrong with the path.
-  }
-  if (size > max) throw new CoreError("FILE_UNREADABLE", `${what} ${path} is ${size} bytes, more than ${max}: give the file itself`);
-  return readInputFile(path, what);
 }
 
 /** Reads a JSON document the user named, with a one-line error for a missing or non-JSON file. */
