@@ -5,11 +5,11 @@ import { progress, type Progress } from "./progress.js";
 /** Serials named per reason in a human summary; --json lists them all. */
 const SHOWN = 5;
 
-/** The refused serials under each reason, reasons in alphabetical order. */
+/** The refused serials under each reason, reasons and serials in order (batches finish in any order). */
 function byReason(refused: readonly UploadRefusal[]): Array<[string, string[]]> {
   const out = new Map<string, string[]>();
   for (const r of refused) out.set(r.reason, [...(out.get(r.reason) ?? []), r.serial]);
-  return [...out].sort(([a], [b]) => a.localeCompare(b));
+  return [...out].sort(([a], [b]) => a.localeCompare(b)).map(([reason, serials]) => [reason, serials.sort()]);
 }
 
 function serialsText(serials: readonly string[]): string {
