@@ -14,6 +14,8 @@ export interface IdmintConfig {
     module: string;
     /** SoftHSM2 configuration for the embedded default; exported as SOFTHSM2_CONF before the module loads. */
     softhsmConf?: string;
+    /** Sessions (signing threads) per key for `station run`; the line's slot count when absent. */
+    sessions?: number;
   };
   /** PKCS#11 URIs (RFC 7512) of each role's private key, with `pin-source` as a query attribute. */
   keys: Record<KeyRole, string>;
@@ -27,6 +29,9 @@ export interface IdmintConfig {
     hwTypeOid: string;
   };
 }
+
+/** Each session is a thread with its own PKCS#11 session; HSMs cap sessions per client far below this. */
+export const MAX_HSM_SESSIONS = 256;
 
 /** The documentation arc of RFC 5612 (IANA example enterprise 32473): a placeholder vendors replace. */
 export const DEFAULT_HW_TYPE_OID = "1.3.6.1.4.1.32473.1.1";
@@ -95,6 +100,10 @@ export class Home {
     const c = parsed as Partial<IdmintConfig>;
     if (c.version !== 1 || !c.hsm?.module || !c.keys || !c.station?.id || !c.profile) {
       throw new CoreError("CONFIG_INVALID", `${this.configPath} is not an idmint version 1 config: fix or restore it`);
+    }
+    const sessions = c.hsm.sessions;
+    if (sessions !== undefined && !(Number.isInteger(sessions) && sessions >= 1 && sessions <= MAX_HSM_SESSIONS)) {
+      throw new CoreError("CONFIG_INVALID", `hsm.sessions in ${this.configPath} must be a whole number from 1 to ${MAX_HSM_SESSIONS}: fix it, or remove it to use one per slot`);
     }
     return c as IdmintConfig;
   }

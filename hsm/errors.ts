@@ -1,5 +1,7 @@
-import pkcs11js from "pkcs11js";
 import { errorClass } from "../core/index.js";
+import { ckr } from "./pkcs11/ckr.js";
+
+export { ckr };
 
 export type HsmErrorCode =
   | "MODULE_NOT_FOUND"
@@ -19,6 +21,7 @@ export type HsmErrorCode =
   | "KEY_UNSUPPORTED"
   | "MECHANISM_UNSUPPORTED"
   | "SIGNATURE_MISMATCH"
+  | "HSM_UNREACHABLE"
   | "URI_INVALID"
   | "UNSUPPORTED_ALGORITHM"
   | "PKCS11";
@@ -48,25 +51,20 @@ export class HsmError extends errorClass<HsmErrorCode>("HsmError", {
   MECHANISM_UNSUPPORTED: "hsm",
   // A token's signature that its own public key does not verify (`hsm check`).
   SIGNATURE_MISMATCH: "hsm",
+  // The HSM went away and did not come back within --hsm-wait.
+  HSM_UNREACHABLE: "hsm",
   URI_INVALID: "input",
   // The caller asked for an algorithm, key use or peer key that does not fit.
   UNSUPPORTED_ALGORITHM: "input",
   PKCS11: "hsm",
 }) {}
 
-const CKR_NAMES = new Map<number, string>(
-  Object.entries(pkcs11js)
-    .filter(([name, value]) => name.startsWith("CKR_") && typeof value === "number")
-    .map(([name, value]) => [value as number, name]),
-);
-
-/** The CKR_* name and number of a pkcs11js error, if it is one. */
-export function ckr(e: unknown): { name: string; code: number } | undefined {
-  if (!(e instanceof Error)) return undefined;
-  const code = (e as { code?: unknown }).code;
-  if (typeof code === "number" && CKR_NAMES.has(code)) return { name: CKR_NAMES.get(code)!, code };
-  const m = /(CKR_[A-Z_]+)/.exec(e.message);
-  return m ? { name: m[1]!, code: typeof code === "number" ? code : -1 } : undefined;
+/**
+ * A signing failure that no other unit would escape either (the HSM gone past its wait, a PIN
+ * refused after a reconnect, the key gone): the line stops on it instead of failing unit after unit.
+ */
+export function stopsTheLine(e: unknown): boolean {
+  return e instanceof HsmError && ["HSM_UNREACHABLE", "PIN_INCORRECT", "PIN_LOCKED", "KEY_NOT_FOUND", "TOKEN_NOT_FOUND"].includes(e.code);
 }
 
 /** Wraps an unexpected PKCS#11 failure in a one-line error that says what was being done. */

@@ -7,6 +7,7 @@ export { withHsm } from "./with-hsm.js";
 export { checkHsm, CHECK_ROLES, type CheckRole, type CheckReport, type RoleCheck } from "./check.js";
 export type { KeyInfo } from "./pkcs11/list.js";
 export { Pkcs11Module, findSoftHsmModule } from "./pkcs11/module.js";
-export { HsmError, ckr, type HsmErrorCode } from "./errors.js";
+export { HsmError, ckr, stopsTheLine, type HsmErrorCode } from "./errors.js";
+export { SigningPool, type HsmStatus, type HsmOutageStats, type SigningPoolOptions } from "./pkcs11/pool.js";
 export { parsePkcs11Uri, formatPkcs11Uri, readPin, type Pkcs11Uri } from "./uri.js";
 export { initEmbeddedHsm, EMBEDDED_KEYS, EMBEDDED_UNIT_TOKEN, type EmbeddedInitResult } from "./embedded.js";

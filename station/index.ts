@@ -11,4 +11,4 @@ export { DEFAULT_STOP_RULES, type StopRules } from "./stop.js";
 export { Uploader, type UploaderDeps, type UploadResult, type UploadEvent, type UploadRefusal } from "./uploader.js";
 export type { OutboxCounts } from "./store.js";
 export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";
-export { runStation, stationUploader, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";
+export { runStation, stationUploader, DEFAULT_HSM_WAIT_S, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";

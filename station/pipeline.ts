@@ -1,4 +1,5 @@
 import { isDamagedStore, isIdmintError, type Random } from "../core/index.js";
+import { stopsTheLine } from "../hsm/index.js";
 import { assertSerialSyntax, checkCsr, type IdevidIssuer } from "../pki/index.js";
 import type { UnitKeyAlgorithm, UnitLink } from "../link/index.js";
 import type { GroupCommitter } from "./commits.js";
@@ -130,6 +131,8 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
     if (isDamagedStore(e)) throw e;
     const f = failure(e);
     if (claimed) await recordFailure(ctx, serial!, f, !certified);
+    // So does an HSM that is gone for good (exit 4); the serial nothing was signed for is free again.
+    if (stopsTheLine(e)) throw e;
     ms.total = performance.now() - started;
     return { serial, status: "failed", code: f.code, reason: f.message, ms };
   } finally {

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { removeLeftoverTemporaries, systemRandom, type Clock, type Home, type IdmintConfig } from "../core/index.js";
 import { DirectoryClient } from "../directory/client/index.js";
-import { withHsm, type Hsm, type Signer } from "../hsm/index.js";
+import { withHsm, type Hsm, type HsmOutageStats, type HsmStatus, type Signer } from "../hsm/index.js";
 import { TcpFixture, type UnitFixture, type UnitKeyAlgorithm } from "../link/index.js";
 import { IdevidIssuer, parseCertificate } from "../pki/index.js";
 import type { AllocationStatus } from "../serials/index.js";
@@ -39,6 +39,10 @@ export interface StationRunOptions {
   reached?: LineContext["reached"];
   /** When a line that only fails gives up (see stop.ts). */
   stop?: Partial<StopRules>;
+  /** How long the line waits for an HSM that went away before it stops (HSM_UNREACHABLE); DEFAULT_HSM_WAIT_S when absent. */
+  hsmWaitMs?: number;
+  /** The HSM went away, or came back: the line's units wait meanwhile. */
+  onHsmStatus?(status: HsmStatus): void;
   /** Once the line starts: how many units it will see, if known, and the simulator's pid, if any. */
   onStart?(line: { total?: number; simulatorPid?: number }): void;
   onUnit?(outcome: UnitOutcome): void;
@@ -46,10 +50,15 @@ export interface StationRunOptions {
 
 export interface StationRunResult {
   summary: LineSummary;
+  /** The HSM's signing sessions and its outages during the run. */
+  hsm: HsmOutageStats;
   uploads?: UploadResult | { error: string };
   allocations: AllocationStatus[];
   pendingUploads: number;
 }
+
+/** A failover or a restarted appliance takes a minute or two; a shift lead notices five minutes of a stopped line. */
+export const DEFAULT_HSM_WAIT_S = 300;
 
 const UPLOAD_BATCH = 200;
 const UPLOAD_INTERVAL_MS = 2_000;
@@ -130,11 +139,23 @@ export async function runStation(o: StationRunOptions): Promise<StationRunResult
   }
 }
 
-async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm): Promise<Pick<StationRunResult, "summary" | "uploads">> {
-  const { home, config } = o;
+async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm): Promise<Pick<StationRunResult, "summary" | "uploads" | "hsm">> {
+  const { config } = o;
   // The keys first: a wrong PIN or a missing token is refused before anything else starts.
-  const caSigner = hsm.signer(config.keys.factoryCa);
-  const stationSigner = o.directory ? hsm.signer(config.keys.station) : undefined;
+  const { pool, signers } = await hsm.signingPool(o.directory ? [config.keys.factoryCa, config.keys.station] : [config.keys.factoryCa], {
+    sessions: config.hsm.sessions ?? o.slots,
+    waitMs: o.hsmWaitMs ?? DEFAULT_HSM_WAIT_S * 1000,
+    onStatus: o.onHsmStatus,
+  });
+  try {
+    return { ...(await runWithSigners(o, stores, signers[0]!, signers[1])), hsm: pool.outages };
+  } finally {
+    await pool.close();
+  }
+}
+
+async function runWithSigners(o: StationRunOptions, stores: StationStores, caSigner: Signer, stationSigner: Signer | undefined): Promise<Pick<StationRunResult, "summary" | "uploads">> {
+  const { home, config } = o;
   const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
   const issuer = new IdevidIssuer({ issuer: { signer: caSigner, certificate: parseCertificate(caPem, home.pkiFile("factory-ca")) }, profile: config.profile, clock: o.clock, random: systemRandom });
   mkdirSync(home.certsDir, { recursive: true });

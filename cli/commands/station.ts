@@ -3,9 +3,10 @@ import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
+import { showHsmStatus } from "../hsm-status.js";
 import { progress } from "../progress.js";
 import { uploadLines, uploadProgress } from "../uploads.js";
 
@@ -90,6 +91,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("upload-wait", { type: "number", default: 10, describe: "--directory: seconds to keep trying the last uploads once the line is done" })
             .option("stop-after-failures", { type: "number", default: DEFAULT_STOP_RULES.failuresInARow, describe: "end the run (exit 7) once this many units in a row failed" })
             .option("stop-after-serial-failures", { type: "number", default: DEFAULT_STOP_RULES.serialFailures, describe: "end the run (exit 7) once one serial failed this many times" })
+            .option("hsm-wait", { type: "number", default: DEFAULT_HSM_WAIT_S, describe: "seconds the line waits for an HSM that went away (its units wait, none fails) before it stops (exit 4)" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
@@ -99,6 +101,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("OPTION_INVALID", "--slots must be a whole number from 1 to 64");
           if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of at least 100");
           if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("OPTION_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
+          if (!(args.hsmWait >= 0 && args.hsmWait <= 86_400)) throw new CoreError("OPTION_INVALID", "--hsm-wait must be a number of seconds from 0 to 86400");
           if (args.sim !== undefined && (!Number.isInteger(args.sim) || args.sim < 1 || args.sim > 1_000_000)) throw new CoreError("OPTION_INVALID", "--sim must be a whole number from 1 to 1000000");
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
@@ -117,14 +120,18 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             directory: args.directory ? { url: args.directory, waitMs: Math.max(0, args.uploadWait) * 1000 } : undefined,
             reached,
             stop: { failuresInARow: args.stopAfterFailures, serialFailures: args.stopAfterSerialFailures },
+            hsmWaitMs: args.hsmWait * 1000,
+            onHsmStatus: (status) => showHsmStatus(io, args.json, status, bar),
             onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
             onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
           }).finally(() => bar?.done());
           const { summary, uploads } = run;
           const summaryUploads = uploads && "error" in uploads ? { error: uploads.error } : uploads;
-          report(io, args, { ...summary, allocations: run.allocations, pendingUploads: run.pendingUploads, ...(summaryUploads ? { uploads: summaryUploads } : {}) }, () => [
+          const hsm = { sessions: run.hsm.sessions, outages: run.hsm.outages, outageSeconds: Number((run.hsm.outageMs / 1000).toFixed(1)), signaturesRetried: run.hsm.signaturesRetried };
+          report(io, args, { ...summary, hsm, allocations: run.allocations, pendingUploads: run.pendingUploads, ...(summaryUploads ? { uploads: summaryUploads } : {}) }, () => [
             `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
             ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
+            ...(hsm.outages > 0 ? [`  the HSM was unreachable ${hsm.outages} times, ${hsm.outageSeconds} s in all; the units waited (${hsm.signaturesRetried} signatures asked for again)`] : []),
             `certificates in ${home.certsDir}; ${run.pendingUploads} waiting for upload`,
             ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
           ]);

@@ -8,10 +8,11 @@ import { decryptRsa } from "./decrypt.js";
 import { deriveEcdh } from "./ecdh.js";
 import { listKeys, type KeyInfo } from "./list.js";
 import { existingKey } from "./lookup.js";
-import { parsePkcs11Uri } from "../uri.js";
+import { describeKey, parsePkcs11Uri, readPin } from "../uri.js";
 import { Pkcs11Module } from "./module.js";
 import { Connection } from "./session.js";
-import { pkcs11Signer } from "./signer.js";
+import { SigningPool, type SigningPoolOptions } from "./pool.js";
+import { pkcs11Signer, signMechanism } from "./signer.js";
 
 export interface HsmOptions {
   /** Path of the PKCS#11 module. */
@@ -58,6 +59,32 @@ export class Hsm implements KeyManager, KeyAgreement, Decrypter {
   signer(uri: string): Signer {
     const key = existingKey(this.conn, uri, "check the key URI in idmint.json; idmint never creates a CA key outside `idmint ca init`");
     return pkcs11Signer(this.conn, this.conn.signerSessions(key.login.slot), key.pair.privateKey, key.algorithm, key.spki);
+  }
+
+  /**
+   * Signers for the keys `uris` name, signing in a pool of threads off the event loop (pool.ts),
+   * riding out an HSM that goes away for up to `options.waitMs`. Each key is looked up here
+   * first, so a wrong PIN or a missing key is refused before any thread starts. The pool is
+   * the caller's to close, before this Hsm.
+   */
+  async signingPool(uris: string[], options: SigningPoolOptions): Promise<{ pool: SigningPool; signers: Signer[] }> {
+    const keys = uris.map((uri) => {
+      const key = existingKey(this.conn, uri, "check the key URI in idmint.json; idmint never creates a CA key outside `idmint ca init`");
+      const name = key.uri.token ?? `serial ${key.uri.serial}`;
+      return {
+        token: key.uri.token,
+        serial: key.uri.serial,
+        object: key.uri.object,
+        id: key.uri.id,
+        pin: readPin(key.uri.pinSource, name, this.conn.env),
+        mechanism: signMechanism(key.algorithm).mechanism,
+        algorithm: key.algorithm,
+        spki: key.spki,
+        name: describeKey(key.uri),
+      };
+    });
+    const pool = await SigningPool.open(this.conn.mod.path, keys, options);
+    return { pool, signers: keys.map((_, i) => pool.signer(i)) };
   }
 
   createKey(uri: string, algorithm: KeyAlgorithm, options: CreateKeyOptions = {}): Signer {

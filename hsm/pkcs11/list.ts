@@ -2,7 +2,7 @@ import pkcs11js from "pkcs11js";
 import { pkcs11Step } from "../errors.js";
 import type { KeyAlgorithm } from "../signer.js";
 import { formatPkcs11Uri, parsePkcs11Uri } from "../uri.js";
-import { findObjects } from "./lookup.js";
+import { findObjects } from "./objects.js";
 import { readPublicKey } from "./public-key.js";
 import type { Connection, Handle } from "./session.js";
 

@@ -3,6 +3,7 @@ import { HsmError, pkcs11Failure } from "../errors.js";
 import type { KeyAlgorithm } from "../signer.js";
 import { describeKey, formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from "../uri.js";
 import { readPublicKey } from "./public-key.js";
+import { findObjects, keyTemplate } from "./objects.js";
 import type { Connection, Handle, TokenLogin } from "./session.js";
 
 export interface KeyPair {
@@ -17,24 +18,6 @@ export interface FoundKey {
   pair: KeyPair;
   algorithm: KeyAlgorithm;
   spki: Uint8Array<ArrayBuffer>;
-}
-
-/** The objects matching a template (at most `max`); the search is finished on every path. */
-export function findObjects(p11: pkcs11js.PKCS11, session: Handle, template: pkcs11js.Template, max = 16): Handle[] {
-  p11.C_FindObjectsInit(session, template);
-  try {
-    return p11.C_FindObjects(session, max);
-  } finally {
-    p11.C_FindObjectsFinal(session);
-  }
-}
-
-/** RFC 7512 §2.3: object= is CKA_LABEL and id= is CKA_ID. */
-export function keyTemplate(uri: Pkcs11Uri, cls: number): pkcs11js.Template {
-  const t: pkcs11js.Template = [{ type: pkcs11js.CKA_CLASS, value: cls }];
-  if (uri.object !== undefined) t.push({ type: pkcs11js.CKA_LABEL, value: uri.object });
-  if (uri.id !== undefined) t.push({ type: pkcs11js.CKA_ID, value: Buffer.from(uri.id) });
-  return t;
 }
 
 /** The private key a URI names and the public key with its CKA_ID; undefined when there is no such private key. */

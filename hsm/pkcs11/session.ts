@@ -12,10 +12,7 @@ export interface TokenLogin {
   session: Handle;
 }
 
-/**
- * Where a signer runs its operations. Today each signer holds one session of its own; a pool
- * of sessions per key can stand behind the same interface without the signer changing.
- */
+/** Where an in-process signer runs its operations: a session of its own (the line signs through pool.ts instead). */
 export interface SessionSource {
   run<T>(fn: (session: Handle) => T): T;
 }
@@ -30,7 +27,8 @@ export class Connection {
   private readonly logins = new Map<string, TokenLogin>();
   /** Tokens that refused their PIN, and how: never asked again by this connection. */
   private readonly refused = new Map<string, HsmError>();
-  private readonly env: NodeJS.ProcessEnv;
+  /** Where PIN sources that name a variable are read. */
+  readonly env: NodeJS.ProcessEnv;
 
   constructor(module: Pkcs11Module, env: NodeJS.ProcessEnv) {
     this.module = module;
