@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Database from "better-sqlite3";
-import { readdirSync } from "node:fs";
+import pkcs11js from "pkcs11js";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Home } from "../../core/index.js";
+import { findSoftHsmModule, parsePkcs11Uri } from "../../hsm/index.js";
 import { idmint, idmintBounded, lineHome, oneLineError, scratch, type BoundedRun } from "../helpers.js";
 import { P11KIT_CLIENT, P11KIT_MISSING, startP11KitServer, type P11KitServer } from "../fixtures/p11kit.js";
 
@@ -43,6 +45,24 @@ async function until(what: string, ok: () => boolean, run: Promise<BoundedRun>):
   while (!tried()) {
     if (ended) throw new Error(`the run ended before ${what}: ${JSON.stringify(await run)}`);
     await sleep(20);
+  }
+}
+
+/** Changes a SoftHSM token's user PIN behind idmint's back, as a security officer would. */
+function changePin(softhsmConf: string, token: string, from: string, to: string): void {
+  process.env.SOFTHSM2_CONF = softhsmConf;
+  const p11 = new pkcs11js.PKCS11();
+  p11.load(findSoftHsmModule());
+  p11.C_Initialize();
+  try {
+    const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === token)!;
+    const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    p11.C_Login(session, pkcs11js.CKU_USER, from);
+    p11.C_SetPIN(session, from, to);
+    p11.C_CloseSession(session);
+  } finally {
+    p11.C_Finalize();
+    p11.close();
   }
 }
 
@@ -115,5 +135,26 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the line rides out an HSM that go
     expect(issuedTwice(line.home)).toBe(0);
     const verify = idmint(["--home", line.home, "ledger", "verify"], { env: env() });
     expect(verify.code, verify.stderr).toBe(0);
+  }, 120_000);
+
+  it("a PIN changed while the HSM was away is tried once when it is back: exit 4 naming the PIN, not a wait until --hsm-wait", async () => {
+    const before = certified(line.home);
+    const run = station(["--sim", "200", "--slots", "8", "--hsm-wait", "100"]);
+    await until("10 more units were certified", () => certified(line.home) >= before + 10, run);
+    await server.stop();
+    const pinFile = parsePkcs11Uri(new Home(line.home).readConfig().keys.factoryCa).pinSource!.replace(/^file:/, "");
+    const pin = readFileSync(pinFile, "utf8").trim();
+    changePin(softhsmConf, "factory-ca", pin, "a-new-pin-1234");
+    try {
+      await start();
+      const r = await run;
+      expect(r.timedOut).toBe(false);
+      expect(r.code).toBe(4);
+      expect(oneLineError(r)).toMatch(/wrong PIN for token factory-ca .*tried once and will not retry/);
+      expect(hanging(line.home)).toBe(0);
+    } finally {
+      await server.stop();
+      changePin(softhsmConf, "factory-ca", "a-new-pin-1234", pin);
+    }
   }, 120_000);
 });
