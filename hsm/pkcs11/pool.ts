@@ -61,12 +61,14 @@ class Lane {
   private nextId = 1;
   private pending: { id: number; resolve(m: FromPoolWorker): void; reject(e: unknown): void; timer: NodeJS.Timeout } | undefined;
   readonly exited: Promise<void>;
+  /** The thread is gone (crashed) or given up on (a call timed out): it takes no more calls. */
+  ended = false;
 
   constructor(
     private readonly worker: Worker,
     private readonly timeoutMs: number,
   ) {
-    this.exited = new Promise((resolve) => worker.once("exit", () => resolve()));
+    this.exited = new Promise((resolve) => worker.once("exit", () => ((this.ended = true), resolve())));
     worker.on("message", (m: FromPoolWorker) => this.settle(m.id, (p) => p.resolve(m)));
     worker.on("error", (e) => this.settle(undefined, (p) => p.reject(e)));
     worker.on("exit", (code) => this.settle(undefined, (p) => p.reject(new Failed({ message: `a signing thread ended (exit code ${code})`, ckr: "CKR_DEVICE_ERROR" }))));
@@ -82,7 +84,8 @@ class Lane {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.settle(id, (p) => p.reject(new Failed({ message: `the HSM did not answer within ${this.timeoutMs / 1000} s`, ckr: "CKR_DEVICE_ERROR" })));
-        // Stuck in a PKCS#11 call: it ends once that returns; a fresh thread takes its place.
+        // Stuck in a PKCS#11 call: it ends once that returns; a fresh thread takes its place now.
+        this.ended = true;
         void this.worker.terminate();
       }, this.timeoutMs);
       this.pending = { id, resolve, reject, timer };
@@ -202,6 +205,8 @@ export class SigningPool {
 
   private dispatch(): void {
     if (this.state !== "up") return;
+    // A thread that crashed is dropped; grow() replaces it if signatures wait.
+    this.lanes = this.lanes.filter((l) => !l.ended);
     for (const lane of this.lanes) {
       if (this.queue.length === 0) return;
       if (lane.busy) continue;
@@ -264,7 +269,7 @@ export class SigningPool {
       while (this.growth || this.lanes.some((l) => l.busy)) await sleep(10);
       if (this.state !== "down") return;
       try {
-        await this.replaceEndedLanes();
+        this.replaceEndedLanes();
         await this.connectAll();
         break;
       } catch (e) {
@@ -289,9 +294,8 @@ export class SigningPool {
   }
 
   /** A thread that ended (stuck past its timeout, or crashed) is replaced before reconnecting. */
-  private async replaceEndedLanes(): Promise<void> {
-    const ended = await Promise.all(this.lanes.map((l) => Promise.race([l.exited.then(() => true), sleep(0).then(() => false)])));
-    this.lanes = this.lanes.map((lane, i) => (ended[i] ? this.newLane() : lane));
+  private replaceEndedLanes(): void {
+    this.lanes = this.lanes.map((lane) => (lane.ended ? this.newLane() : lane));
   }
 
   private fail(e: unknown): void {
