@@ -134,8 +134,10 @@ export class SigningPool {
   private downSince = 0;
   private readonly stats: HsmOutageStats;
   private recovering: Promise<void> | undefined;
-  /** A session being added (see grow). */
-  private growth: Promise<void> | undefined;
+  /** The latest thread's C_Initialize (see connect). */
+  private initializing: Promise<unknown> = Promise.resolve();
+  /** Sessions being added (see grow). */
+  private readonly growing = new Set<Promise<void>>();
   private module: Pkcs11Module | undefined;
   private readonly timeoutMs: number;
   /** Cuts a reconnect's backoff short when the pool closes. */
@@ -191,10 +193,26 @@ export class SigningPool {
     return new Lane(worker, this.timeoutMs);
   }
 
+  /** The first thread alone (a wrong PIN is met once), then the rest at once. */
   private async connectAll(): Promise<void> {
     const [first, ...rest] = this.lanes;
-    await this.expectDone(first!.call({ type: "connect" }));
-    for (const lane of rest) await this.expectDone(lane.call({ type: "connect" }));
+    await this.connect(first!);
+    await Promise.all(rest.map((lane) => this.connect(lane)));
+  }
+
+  /**
+   * One thread's module instance, session, login and key handles. Initialisations run one at
+   * a time across the pool (p11-kit's client crashed, SIGSEGV, on C_Initialize from several
+   * threads at once); the rest, a round trip each on a network HSM, run side by side.
+   */
+  private async connect(lane: Lane): Promise<void> {
+    const initialized = this.initializing.then(() => this.expectDone(lane.call({ type: "initialize" })));
+    this.initializing = initialized.then(
+      () => undefined,
+      () => undefined,
+    );
+    await initialized;
+    await this.expectDone(lane.call({ type: "open" }));
   }
 
   private async expectDone(answer: Promise<FromPoolWorker>): Promise<FromPoolWorker & { type: "done" }> {
@@ -229,18 +247,20 @@ export class SigningPool {
         },
       );
     }
-    if (this.queue.length > 0 && !this.growth && this.lanes.length < this.options.sessions) this.growth = this.grow().finally(() => (this.growth = undefined));
+    while (this.queue.length > this.growing.size && this.lanes.length + this.growing.size < this.options.sessions) {
+      const growth: Promise<void> = this.grow().finally(() => this.growing.delete(growth));
+      this.growing.add(growth);
+    }
   }
 
   /**
    * One more session while signatures wait and the pool is below its size: a short run starts
-   * one thread, not one per slot. Threads connect one at a time (p11-kit's client crashed on
-   * concurrent C_Initialize calls from several threads).
+   * one thread, not one per slot; a line of K slots soon has K.
    */
   private async grow(): Promise<void> {
     const lane = this.newLane();
     try {
-      await this.expectDone(lane.call({ type: "connect" }));
+      await this.connect(lane);
     } catch (e) {
       await lane.close();
       if (recoverable(e)) this.down(e as Failed);
@@ -266,7 +286,7 @@ export class SigningPool {
     let backoff = FIRST_BACKOFF_MS;
     for (;;) {
       // Calls still out on other threads end first (each answers or times out).
-      while (this.growth || this.lanes.some((l) => l.busy)) await sleep(10);
+      while (this.growing.size > 0 || this.lanes.some((l) => l.busy)) await sleep(10);
       if (this.state !== "down") return;
       try {
         this.replaceEndedLanes();
@@ -322,7 +342,7 @@ export class SigningPool {
     this.state = "closed";
     this.closing.abort();
     await this.recovering;
-    await this.growth;
+    await Promise.all(this.growing);
     await Promise.all(this.lanes.map((l) => l.close()));
     this.module?.release();
     this.module = undefined;
