@@ -1,7 +1,7 @@
 export type { KeyManager, CreateKeyOptions } from "./key-manager.js";
 export type { KeyAgreement } from "./key-agreement.js";
 export type { Decrypter, RsaPadding } from "./decrypter.js";
-export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer } from "./signer.js";
+export { KEY_ALGORITHMS, hashFor, type KeyAlgorithm, type Signer, type SignOptions } from "./signer.js";
 export { Hsm, type HsmOptions } from "./pkcs11/hsm.js";
 export { withHsm } from "./with-hsm.js";
 export { checkHsm, CHECK_ROLES, type CheckRole, type CheckReport, type RoleCheck } from "./check.js";

@@ -13,7 +13,15 @@ export interface Signer {
   readonly hash: "SHA-256" | "SHA-384";
   /** DER SubjectPublicKeyInfo of the key pair. */
   readonly publicKeySpki: Uint8Array<ArrayBuffer>;
-  sign(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
+  sign(data: Uint8Array, options?: SignOptions): Promise<Uint8Array<ArrayBuffer>>;
+}
+
+export interface SignOptions {
+  /**
+   * Told once if the signature had to be asked for again because the HSM went away while
+   * it was under way: the HSM may have made the first one too, and the audit says so.
+   */
+  onRetry?(): void;
 }
 
 export function hashFor(algorithm: KeyAlgorithm): "SHA-256" | "SHA-384" {

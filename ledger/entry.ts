@@ -10,6 +10,7 @@ export type LedgerEvent =
   | { type: "serial.reserved"; serial: string; allocationId?: string }
   | { type: "serial.released"; serial: string; reason: string }
   | { type: "signing.intent"; serial: string; keyFingerprint: string; certificateSerial: string }
+  | { type: "signing.retried"; serial: string; certificateSerial: string }
   | { type: "certificate.issued"; serial: string; certificateSerial: string; certificateFingerprint: string }
   | { type: "unit.delivered"; serial: string; certificateFingerprint: string }
   | { type: "serial.scrapped"; serial: string; reason: string }
@@ -25,6 +26,7 @@ export const EVENT_TYPES: readonly LedgerEventType[] = [
   "serial.reserved",
   "serial.released",
   "signing.intent",
+  "signing.retried",
   "certificate.issued",
   "unit.delivered",
   "serial.scrapped",

@@ -34,6 +34,8 @@ export interface IdevidRequest {
   certificateSerial?: string;
   /** Defaults to the issuer's clock; milliseconds are dropped, as `issueIdevid` drops them. */
   notBefore?: Date;
+  /** Told if the HSM's signature had to be asked for again (see SignOptions). */
+  onSignRetry?(): void;
 }
 
 /** One issued IDevID; `certificate` is parsed only when first asked for. */
@@ -209,7 +211,7 @@ export class IdevidIssuer {
 
     const template = this.find(unit) ?? (await this.templateFor(unit));
     const tbs = template.fill(unit);
-    const der = template.certificate(tbs, this.signer, await this.signer.sign(tbs));
+    const der = template.certificate(tbs, this.signer, await this.signer.sign(tbs, { onRetry: r.onSignRetry }));
     return new IssuedIdevid(der, certificateSerial);
   }
 

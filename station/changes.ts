@@ -17,7 +17,7 @@ export type UnitChange =
    */
   | { op: "intent"; serial: string; keyFingerprint: string; certificateSerial: string; outsideAllocation?: string }
   /** The certificate stored, the serial provisioned (unless outside every allocation), the ledger's issued entry: one transaction. */
-  | { op: "issued"; serial: string; certificateSerial: string; pem: string; fingerprint: string; outsideAllocation?: boolean }
+  | { op: "issued"; serial: string; certificateSerial: string; pem: string; fingerprint: string; outsideAllocation?: boolean; signatureRetried?: boolean }
   /**
    * The unit acknowledged its certificate: ledger entry, and the certificate queued for the
    * directory (not a lab unit's: the directory publishes allocated serials only).
@@ -56,6 +56,8 @@ export function applyChange(s: ChangeStores, c: UnitChange): void {
     case "issued":
       s.units.issued(c.serial, c.pem, c.fingerprint);
       if (!c.outsideAllocation) s.serials.markProvisioned(c.serial, s.owner, c.fingerprint);
+      // The HSM may hold a second signature for this intent (asked again after an outage); only this certificate exists.
+      if (c.signatureRetried) s.ledger.append({ type: "signing.retried", serial: c.serial, certificateSerial: c.certificateSerial });
       s.ledger.append({ type: "certificate.issued", serial: c.serial, certificateSerial: c.certificateSerial, certificateFingerprint: c.fingerprint });
       return;
     case "delivered":

@@ -17,6 +17,8 @@ export interface IssueRequest {
   publicKeySpki: Uint8Array<ArrayBuffer>;
   serial: string;
   certificateSerial: string;
+  /** Told if the HSM's signature had to be asked for again after an outage (the ledger records it). */
+  onSignRetry(): void;
 }
 
 /** The steps of the issue path, each durable when it is reported. */
@@ -44,9 +46,10 @@ export async function issueCertificate<C extends { pem: string; fingerprint: str
   const certificateSerial = newCertificateSerial(p.random);
   await p.commits.commit({ op: "intent", serial, keyFingerprint: p.csr.keyFingerprint, certificateSerial, outsideAllocation });
   p.step?.("intent");
-  const cert = await p.issuer.issue({ publicKeySpki: p.csr.publicKeySpki, serial, certificateSerial });
+  let signatureRetried = false;
+  const cert = await p.issuer.issue({ publicKeySpki: p.csr.publicKeySpki, serial, certificateSerial, onSignRetry: () => (signatureRetried = true) });
   p.step?.("signed");
-  await p.commits.commit({ op: "issued", serial, certificateSerial, pem: cert.pem + "\n", fingerprint: cert.fingerprint, outsideAllocation: outsideAllocation !== undefined });
+  await p.commits.commit({ op: "issued", serial, certificateSerial, pem: cert.pem + "\n", fingerprint: cert.fingerprint, outsideAllocation: outsideAllocation !== undefined, signatureRetried });
   p.step?.("issued");
   return cert;
 }
@@ -99,7 +102,8 @@ export async function issueFromCsr(p: {
     random: p.random,
     outsideAllocation: reason,
     issuer: {
-      issue: async (r) => {
+      // `ca issue` signs in-process, never through the pool: nothing is asked for twice.
+      issue: async ({ onSignRetry: _neverCalled, ...r }) => {
         const certificate = await issueIdevid({
           issuer,
           ...r,

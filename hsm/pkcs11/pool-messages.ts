@@ -15,7 +15,7 @@ export interface PoolWorkerData {
 }
 
 /** What a pool thread is asked to do, one at a time. */
-export type PoolCall = { type: "initialize" } | { type: "open" } | { type: "sign"; key: number; data: Uint8Array; outBytes: number };
+export type PoolCall = { type: "connect" } | { type: "sign"; key: number; data: Uint8Array; outBytes: number };
 export type ToPoolWorker = (PoolCall & { id: number }) | { type: "close" };
 
 /** A PKCS#11 failure as it crosses from a worker: the CKR name (if any) and one line. */

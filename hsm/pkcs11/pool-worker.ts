@@ -78,8 +78,8 @@ function sessionFor(k: PoolKey): Buffer {
   return session;
 }
 
-/** Drops whatever was open and initialises the module instance anew (the pool never runs two at once). */
-function initialize(): void {
+/** (Re)opens everything: the module instance, a logged-in session per token, every key's handle looked up anew. */
+function connect(): void {
   disconnect();
   try {
     p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
@@ -87,10 +87,6 @@ function initialize(): void {
   } catch (e) {
     if (ckr(e)?.name !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw e;
   }
-}
-
-/** A logged-in session per token and every key's handle, looked up anew. */
-function open(): void {
   keyHandles = keys.map((k) => {
     const found = findObjects(p11, sessionFor(k), keyTemplate({ object: k.object, id: k.id }, pkcs11js.CKO_PRIVATE_KEY), 2);
     if (found.length !== 1) throw new Refusal("KEY_NOT_FOUND", `the key ${k.object ?? "(by id)"} in token ${nameOf(k)} is no longer there`);
@@ -120,8 +116,8 @@ port.on("message", (m: ToPoolWorker) => {
   }
   let reply: FromPoolWorker;
   try {
-    if (m.type === "initialize" || m.type === "open") {
-      (m.type === "initialize" ? initialize : open)();
+    if (m.type === "connect") {
+      connect();
       reply = { type: "done", id: m.id };
     } else {
       const signature = sign(m.key, m.data, m.outBytes);

@@ -40,12 +40,14 @@ export interface PooledKey extends PoolKey {
 const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
+const GROW_RETRY_MS = 1_000;
 
 interface Job {
   key: number;
   data: Buffer;
   outBytes: number;
   retried: boolean;
+  onRetry?(): void;
   resolve(signature: Uint8Array<ArrayBuffer>): void;
   reject(e: unknown): void;
 }
@@ -111,6 +113,11 @@ class Lane {
   }
 }
 
+/** What no reconnect mends: a PIN refused (tried once, never again), a key gone, or not a PKCS#11 failure at all. */
+function final(e: unknown): boolean {
+  return !(e instanceof Failed) || ["PIN_INCORRECT", "PIN_LOCKED", "KEY_NOT_FOUND"].includes(e.failure.code ?? "");
+}
+
 function recoverable(e: unknown): boolean {
   if (!(e instanceof Failed)) return false;
   return (e.failure.ckr !== undefined && RECOVERABLE.has(e.failure.ckr)) || (e.failure.code !== undefined && RECOVERABLE_CODES.has(e.failure.code));
@@ -134,8 +141,10 @@ export class SigningPool {
   private downSince = 0;
   private readonly stats: HsmOutageStats;
   private recovering: Promise<void> | undefined;
-  /** The latest thread's C_Initialize (see connect). */
-  private initializing: Promise<unknown> = Promise.resolve();
+  /** The latest thread's connect (see connect). */
+  private connecting: Promise<unknown> = Promise.resolve();
+  /** After a thread failed to join, the pool waits this long before growing again. */
+  private growAfter = 0;
   /** Sessions being added (see grow). */
   private readonly growing = new Set<Promise<void>>();
   private module: Pkcs11Module | undefined;
@@ -173,10 +182,10 @@ export class SigningPool {
       algorithm: k.algorithm,
       hash: hashFor(k.algorithm),
       publicKeySpki: k.spki,
-      sign: (data) =>
+      sign: (data, options) =>
         new Promise((resolve, reject) => {
           if (this.state === "failed" || this.state === "closed") return reject(this.fatal ?? new HsmError("CLOSED", "the HSM signing pool is already closed"));
-          this.queue.push({ key, data: input(data), outBytes, retried: false, resolve, reject });
+          this.queue.push({ key, data: input(data), outBytes, retried: false, onRetry: options?.onRetry, resolve, reject });
           this.dispatch();
         }),
     };
@@ -193,26 +202,38 @@ export class SigningPool {
     return new Lane(worker, this.timeoutMs);
   }
 
-  /** The first thread alone (a wrong PIN is met once), then the rest at once. */
+  /**
+   * The first thread (a wrong PIN is met once, and decides), then the others; one of those
+   * that fails for any reason but a final one is dropped, and the pool grows again later.
+   */
   private async connectAll(): Promise<void> {
     const [first, ...rest] = this.lanes;
     await this.connect(first!);
-    await Promise.all(rest.map((lane) => this.connect(lane)));
+    const dropped = new Set<Lane>();
+    await Promise.all(
+      rest.map((lane) =>
+        this.connect(lane).catch(async (e: unknown) => {
+          if (final(e)) throw e;
+          dropped.add(lane);
+          await lane.close();
+        }),
+      ),
+    );
+    this.lanes = this.lanes.filter((l) => !dropped.has(l));
   }
 
   /**
-   * One thread's module instance, session, login and key handles. Initialisations run one at
-   * a time across the pool (p11-kit's client crashed, SIGSEGV, on C_Initialize from several
-   * threads at once); the rest, a round trip each on a network HSM, run side by side.
+   * One thread's module instance, session, login and key handles, one thread at a time:
+   * p11-kit's client crashed (SIGSEGV) on C_Initialize from several threads at once, and
+   * answered CKR_GENERAL_ERROR when one thread initialised while others logged in.
    */
   private async connect(lane: Lane): Promise<void> {
-    const initialized = this.initializing.then(() => this.expectDone(lane.call({ type: "initialize" })));
-    this.initializing = initialized.then(
+    const connected = this.connecting.then(() => this.expectDone(lane.call({ type: "connect" })));
+    this.connecting = connected.then(
       () => undefined,
       () => undefined,
     );
-    await initialized;
-    await this.expectDone(lane.call({ type: "open" }));
+    await connected;
   }
 
   private async expectDone(answer: Promise<FromPoolWorker>): Promise<FromPoolWorker & { type: "done" }> {
@@ -236,7 +257,10 @@ export class SigningPool {
         },
         (e) => {
           if (recoverable(e) && this.state !== "closed") {
-            if (!job.retried) this.stats.signaturesRetried++;
+            if (!job.retried) {
+              this.stats.signaturesRetried++;
+              job.onRetry?.();
+            }
             job.retried = true;
             this.queue.unshift(job);
             this.down(e as Failed);
@@ -247,7 +271,7 @@ export class SigningPool {
         },
       );
     }
-    while (this.queue.length > this.growing.size && this.lanes.length + this.growing.size < this.options.sessions) {
+    while (this.queue.length > this.growing.size && this.lanes.length + this.growing.size < this.options.sessions && performance.now() >= this.growAfter) {
       const growth: Promise<void> = this.grow().finally(() => this.growing.delete(growth));
       this.growing.add(growth);
     }
@@ -263,8 +287,11 @@ export class SigningPool {
       await this.connect(lane);
     } catch (e) {
       await lane.close();
-      if (recoverable(e)) this.down(e as Failed);
-      else this.fail(e instanceof Failed ? this.errorOf(e, "opening one more HSM session") : e);
+      if (final(e)) return this.fail(e instanceof Failed ? this.errorOf(e, "opening one more HSM session") : e);
+      if (recoverable(e) || this.lanes.length === 0) return this.down(e as Failed);
+      // The pool signs on with the sessions it has and tries again in a while.
+      this.growAfter = performance.now() + GROW_RETRY_MS;
+      setTimeout(() => this.dispatch(), GROW_RETRY_MS);
       return;
     }
     if (this.state !== "up") return lane.close();
@@ -293,7 +320,7 @@ export class SigningPool {
         await this.connectAll();
         break;
       } catch (e) {
-        if (!recoverable(e)) return this.fail(e instanceof Failed ? this.errorOf(e, "reconnecting to the HSM") : e);
+        if (final(e)) return this.fail(e instanceof Failed ? this.errorOf(e, "reconnecting to the HSM") : e);
         last = e as Failed;
       }
       const left = this.options.waitMs - (performance.now() - this.downSince);

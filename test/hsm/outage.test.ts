@@ -108,6 +108,9 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the line rides out an HSM that go
     expect(certified(line.home)).toBe(1000);
     expect(issuedTwice(line.home)).toBe(0);
     expect(hanging(line.home)).toBe(0);
+    // The signatures under way when the HSM went away were asked for again, and the ledger says so.
+    expect(summary.hsm.signaturesRetried).toBeGreaterThanOrEqual(1);
+    expect(count(line.home, "SELECT COUNT(*) FROM ledger_entries WHERE type = 'signing.retried'")).toBe(summary.hsm.signaturesRetried);
     const verify = idmint(["--home", line.home, "ledger", "verify"], { env: env() });
     expect(verify.code, verify.stderr).toBe(0);
   }, 120_000);
