@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pkcs11js from "pkcs11js";
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Home, type IdmintConfig } from "../../core/index.js";
 import { Hsm, Pkcs11Module, parsePkcs11Uri, readPin, type CheckReport } from "../../hsm/index.js";
@@ -129,6 +129,16 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the HSM link: delay and faults be
     }
     const r = check("--role", "factory-ca");
     expect(r.code, r.stderr).toBe(0);
+  });
+
+  it("close() ends the link's process and removes its socket; a second close() is a no-op", async () => {
+    const other = await startHsmLink(server!.socket, { dir: s.dir });
+    expect(existsSync(other.socket)).toBe(true);
+    await other.close();
+    expect(() => process.kill(other.pid, 0)).toThrow(/ESRCH/);
+    expect(existsSync(other.socket)).toBe(false);
+    await other.close();
+    await expect(other.stats()).rejects.toThrow(/closed/);
   });
 
   it("signatures from several threads of one process overlap on the link: more than one request held at once on one connection, every signature valid", async () => {
