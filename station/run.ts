@@ -11,6 +11,7 @@ import { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
 import { stationIdentity, withStation, type StationStores } from "./home.js";
 import { runLine, type LineSummary } from "./line.js";
+import { LiveLine, liveStatePath } from "./live.js";
 import { acquireRunLock } from "./lock.js";
 import type { LineContext, UnitOutcome } from "./pipeline.js";
 import type { StopRules } from "./stop.js";
@@ -119,18 +120,25 @@ async function startSimulator(o: StationRunOptions, sim: Extract<UnitSource, { s
 export async function runStation(o: StationRunOptions): Promise<StationRunResult> {
   const { home, config } = o;
   const release = acquireRunLock(join(home.root, "station.lock"));
+  // Under the lock: only the running line publishes the live state (the dashboard's).
+  const live = new LiveLine({ path: liveStatePath(home), station: config.station.id, slots: o.slots, directory: o.directory?.url });
+  let failure: unknown;
   try {
     const run = await withStation(home, o.clock, (stores) =>
-      withHsm({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: o.env }, (hsm) => runWithStores(o, stores, hsm)),
+      withHsm({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: o.env }, (hsm) => runWithStores(o, stores, hsm, live)),
     );
     const counts = await withStation(home, o.clock, ({ db, serials }) => ({ allocations: serials.status(), pendingUploads: new UnitStore(db, o.clock).pendingUploads() }));
     return { ...run, ...counts };
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
+    live.close(failure);
     release();
   }
 }
 
-async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm): Promise<Pick<StationRunResult, "summary" | "uploads">> {
+async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm, live: LiveLine): Promise<Pick<StationRunResult, "summary" | "uploads">> {
   const { home, config } = o;
   // The keys first: a wrong PIN or a missing token is refused before anything else starts.
   const caSigner = hsm.signer(config.keys.factoryCa);
@@ -141,7 +149,7 @@ async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: H
   // The caller holds the station's run lock: a temporary here is a killed run's half-published copy.
   removeLeftoverTemporaries(home.certsDir);
   const units = new UnitStore(stores.db, o.clock);
-  const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH });
+  const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH, onEvent: (e) => live.upload(e) });
 
   let sim: SimulatorProcess | undefined;
   let fixture: UnitFixture | undefined;
@@ -158,11 +166,16 @@ async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: H
     commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir: home.certsDir });
     const ctx: LineContext = { commits, units, ca: { issuer, chainPems: [caPem] }, keyAlgorithm: o.keyAlgorithm, random: systemRandom, reached: o.reached };
     o.onStart?.({ total: sim?.count, simulatorPid: sim?.pid });
+    live.started(sim?.count);
     // The directory is fed in the background; it being down never stops the line.
     const background = stationSigner ? uploader(stationSigner) : undefined;
     const uploading = background?.runInBackground(UPLOAD_INTERVAL_MS, () => undefined);
     try {
-      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit: o.onUnit, stop: o.stop });
+      const onUnit = (u: UnitOutcome) => {
+        live.unit(u);
+        o.onUnit?.(u);
+      };
+      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit, stop: o.stop, watch: live });
     } finally {
       background?.stop();
       await uploading;
