@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeCopy, type Home } from "../core/index.js";
+import { processAlive } from "./lock.js";
 import type { LineContext, Step, UnitOutcome } from "./pipeline.js";
 import type { UploadEvent } from "./uploader.js";
 
@@ -98,13 +99,23 @@ export interface SlotWatch {
   seated(slot: number): void;
 }
 
-/** Reads the live state a station published, or undefined if none ever ran here (or it is unreadable mid-replace). */
+/**
+ * Reads the live state a station published, or undefined if none ever ran here. A state
+ * that says "running" whose process is gone was left by a killed run: it is returned as
+ * stopped, with why.
+ */
 export function readLiveState(path: string): LiveState | undefined {
+  let state: LiveState;
   try {
-    return JSON.parse(readFileSync(path, "utf8")) as LiveState;
+    state = JSON.parse(readFileSync(path, "utf8")) as LiveState;
   } catch {
     return undefined;
   }
+  if (state.running && !processAlive(state.pid)) {
+    state.running = false;
+    state.endError = `the line (pid ${state.pid}) stopped without closing at ${state.updatedAt}: it was killed or crashed; run it again to resume`;
+  }
+  return state;
 }
 
 /** The live state of one `station run`: fed by the line's hooks, published by a timer. */
