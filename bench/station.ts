@@ -33,7 +33,7 @@ interface Setup {
   figures: Figure[];
 }
 
-async function setUp(ctx: BenchContext, serialCount: number): Promise<Setup> {
+export async function setUp(ctx: BenchContext, serialCount: number): Promise<Setup> {
   const home = new Home(join(ctx.dir, "home"));
   const t0 = performance.now();
   initEmbeddedHsm(home);

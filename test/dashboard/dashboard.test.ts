@@ -6,9 +6,14 @@ import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { CHROMIUM, NO_CHROMIUM, openBrowser } from "../fixtures/browser.js";
-import { BIN, REPO, idmintBounded, lineHome, scratch, type Run } from "../helpers.js";
+import { BIN, REPO, idmint, idmintBounded, lineHome, oneLineError, scratch, type Run } from "../helpers.js";
 
 const s = scratch("dashboard");
+// The page changes once a second: a poll gives it several.
+const POLL = { timeout: 15_000 };
+afterAll(() => {
+  if (!process.env.IDMINT_TEST_OUTPUT) s.cleanup();
+});
 // Screenshots of the page: under the scratch dir (printed), or kept in IDMINT_TEST_OUTPUT.
 const out = process.env.IDMINT_TEST_OUTPUT ?? join(s.dir, "screenshots");
 if (!CHROMIUM) console.warn(NO_CHROMIUM);
@@ -56,15 +61,18 @@ function openModes(pid: number, suffix: string): number[] {
     .map((fd) => parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))![1]!, 8) & 3);
 }
 
+let line: { home: string; cli: (...args: string[]) => Run };
+beforeAll(() => {
+  line = lineHome(s.dir, "line", 400);
+});
+
 describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
-  let line: { home: string; cli: (...args: string[]) => Run };
   let dashboard: { url: string; child: ChildProcess };
   let browser: BrowserContext;
   let page: Page;
 
   beforeAll(async () => {
     mkdirSync(out, { recursive: true });
-    line = lineHome(s.dir, "line", 400);
     [dashboard, browser] = await Promise.all([serveDashboard(line.home), openBrowser(s.dir)]);
     page = await browser.newPage();
     await page.goto(dashboard.url);
@@ -73,11 +81,10 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
     await browser?.close();
     dashboard?.child.kill("SIGTERM");
     console.log(`dashboard screenshots: ${out}`);
-    if (!process.env.IDMINT_TEST_OUTPUT) s.cleanup();
   });
 
   it("302 units, two faulty and one slow, while the page is open: 300 provisioned without a reload, both failures with reasons, the slow unit's slot with its step and time, serials left as serials status says", async () => {
-    await expect.poll(() => text(page, "#line-state")).toBe("no run yet");
+    await expect.poll(() => text(page, "#line-state"), POLL).toBe("no run yet");
     let navigations = 0;
     page.on("framenavigated", () => navigations++);
     const faults = ["SN000040=bad-csr-signature", "SN000041=wrong-serial", "SN000150=slow"];
@@ -94,7 +101,7 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ units: 302, provisioned: 300, failed: 2 });
-    await expect.poll(() => text(page, "#line-state")).toBe("stopped");
+    await expect.poll(() => text(page, "#line-state"), POLL).toBe("stopped");
 
     const reasons = await page.locator("#failures-by-reason tr").allInnerTexts();
     expect(reasons.map((t) => t.split("\t")[0]).sort()).toEqual(["CSR_SERIAL_MISMATCH", "CSR_SIGNATURE"]);
@@ -106,8 +113,8 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
     const st = line.cli("serials", "status", "--json");
     const left = (JSON.parse(st.stdout) as { allocations: Array<{ available: number }> }).allocations[0]!.available;
     expect(left).toBe(100);
-    await expect.poll(() => text(page, "#left")).toBe(String(left));
-    await expect.poll(() => text(page, "#allocations tbody tr td:nth-child(5)")).toBe(String(left));
+    await expect.poll(() => text(page, "#left"), POLL).toBe(String(left));
+    await expect.poll(() => text(page, "#allocations tbody tr td:nth-child(5)"), POLL).toBe(String(left));
     await page.screenshot({ path: join(out, "line-end.png"), fullPage: true });
     expect(navigations).toBe(0);
   });
@@ -154,5 +161,38 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
     expect(run.stdout).toMatch(/^30 units in .*: 30 provisioned, 0 failed$/m);
     expect(run.stderr).toContain(`the dashboard process (pid ${killed}) ended (signal SIGKILL); the line goes on without it`);
     expect(run.leftovers).toEqual([]);
+  });
+});
+
+describe("the dashboard's process and API, without a browser", () => {
+  it("a port in use: station dashboard and station run --dashboard both end at once with one line (exit 7); the run provisions nothing", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      const before = line.cli("serials", "status", "--json").stdout;
+      const dash = idmint(["--home", line.home, "station", "dashboard", "--port", port]);
+      expect(dash.code).toBe(7);
+      expect(oneLineError(dash)).toBe(`idmint: cannot listen on 127.0.0.1:${port}: the address is in use; choose another --listen or --port`);
+      const run = idmint(["--home", line.home, "station", "run", "--sim", "5", "--dashboard", port]);
+      expect(run.code).toBe(7);
+      expect(oneLineError(run)).toContain(`cannot listen on 127.0.0.1:${port}`);
+      expect(line.cli("serials", "status", "--json").stdout).toBe(before);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it("a line killed mid-run: /api/status says it stopped without closing, and how to resume", async () => {
+    const killed = idmint(["--home", line.home, "station", "run", "--sim", "10", "--slots", "2"], { env: { IDMINT_TEST_CRASH_AT: "signed:3" } });
+    expect(killed.code).toBe(-1);
+    const dashboard = await serveDashboard(line.home);
+    try {
+      const st = (await (await fetch(`${dashboard.url}/api/status`)).json()) as { line: string; lineError: string };
+      expect(st.line).toBe("stopped");
+      expect(st.lineError).toMatch(/^the line \(pid \d+\) stopped without closing at .*: it was killed or crashed; run it again to resume$/);
+    } finally {
+      dashboard.child.kill("SIGTERM");
+    }
   });
 });
