@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { rename, writeFile } from "node:fs/promises";
+import { dirname, basename, join } from "node:path";
 import { writeCopy, type Home } from "../core/index.js";
 import { processAlive } from "./lock.js";
 import type { LineContext, Step, UnitOutcome } from "./pipeline.js";
@@ -8,9 +9,9 @@ import type { UploadEvent } from "./uploader.js";
 /*
  * The line's live state for the dashboard (another process): where each slot stands, this
  * run's counts, rate, failures, the HSM's and the uploads' state. It is kept in memory and
- * written to HOME/station-live.json every PUBLISH_MS, replaced whole (writeCopy: a rename,
- * no fsync), never per unit: losing it in an OS crash costs nothing the store does not hold,
- * and neither the store's single writer nor its lock is touched for it.
+ * written to HOME/station-live.json every PUBLISH_MS, replaced whole (a rename, no fsync, off
+ * the event loop), never per unit: losing it in an OS crash costs nothing the store does not
+ * hold, and neither the store's single writer nor its lock is touched for it.
  */
 
 export const PUBLISH_MS = 500;
@@ -125,6 +126,9 @@ export class LiveLine implements SlotWatch {
   private readonly signTimes: number[] = [];
   private recentCounts: number[] = new Array(RECENT_SECONDS).fill(0);
   private timer: NodeJS.Timeout | undefined;
+  /** The write under way: a tick meanwhile skips its own, the next one writes a newer state. */
+  private writing: Promise<void> | undefined;
+  private hourStart = 0;
 
   constructor(p: { path: string; station: string; slots: number; directory?: string }) {
     this.path = p.path;
@@ -241,10 +245,12 @@ export class LiveLine implements SlotWatch {
     const second = Math.floor(at.getTime() / 1000);
     this.roll(second);
     this.recentCounts[RECENT_SECONDS - 1]!++;
-    const hour = new Date(Math.floor(at.getTime() / 3_600_000) * 3_600_000).toISOString();
-    const last = this.state.hourly.at(-1);
-    if (last?.[0] === hour) last[1]++;
-    else this.state.hourly.push([hour, 1]);
+    const hour = Math.floor(at.getTime() / 3_600_000) * 3_600_000;
+    if (hour !== this.hourStart) {
+      this.hourStart = hour;
+      this.state.hourly.push([new Date(hour).toISOString(), 0]);
+    }
+    this.state.hourly.at(-1)![1]++;
   }
 
   /** Moves the per-second window so that its last entry is `second`. */
@@ -255,7 +261,8 @@ export class LiveLine implements SlotWatch {
     this.state.recentEnd = second;
   }
 
-  private publish(): void {
+  /** The state as it is now, as JSON. */
+  private render(): string {
     const s = this.state;
     this.roll(Math.floor(Date.now() / 1000));
     s.updatedAt = new Date().toISOString();
@@ -264,23 +271,36 @@ export class LiveLine implements SlotWatch {
     // Only the seconds this run has seen: a dashboard started later must not draw a flat past.
     const ran = Math.min(RECENT_SECONDS, s.recentEnd - Math.floor(Date.parse(s.startedAt) / 1000) + 1);
     s.recent = this.recentCounts.slice(RECENT_SECONDS - ran);
-    try {
-      writeCopy(this.path, JSON.stringify(s));
-    } catch {
-      // The dashboard's view is best effort: a full disk fails the line's own writes, not this one.
-    }
+    return JSON.stringify(s);
+  }
+
+  private publish(): void {
+    if (this.writing) return;
+    const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.tmp`);
+    const json = this.render();
+    // The dashboard's view is best effort: a full disk fails the line's own writes, not this one.
+    this.writing = writeFile(tmp, json)
+      .then(() => rename(tmp, this.path))
+      .catch(() => undefined)
+      .finally(() => (this.writing = undefined));
   }
 
   /** The run ended (on every path): the last state is published and kept for a dashboard started later. */
-  close(error?: unknown): void {
+  async close(error?: unknown): Promise<void> {
     if (!this.timer) return;
     clearInterval(this.timer);
     this.timer = undefined;
+    // A write under way must not land after the last state.
+    await this.writing;
     const s = this.state;
     s.running = false;
     s.endedAt = new Date().toISOString();
     if (error !== undefined) s.endError = error instanceof Error ? error.message : String(error);
     for (const slot of s.slots) Object.assign(slot, { activity: "waiting-for-unit", serial: undefined, since: s.endedAt });
-    this.publish();
+    try {
+      writeCopy(this.path, this.render());
+    } catch {
+      // As in publish: the line's own outcome is what the run reports.
+    }
   }
 }

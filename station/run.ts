@@ -133,7 +133,7 @@ export async function runStation(o: StationRunOptions): Promise<StationRunResult
     failure = e;
     throw e;
   } finally {
-    live.close(failure);
+    await live.close(failure);
     release();
   }
 }
