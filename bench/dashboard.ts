@@ -5,6 +5,7 @@
  * headless Chromium pages on the same machine (which also pay for rendering, on the line's
  * two cores). Each run warms up first; the figures are the medians of each kind's runs.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { startDashboardProcess, type DashboardProcess } from "../dashboard/index.js";
 import { CHROMIUM, NO_CHROMIUM, openBrowser } from "../test/fixtures/browser.js";
 import { median, processCpuMs } from "./measure.js";
@@ -21,6 +22,34 @@ async function eventClients(url: string): Promise<() => void> {
   const responses = await Promise.all(Array.from({ length: VIEWERS }, () => fetch(`${url}/api/events`, { signal: abort.signal })));
   for (const r of responses) void r.body!.pipeTo(new WritableStream()).catch(() => undefined);
   return () => abort.abort();
+}
+
+/** CPU (ms) used so far by this process's descendants whose command starts with `name` (e.g. every Chromium process). */
+function descendantsCpuMs(name: string): number {
+  const parent = new Map<number, { ppid: number; comm: string }>();
+  for (const entry of readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      parent.set(Number(entry), { ppid: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]), comm });
+    } catch {
+      // Ended since the listing.
+    }
+  }
+  const isMine = (pid: number): boolean => {
+    for (let p = parent.get(pid)?.ppid; p !== undefined && p > 1; p = parent.get(p)?.ppid) if (p === process.pid) return true;
+    return false;
+  };
+  let ms = 0;
+  for (const [pid, { comm }] of parent) {
+    if (!comm.startsWith(name) || !isMine(pid)) continue;
+    try {
+      ms += processCpuMs(pid);
+    } catch {
+      // Ended since the listing: its time is lost to both ends of the measure.
+    }
+  }
+  return ms;
 }
 
 async function watched(ctx: BenchContext, kind: Kind, url: string): Promise<() => Promise<void>> {
@@ -48,6 +77,8 @@ export const dashboardBenchmark: Benchmark = {
     const stationCpu: Record<Kind, number[]> = { bare: [], sse: [], browsers: [] };
     // The dashboard process's CPU per second of a watched run: its own share of the two cores.
     const dashboardCpu: number[] = [];
+    // The 5 Chromium pages' CPU per second: what they take from the line's two cores.
+    const browsersCpu: number[] = [];
     const dashboard: DashboardProcess = await startDashboardProcess({ home: home.root, port: 0, host: "127.0.0.1" });
     try {
       for (let round = 0; round < rounds; round++) {
@@ -56,8 +87,10 @@ export const dashboardBenchmark: Benchmark = {
           const stop = kind === "bare" ? async () => undefined : await watched(ctx, kind, dashboard.url);
           try {
             const cpu = processCpuMs(dashboard.pid);
+            const chromium = descendantsCpuMs("chrom");
             const r = await runSimLine(home, config, warmup + units, 8, {}, warmup);
             if (kind !== "bare") dashboardCpu.push((processCpuMs(dashboard.pid) - cpu) / r.seconds);
+            if (kind === "browsers") browsersCpu.push((descendantsCpuMs("chrom") - chromium) / r.seconds);
             rates[kind].push(r.measured.perS);
             stationCpu[kind].push(r.measured.stationCpuMsPerUnit);
             ctx.log(`round ${round + 1}, ${kind}: ${r.measured.perS.toFixed(1)} units/s`);
@@ -84,6 +117,7 @@ export const dashboardBenchmark: Benchmark = {
         { key: `${kind}.cost_pct`, label: `the line's loss with ${what}`, value: (100 * (bare - rate)) / bare, unit: "%", digits: 1, target: { op: "<=", value: 5 } },
       );
     }
+    if (browsersCpu.length) figures.push({ key: "browsers.cpu_ms_per_s", label: `${VIEWERS} Chromium pages' CPU while watching (median)`, value: median(browsersCpu), unit: "ms/s", digits: 1 });
     return figures;
   },
 };

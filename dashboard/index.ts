@@ -1,4 +1,4 @@
-export { startDashboard, PUSH_MS, type DashboardOptions, type DashboardServer } from "./server.js";
+export { startDashboard, type DashboardOptions, type DashboardServer } from "./server.js";
 export { startDashboardProcess, type DashboardProcess } from "./process.js";
-export { StatusSource, type DashboardStatus } from "./status.js";
+export type { DashboardStatus } from "./status.js";
 export { DashboardError, type DashboardErrorCode } from "./errors.js";

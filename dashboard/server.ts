@@ -9,7 +9,7 @@ import { DashboardError } from "./errors.js";
 import { StatusSource, type DashboardStatus } from "./status.js";
 
 /** How often the page gets the line's state (server-sent events); the station publishes twice as often. */
-export const PUSH_MS = 1_000;
+const PUSH_MS = 1_000;
 /** /api/status answers from a status this fresh rather than reading again: many pollers cost one read. */
 const STATUS_FRESH_MS = 500;
 

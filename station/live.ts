@@ -14,9 +14,9 @@ import type { UploadEvent } from "./uploader.js";
  * hold, and neither the store's single writer nor its lock is touched for it.
  */
 
-export const PUBLISH_MS = 500;
+const PUBLISH_MS = 500;
 /** Seconds of per-second unit counts kept for the dashboard's chart. */
-export const RECENT_SECONDS = 600;
+const RECENT_SECONDS = 600;
 const LATEST_FAILURES = 10;
 /** Sign times kept for the HSM's round trip (median). */
 const SIGN_SAMPLES = 64;
