@@ -16,8 +16,16 @@ function el(tag, props, ...children) {
   for (const c of children) e.append(c);
   return e;
 }
+// Only what changed is touched: every change costs the screen's browser a layout and a paint.
 function setText(id, text) {
-  $(id).textContent = text;
+  if ($(id).textContent !== text) $(id).textContent = text;
+}
+const drawn = new Map();
+function section(name, input, draw) {
+  const key = JSON.stringify(input);
+  if (drawn.get(name) === key) return;
+  drawn.set(name, key);
+  draw();
 }
 function flag(id, needsPerson) {
   $(id).classList.toggle("needs-person", Boolean(needsPerson));
@@ -92,7 +100,9 @@ function tick() {
   for (const card of document.querySelectorAll(".slot")) {
     const since = card.dataset.since;
     const ms = since ? Date.now() - Date.parse(since) : 0;
-    card.querySelector(".elapsed").textContent = since ? duration(ms) : "";
+    const elapsed = card.querySelector(".elapsed");
+    const text = since ? duration(ms) : "";
+    if (elapsed.textContent !== text) elapsed.textContent = text;
     card.classList.toggle("needs-person", Boolean(since) && ms >= STUCK_MS);
   }
 }
@@ -142,28 +152,38 @@ function render(st) {
   setText("upload-note", up && up.state !== "off" ? [up.state === "waiting" ? "directory unreachable" : up.state, up.lastError || ""].filter(Boolean).join(": ") : "no directory in this run");
   flag("tile-upload", up && up.state === "waiting" && backlog > 0);
 
-  drawChart(live);
-  renderHourly(live);
-  renderSlots(live);
-  rows("failures-by-reason", Object.entries(live ? live.failures : {}).sort((a, b) => b[1] - a[1]).map(([code, n]) => row(code, num(n))));
-  rows("failures-list", (live ? live.latestFailures : []).map((f) => row(f.serial || "(no serial)", f.code, f.message, clock(f.at))));
-  rows(
-    "allocations",
-    (store ? store.allocations : []).map((a) => {
-      const r = st.runOut.find((x) => x.allocationId === a.allocationId);
-      const tr = row(`${a.allocationId} (${a.order}, ${a.model})`, num(a.allocated), num(a.provisioned), num(a.scrapped), num(a.available), r && r.seconds !== undefined ? duration(r.seconds * 1000) : "–");
-      tr.dataset.allocation = a.allocationId;
-      return tr;
-    }),
+  section("chart", live && [live.recentEnd, live.recent], () => drawChart(live));
+  section("hourly", live && live.hourly, () => renderHourly(live));
+  section("slots", live && [live.running, live.slots], () => renderSlots(live));
+  section("failures", live && [live.failures, live.latestFailures], () => {
+    rows("failures-by-reason", Object.entries(live ? live.failures : {}).sort((a, b) => b[1] - a[1]).map(([code, n]) => row(code, num(n))));
+    rows("failures-list", (live ? live.latestFailures : []).map((f) => row(f.serial || "(no serial)", f.code, f.message, clock(f.at))));
+  });
+  const runOut = (a) => {
+    const r = st.runOut.find((x) => x.allocationId === a.allocationId);
+    return r && r.seconds !== undefined ? duration(r.seconds * 1000) : "–";
+  };
+  const allocations = store ? store.allocations : [];
+  section("allocations", [allocations, allocations.map(runOut)], () =>
+    rows(
+      "allocations",
+      allocations.map((a) => {
+        const tr = row(`${a.allocationId} (${a.order}, ${a.model})`, num(a.allocated), num(a.provisioned), num(a.scrapped), num(a.available), runOut(a));
+        tr.dataset.allocation = a.allocationId;
+        return tr;
+      }),
+    ),
   );
-  const acc = store && store.lastAccepted;
-  rows("ledger", [
-    row("ledger entries", num(store ? store.ledgerSize : undefined)),
-    row("certificates sent", num(store ? store.uploads.sent : undefined)),
-    row("refused by the directory", num(store ? store.uploads.refused : undefined)),
-    row("last accepted checkpoint", acc ? `size ${fmt(acc.checkpointSize)} at ${clock(acc.at)}` : "none yet"),
-    ...(st.storeError ? [row("store", st.storeError)] : []),
-  ]);
+  section("ledger", [store, st.storeError], () => {
+    const acc = store && store.lastAccepted;
+    rows("ledger", [
+      row("ledger entries", num(store ? store.ledgerSize : undefined)),
+      row("certificates sent", num(store ? store.uploads.sent : undefined)),
+      row("refused by the directory", num(store ? store.uploads.refused : undefined)),
+      row("last accepted checkpoint", acc ? `size ${fmt(acc.checkpointSize)} at ${clock(acc.at)}` : "none yet"),
+      ...(st.storeError ? [row("store", st.storeError)] : []),
+    ]);
+  });
 }
 
 // A status with nothing new (a stopped line) is not drawn again: a screen left open costs nothing.
