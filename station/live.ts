@@ -129,9 +129,13 @@ export class LiveLine implements SlotWatch {
   /** The write under way: a tick meanwhile skips its own, the next one writes a newer state. */
   private writing: Promise<void> | undefined;
   private hourStart = 0;
+  // Times taken on every step are kept as numbers and written as ISO 8601 only when published.
+  private readonly slotSince: number[];
+  private lastSignMs = 0;
 
   constructor(p: { path: string; station: string; slots: number; directory?: string }) {
     this.path = p.path;
+    this.slotSince = new Array<number>(p.slots).fill(Date.now());
     const now = new Date().toISOString();
     this.state = {
       version: 1,
@@ -196,13 +200,13 @@ export class LiveLine implements SlotWatch {
     const slot = this.state.slots[index]!;
     slot.activity = activity;
     slot.serial = serial;
-    slot.since = new Date().toISOString();
+    this.slotSince[index] = Date.now();
   }
 
   private noteSigned(): void {
     const hsm = this.state.hsm;
-    hsm.lastSignAt = new Date().toISOString();
-    if (hsm.state !== "ok") Object.assign(hsm, { state: "ok", since: hsm.lastSignAt, lastError: undefined });
+    this.lastSignMs = Date.now();
+    if (hsm.state !== "ok") Object.assign(hsm, { state: "ok", since: new Date(this.lastSignMs).toISOString(), lastError: undefined });
   }
 
   /** Each unit as it ends (runLine's onUnit). */
@@ -266,6 +270,8 @@ export class LiveLine implements SlotWatch {
     const s = this.state;
     this.roll(Math.floor(Date.now() / 1000));
     s.updatedAt = new Date().toISOString();
+    s.slots.forEach((slot, i) => (slot.since = new Date(this.slotSince[i]!).toISOString()));
+    if (this.lastSignMs) s.hsm.lastSignAt = new Date(this.lastSignMs).toISOString();
     const sorted = [...this.signTimes].sort((a, b) => a - b);
     if (sorted.length) s.hsm.signMs = Number(sorted[Math.floor(sorted.length / 2)]!.toFixed(2));
     // Only the seconds this run has seen: a dashboard started later must not draw a flat past.
@@ -296,7 +302,8 @@ export class LiveLine implements SlotWatch {
     s.running = false;
     s.endedAt = new Date().toISOString();
     if (error !== undefined) s.endError = error instanceof Error ? error.message : String(error);
-    for (const slot of s.slots) Object.assign(slot, { activity: "waiting-for-unit", serial: undefined, since: s.endedAt });
+    for (const slot of s.slots) Object.assign(slot, { activity: "waiting-for-unit", serial: undefined });
+    this.slotSince.fill(Date.parse(s.endedAt));
     try {
       writeCopy(this.path, this.render());
     } catch {
