@@ -80,6 +80,7 @@ export class Ledger {
       all: db.prepare("SELECT * FROM ledger_checkpoints ORDER BY id"),
       addCheckpoint: db.prepare("INSERT INTO ledger_checkpoints (size, root, note, frontier, created_at) VALUES (?, ?, ?, ?, ?)"),
       bySerial: db.prepare("SELECT idx FROM ledger_entries WHERE serial = ? AND type = ? ORDER BY idx DESC LIMIT 1").pluck(),
+      latestOfType: db.prepare("SELECT body FROM ledger_entries WHERE type = ? ORDER BY idx DESC LIMIT 1").pluck(),
     };
   }
 
@@ -119,6 +120,12 @@ export class Ledger {
   /** The newest entry of a type about a serial (e.g. its certificate.issued entry). */
   findBySerial(serial: string, type: LedgerEvent["type"]): number | undefined {
     return this.stmts.bySerial.get(serial, type) as number | undefined;
+  }
+
+  /** The newest entry of a type; unindexed, it reads back from the end until one matches. */
+  latestOfType(type: LedgerEvent["type"]): LedgerEntry | undefined {
+    const body = this.stmts.latestOfType.get(type) as Buffer | undefined;
+    return body && decodeEntry(body);
   }
 
   leafHashes(from: number, to: number): Hash[] {

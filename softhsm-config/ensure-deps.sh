@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the system packages idmint needs are present: SoftHSM2 (the embedded default HSM),
-# OpenSSL (interop checks), OpenSC's pkcs11-tool (token inspection in tests) and p11-kit's server
-# and client module (the tests reach SoftHSM through them as a network HSM would be reached).
+# OpenSSL (interop checks), OpenSC's pkcs11-tool (token inspection in tests), p11-kit's server
+# and client module (the tests reach SoftHSM through them as a network HSM would be reached) and
+# a headless Chromium (the dashboard's browser tests).
 # Installs them with apt-get when run as root; otherwise says what to install and stops.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ done
 # `p11-kit server` execs p11-kit-remote, so the binary alone is not enough.
 { command -v p11-kit >/dev/null 2>&1 && [ -x /usr/libexec/p11-kit/p11-kit-remote ]; } || missing+=(p11-kit)
 compgen -G "/usr/lib/*-linux-gnu/pkcs11/p11-kit-client.so" >/dev/null || missing+=(p11-kit-modules)
+# The dashboard's browser tests drive Debian's headless Chromium (playwright-core, never `playwright install`).
+{ command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1; } || missing+=(chromium-headless-shell)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -12,3 +12,5 @@ export { Uploader, type UploaderDeps, type UploadResult, type UploadEvent, type 
 export type { OutboxCounts } from "./store.js";
 export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";
 export { runStation, stationUploader, DEFAULT_HSM_WAIT_S, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";
+export { readLiveState, liveStatePath, type LiveState, type LiveSlot, type LiveHsm, type LiveUpload, type SlotActivity } from "./live.js";
+export { StationReader, type StationSnapshot } from "./snapshot.js";

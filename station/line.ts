@@ -1,5 +1,6 @@
 import type { UnitFixture } from "../link/index.js";
 import { StationError } from "./errors.js";
+import type { SlotWatch } from "./live.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
 import { DEFAULT_STOP_RULES, FailureWatch, type StopRules } from "./stop.js";
 
@@ -44,6 +45,8 @@ export async function runLine(p: {
   ctx: LineContext;
   onUnit?: (o: UnitOutcome) => void;
   stop?: Partial<StopRules>;
+  /** Told where each slot stands (the live state the dashboard shows). */
+  watch?: SlotWatch;
 }): Promise<LineSummary> {
   const started = performance.now();
   const before = p.ctx.commits.stats;
@@ -77,9 +80,11 @@ export async function runLine(p: {
   // Slots that gave up on the fixture, and why the last one did.
   let silentSlots = 0;
   let silence = "";
-  const slot = async () => {
+  const slot = async (_: unknown, index: number) => {
+    const ctx = p.watch?.context(index, p.ctx) ?? p.ctx;
     let silentInARow = 0;
     while (!stopped) {
+      p.watch?.waiting(index);
       const link = await p.fixture.next();
       if (!link) return;
       // A unit seated while another slot's unit stopped the line is left as it is.
@@ -87,7 +92,8 @@ export async function runLine(p: {
       try {
         let freed!: () => void;
         const free = new Promise<void>((resolve) => (freed = resolve));
-        const unit = provisionUnit(link, p.ctx, { slotFree: freed, inFlight });
+        p.watch?.seated(index);
+        const unit = provisionUnit(link, ctx, { slotFree: freed, inFlight });
         const outcome = unit.then(record);
         recording.add(outcome);
         const recorded = () => recording.delete(outcome);

@@ -11,6 +11,7 @@ import { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
 import { stationIdentity, withStation, type StationStores } from "./home.js";
 import { runLine, type LineSummary } from "./line.js";
+import { LiveLine, liveStatePath } from "./live.js";
 import { acquireRunLock } from "./lock.js";
 import type { LineContext, UnitOutcome } from "./pipeline.js";
 import type { StopRules } from "./stop.js";
@@ -128,33 +129,43 @@ async function startSimulator(o: StationRunOptions, sim: Extract<UnitSource, { s
 export async function runStation(o: StationRunOptions): Promise<StationRunResult> {
   const { home, config } = o;
   const release = acquireRunLock(join(home.root, "station.lock"));
+  // Under the lock: only the running line publishes the live state (the dashboard's).
+  const live = new LiveLine({ path: liveStatePath(home), station: config.station.id, slots: o.slots, directory: o.directory?.url });
+  let failure: unknown;
   try {
     const run = await withStation(home, o.clock, (stores) =>
-      withHsm({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: o.env }, (hsm) => runWithStores(o, stores, hsm)),
+      withHsm({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: o.env }, (hsm) => runWithStores(o, stores, hsm, live)),
     );
     const counts = await withStation(home, o.clock, ({ db, serials }) => ({ allocations: serials.status(), pendingUploads: new UnitStore(db, o.clock).pendingUploads() }));
     return { ...run, ...counts };
+  } catch (e) {
+    failure = e;
+    throw e;
   } finally {
+    await live.close(failure);
     release();
   }
 }
 
-async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm): Promise<Pick<StationRunResult, "summary" | "uploads" | "hsm">> {
+async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm, live: LiveLine): Promise<Pick<StationRunResult, "summary" | "uploads" | "hsm">> {
   const { config } = o;
   // The keys first: a wrong PIN or a missing token is refused before anything else starts.
   const { pool, signers } = await hsm.signingPool(o.directory ? [config.keys.factoryCa, config.keys.station] : [config.keys.factoryCa], {
     sessions: config.hsm.sessions ?? o.slots,
     waitMs: o.hsmWaitMs ?? DEFAULT_HSM_WAIT_S * 1000,
-    onStatus: o.onHsmStatus,
+    onStatus: (status) => {
+      live.hsmStatus(status);
+      o.onHsmStatus?.(status);
+    },
   });
   try {
-    return { ...(await runWithSigners(o, stores, signers[0]!, signers[1])), hsm: pool.outages };
+    return { ...(await runWithSigners(o, stores, live, signers[0]!, signers[1])), hsm: pool.outages };
   } finally {
     await pool.close();
   }
 }
 
-async function runWithSigners(o: StationRunOptions, stores: StationStores, caSigner: Signer, stationSigner: Signer | undefined): Promise<Pick<StationRunResult, "summary" | "uploads">> {
+async function runWithSigners(o: StationRunOptions, stores: StationStores, live: LiveLine, caSigner: Signer, stationSigner: Signer | undefined): Promise<Pick<StationRunResult, "summary" | "uploads">> {
   const { home, config } = o;
   const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
   const issuer = new IdevidIssuer({ issuer: { signer: caSigner, certificate: parseCertificate(caPem, home.pkiFile("factory-ca")) }, profile: config.profile, clock: o.clock, random: systemRandom });
@@ -162,7 +173,7 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, caSig
   // The caller holds the station's run lock: a temporary here is a killed run's half-published copy.
   removeLeftoverTemporaries(home.certsDir);
   const units = new UnitStore(stores.db, o.clock);
-  const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH });
+  const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH, onEvent: (e) => live.upload(e) });
 
   let sim: SimulatorProcess | undefined;
   let fixture: UnitFixture | undefined;
@@ -179,11 +190,16 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, caSig
     commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir: home.certsDir });
     const ctx: LineContext = { commits, units, ca: { issuer, chainPems: [caPem] }, keyAlgorithm: o.keyAlgorithm, random: systemRandom, reached: o.reached };
     o.onStart?.({ total: sim?.count, simulatorPid: sim?.pid });
+    live.started(sim?.count);
     // The directory is fed in the background; it being down never stops the line.
     const background = stationSigner ? uploader(stationSigner) : undefined;
     const uploading = background?.runInBackground(UPLOAD_INTERVAL_MS, () => undefined);
     try {
-      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit: o.onUnit, stop: o.stop });
+      const onUnit = (u: UnitOutcome) => {
+        live.unit(u);
+        o.onUnit?.(u);
+      };
+      summary = await runLine({ fixture, slots: o.slots, ctx, onUnit, stop: o.stop, watch: live });
     } finally {
       background?.stop();
       await uploading;

@@ -65,9 +65,10 @@ export interface BoundedRun extends Run {
 /**
  * Runs the real binary without blocking this process (so runs can go concurrently), in a
  * process group of its own: a hang is killed after `limitMs`, and whatever the run started
- * and left running (a simulator child, say) is found in its group once it ends.
+ * and left running (a simulator child, say) is found in its group once it ends. `onOutput`
+ * sees the whole stdout and stderr so far each time more arrives.
  */
-export function idmintBounded(args: string[], options: { env?: NodeJS.ProcessEnv; limitMs: number }): Promise<BoundedRun> {
+export function idmintBounded(args: string[], options: { env?: NodeJS.ProcessEnv; limitMs: number; onOutput?: (stdout: string, stderr: string) => void }): Promise<BoundedRun> {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env: cleanEnv(options.env), detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const group = child.pid!;
   const killGroup = () => {
@@ -79,8 +80,14 @@ export function idmintBounded(args: string[], options: { env?: NodeJS.ProcessEnv
   };
   let stdout = "";
   let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (t: string) => (stdout += t));
-  child.stderr!.setEncoding("utf8").on("data", (t: string) => (stderr += t));
+  child.stdout!.setEncoding("utf8").on("data", (t: string) => {
+    stdout += t;
+    options.onOutput?.(stdout, stderr);
+  });
+  child.stderr!.setEncoding("utf8").on("data", (t: string) => {
+    stderr += t;
+    options.onOutput?.(stdout, stderr);
+  });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;

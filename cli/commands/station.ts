@@ -1,10 +1,11 @@
 import type { Argv } from "yargs";
 import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
+import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
 import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
-import { clockOf, homeOf, hsmOptions } from "../context.js";
+import { clockOf, homeOf, hsmOptions, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
 import { progress } from "../progress.js";
@@ -38,6 +39,10 @@ function unitLine(o: UnitOutcome): string {
   const serial = (o.serial ?? "(no serial)").padEnd(10);
   if (o.status === "provisioned") return `${serial} provisioned${o.resumed ? " (resumed)" : ""} ${o.certificateFingerprint?.slice(0, 16) ?? ""}`;
   return `${serial} FAILED ${o.code}: ${o.reason}`;
+}
+
+function dashboardPort(port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `the dashboard port ${String(port)} is not a TCP port: give 0-65535`);
 }
 
 export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
@@ -92,7 +97,10 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("stop-after-failures", { type: "number", default: DEFAULT_STOP_RULES.failuresInARow, describe: "end the run (exit 7) once this many units in a row failed" })
             .option("stop-after-serial-failures", { type: "number", default: DEFAULT_STOP_RULES.serialFailures, describe: "end the run (exit 7) once one serial failed this many times" })
             .option("hsm-wait", { type: "number", default: DEFAULT_HSM_WAIT_S, describe: "seconds the line waits for an HSM that went away (its units wait, none fails) before it stops (exit 4)" })
+            .option("dashboard", { type: "number", describe: "also serve the line's dashboard on this port, in a process of its own (see station dashboard)" })
+            .option("dashboard-listen", { type: "string", default: "127.0.0.1", describe: "--dashboard: the address it listens on" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
+            .example("$0 station run --fixture 10.0.0.5:7000 --dashboard 8080", "the line, with its page on http://127.0.0.1:8080")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
           const home = homeOf(args, io);
@@ -106,7 +114,14 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const target = args.fixture ? parseFixture(args.fixture) : undefined;
           const faults = args.fault.map((f) => parseFaultSpec(f));
           const reached = crashHook(io);
+          if (args.dashboard !== undefined) dashboardPort(args.dashboard);
           let bar: ReturnType<typeof progress> | undefined;
+          // Started first, so its page shows the whole run; a dashboard that dies later ends only itself.
+          const dashboard: DashboardProcess | undefined = args.dashboard === undefined ? undefined : await startDashboardProcess({ home: home.root, port: args.dashboard, host: args.dashboardListen });
+          if (dashboard) {
+            io.err(`dashboard on ${dashboard.url} (pid ${dashboard.pid})\n`);
+            void dashboard.crashed.then((how) => io.err(`${how}; the line goes on without it\n`));
+          }
           const run = await runStation({
             home,
             config,
@@ -124,7 +139,10 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             onHsmStatus: (status) => showHsmStatus(io, args.json, status, bar),
             onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
             onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
-          }).finally(() => bar?.done());
+          }).finally(async () => {
+            bar?.done();
+            await dashboard?.close();
+          });
           const { summary, uploads } = run;
           const summaryUploads = uploads && "error" in uploads ? { error: uploads.error } : uploads;
           const hsm = { sessions: run.hsm.sessions, outages: run.hsm.outages, outageSeconds: Number((run.hsm.outageMs / 1000).toFixed(1)), signaturesRetried: run.hsm.signaturesRetried };
@@ -135,6 +153,31 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             `certificates in ${home.certsDir}; ${run.pendingUploads} waiting for upload`,
             ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
           ]);
+        },
+      )
+      .command(
+        "dashboard",
+        "the line's live page and its JSON API (/api/status, /api/events), read-only on the station's state; stops on SIGINT/SIGTERM",
+        (c) =>
+          c
+            .option("port", { type: "number", demandOption: true, describe: "TCP port (0: any free port; the URL printed says which)" })
+            .option("listen", { type: "string", default: "127.0.0.1", describe: "address to listen on (0.0.0.0 to show it on the line's network)" })
+            .example("$0 station dashboard --port 8080", "the page on http://127.0.0.1:8080, for the line running in this home (or its last run)"),
+        async (args) => {
+          const home = homeOf(args, io);
+          home.readConfig();
+          dashboardPort(args.port);
+          // Handlers first, so a signal during start-up still stops the server cleanly.
+          const { stopped, dispose } = stopSignal();
+          try {
+            const d = await startDashboard({ home, port: args.port, host: args.listen });
+            io.out(args.json ? JSON.stringify({ url: d.url, port: d.port }) + "\n" : `dashboard on ${d.url}\n`);
+            const signal = await stopped;
+            await d.close();
+            if (!args.json) io.out(`stopped (${signal})\n`);
+          } finally {
+            dispose();
+          }
         },
       )
       .command(
@@ -182,6 +225,6 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           if (r.pending > 0) throw new ReportedFailure(`${r.pending} certificates are still pending (${r.lastError ?? "directory unreachable"}): run idmint station upload again later`, EXIT_CODES.unavailable);
         },
       )
-      .demandCommand(1, "name a subcommand: run, upload or report"),
+      .demandCommand(1, "name a subcommand: run, dashboard, upload or report"),
   );
 }
