@@ -67,10 +67,13 @@ export class Pkcs11Module {
         // Without OS locking two sessions used from libuv callbacks crashed SoftHSM (STACK.md).
         p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
       } catch (e) {
-        if (ckr(e)?.name !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") {
+        const r = ckr(e)?.name;
+        if (r !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") {
           // A module that cannot start is not left loaded.
           p11.close();
-          throw new HsmError("MODULE_LOAD", `cannot initialise PKCS#11 module ${path} (${ckr(e)?.name ?? (e as Error).message}): check its configuration (SOFTHSM2_CONF for SoftHSM)`, { cause: e });
+          // A network HSM's client (p11-kit-client.so) whose server accepts and hangs up fails here with a device error.
+          const fix = r === "CKR_DEVICE_ERROR" || r === "CKR_DEVICE_REMOVED" ? "the HSM behind it did not answer: check that it (or the p11-kit server P11_KIT_SERVER_ADDRESS names) is up and reachable" : "check its configuration (SOFTHSM2_CONF for SoftHSM)";
+          throw new HsmError("MODULE_LOAD", `cannot initialise PKCS#11 module ${path} (${r ?? (e as Error).message}): ${fix}`, { cause: e });
         }
         owns = false;
       }

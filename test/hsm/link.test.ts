@@ -111,7 +111,7 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the HSM link: delay and faults be
     }
     const r = await running;
     expect(r.code, r.stderr).toBe(4);
-    expect(oneLineError(r)).toMatch(/factory-ca: cannot initialise PKCS#11 module .*p11-kit-client\.so \(CKR_DEVICE_ERROR\)/);
+    expect(oneLineError(r)).toMatch(/factory-ca: cannot initialise PKCS#11 module .*p11-kit-client\.so \(CKR_DEVICE_ERROR\): the HSM behind it did not answer: check that it .* is up and reachable/);
   });
 
   it("refuse(): hsm check exits 4 with one line while the link refuses, and passes once refuse(0) ends it", async () => {
@@ -122,7 +122,7 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the HSM link: delay and faults be
       const r = check("--role", "factory-ca");
       expect(r.code).toBe(4);
       // An HSM that accepts and closes fails the client's C_Initialize; one that does not answer at all shows no token (remote.test.ts).
-      expect(oneLineError(r)).toMatch(/cannot initialise PKCS#11 module .*p11-kit-client\.so \(CKR_DEVICE_ERROR\)/);
+      expect(oneLineError(r)).toMatch(/cannot initialise PKCS#11 module .*p11-kit-client\.so \(CKR_DEVICE_ERROR\): the HSM behind it did not answer/);
       const stats = await link!.stats();
       expect(stats).toMatchObject({ accepted: 0, open: 0 });
       expect(stats.refused).toBeGreaterThanOrEqual(1);
