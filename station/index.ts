@@ -12,3 +12,4 @@ export { Uploader, type UploaderDeps, type UploadResult, type UploadEvent, type 
 export type { OutboxCounts } from "./store.js";
 export { withStation, withLedger, stationIdentity, type StationStores } from "./home.js";
 export { runStation, stationUploader, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";
+export { provisionedUnits, type ProvisionedUnitRow } from "./provisioned.js";

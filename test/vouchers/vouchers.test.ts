@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import Database from "better-sqlite3";
+import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { idmintInProcess, lineHome, oneLineError, openssl, readJson, refusedWithoutOutput, scratch, type Run } from "../helpers.js";
+
+/**
+ * Ownership vouchers (RFC 8366) and the unit's side of SZTP (RFC 8572) on one real home:
+ * `ca init` (with its MASA), three units through `station run --sim`, owners and their
+ * conveyed information made by `openssl`, every voucher checked by `openssl cms -verify`.
+ */
+const s = scratch("vouchers");
+let home: string;
+const f = (name: string) => join(s.dir, name);
+const cli = (...args: string[]): Promise<Run> => idmintInProcess(["--home", home, ...args]);
+const ok = (r: Run, what: string) => {
+  if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr}`);
+  return r;
+};
+const must = (r: { code: number; stderr: string }, what: string) => {
+  if (r.code !== 0) throw new Error(`${what}: ${r.stderr}`);
+};
+const VOUCHER_TYPE = "1.2.840.113549.1.9.16.1.40";
+const INFO_TYPE = "1.2.840.113549.1.9.16.1.43";
+const INFO = JSON.stringify({ "ietf-sztp-conveyed-info:onboarding-information": { "boot-image": { "os-name": "RouterOS", "os-version": "7.1" } } });
+
+/** A self-signed EC certificate and key made by openssl, e.g. an owner's. */
+function opensslCert(name: string, subject: string, extra: string[] = []): { cert: string; key: string } {
+  const cert = f(`${name}.pem`);
+  const key = f(`${name}.key`);
+  must(openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj", subject, "-days", "30", "-out", cert, ...extra]), `openssl req ${name}`);
+  return { cert, key };
+}
+
+function cmsSign(input: string, signer: { cert: string; key: string }, type: string, out: string, extra: string[] = []): string {
+  must(openssl(["cms", "-sign", "-in", input, "-signer", signer.cert, "-inkey", signer.key, "-binary", "-nodetach", "-outform", "DER", "-econtent_type", type, "-out", out, ...extra]), "openssl cms -sign");
+  return out;
+}
+
+let owner: { cert: string; key: string };
+let stranger: { cert: string; key: string };
+let root: string;
+
+beforeAll(async () => {
+  const line = lineHome(s.dir, "vendor", 4);
+  home = line.home;
+  must(line.cli("station", "run", "--sim", "3"), "station run");
+  root = join(home, "pki", "root.pem");
+  owner = opensslCert("owner", "/O=Owner Inc/CN=owner");
+  stranger = opensslCert("stranger", "/O=Stranger/CN=stranger");
+  writeFileSync(f("info.json"), INFO);
+  cmsSign(f("info.json"), owner, INFO_TYPE, f("info.cms"));
+}, 120_000);
+afterAll(() => s.cleanup());
+
+describe("the MASA role", () => {
+  it("ca init makes the voucher-signing key and a certificate from the vendor root, with no EKU", () => {
+    const config = readJson<{ keys: Record<string, string> }>(join(home, "idmint.json"));
+    expect(config.keys.masa).toMatch(/^pkcs11:token=allocation-signer;object=masa-key;type=private\?pin-source=file:/);
+    const masa = join(home, "pki", "masa.pem");
+    expect(openssl(["verify", "-CAfile", root, masa]).code).toBe(0);
+    const text = openssl(["x509", "-in", masa, "-noout", "-text"]).stdout;
+    expect(text).toMatch(/Digital Signature/);
+    expect(text).not.toMatch(/Extended Key Usage/);
+  });
+
+  it("ca masa adds it to a home made before vouchers, and refuses a second one", async () => {
+    const legacy = f("legacy");
+    for (const step of [["hsm", "init"], ["ca", "init"]]) ok(await idmintInProcess(["--home", legacy, ...step]), step.join(" "));
+    const configPath = join(legacy, "idmint.json");
+    const config = readJson<{ keys: Record<string, string> }>(configPath);
+    delete config.keys.masa;
+    writeFileSync(configPath, JSON.stringify(config));
+    rmSync(join(legacy, "pki", "masa.pem"));
+    const key = config.keys.root!.replace("object=vendor-root-key", "object=late-masa-key");
+    const r = ok(await idmintInProcess(["--home", legacy, "ca", "masa", "--key", key, "--json"]), "ca masa");
+    expect(JSON.parse(r.stdout).key).toMatch(/object=late-masa-key/);
+    expect(readJson<{ keys: Record<string, string> }>(configPath).keys.masa).toBe(key);
+    expect(openssl(["verify", "-CAfile", join(legacy, "pki", "root.pem"), join(legacy, "pki", "masa.pem")]).code).toBe(0);
+    const again = await idmintInProcess(["--home", legacy, "ca", "masa"]);
+    expect(again.code).toBe(5);
+    expect(oneLineError(again)).toMatch(/already has a MASA/);
+  });
+});
+
+describe("idmint vouchers issue / verify", () => {
+  it("signs a voucher that openssl cms -verify accepts against the vendor root, and records it in the ledger", async () => {
+    const out = f("SN000001.vcj");
+    const r = ok(await cli("vouchers", "issue", "--serial", "SN000001", "--owner-cert", owner.cert, "--out", out, "--json"), "issue");
+    const fingerprint = JSON.parse(r.stdout).vouchers[0].fingerprint;
+    const v = openssl(["cms", "-verify", "-inform", "DER", "-in", out, "-CAfile", root]);
+    expect(v.code, v.stderr).toBe(0);
+    const voucher = JSON.parse(v.stdout)["ietf-voucher:voucher"];
+    expect(voucher["serial-number"]).toBe("SN000001");
+    expect(voucher.assertion).toBe("verified");
+    expect(Buffer.from(voucher["pinned-domain-cert"], "base64")).toEqual(Buffer.from(readFileSync(owner.cert, "utf8").replace(/-----[^-]+-----|\s/g, ""), "base64"));
+    expect(openssl(["cms", "-cmsout", "-print", "-inform", "DER", "-in", out]).stdout).toMatch(new RegExp(`eContentType: .*\\(${VOUCHER_TYPE.replaceAll(".", "\\.")}\\)`));
+    const db = new Database(join(home, "station.db"), { readonly: true });
+    try {
+      const bodies = db.prepare("SELECT body FROM ledger_entries WHERE type = 'voucher.issued' AND serial = ?").pluck().all("SN000001") as Buffer[];
+      expect(bodies.some((b) => b.toString().includes(fingerprint))).toBe(true);
+    } finally {
+      db.close();
+    }
+    expect(ok(await cli("ledger", "verify"), "ledger verify").code).toBe(0);
+    const verified = ok(await cli("vouchers", "verify", out, "--root", root, "--serial", "SN000001", "--json"), "verify");
+    expect(JSON.parse(verified.stdout).voucher.serialNumber).toBe("SN000001");
+  });
+
+  it("issues one voucher per provisioned unit of an order, each verified by openssl", async () => {
+    const dir = f("po1");
+    const r = ok(await cli("vouchers", "issue", "--order", "PO-1", "--owner-cert", owner.cert, "--expires-on", new Date(Date.now() + 86_400_000).toISOString(), "--out", dir, "--json"), "issue --order");
+    expect(JSON.parse(r.stdout).issued).toBe(3);
+    expect(readdirSync(dir).sort()).toEqual(["SN000001.vcj", "SN000002.vcj", "SN000003.vcj"]);
+    for (const name of readdirSync(dir)) expect(openssl(["cms", "-verify", "-inform", "DER", "-in", join(dir, name), "-CAfile", root, "-out", "/dev/null"]).code).toBe(0);
+  });
+
+  it("reads a voucher signed by openssl cms -sign, and refuses it against another root", async () => {
+    const ca = opensslCert("other-vendor", "/O=Other Vendor/CN=Other Vendor Root", ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+    const masa = { cert: f("other-masa.pem"), key: f("other-masa.key") };
+    must(openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", masa.key, "-subj", "/O=Other Vendor/CN=MASA", "-out", f("other-masa.csr")]), "masa csr");
+    must(openssl(["x509", "-req", "-in", f("other-masa.csr"), "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "30", "-out", masa.cert]), "masa cert");
+    const pinned = Buffer.from(readFileSync(owner.cert, "utf8").replace(/-----[^-]+-----|\s/g, ""), "base64").toString("base64");
+    writeFileSync(f("foreign.json"), JSON.stringify({ "ietf-voucher:voucher": { "created-on": "2026-01-01T00:00:00Z", assertion: "logged", "serial-number": "SN000001", "pinned-domain-cert": pinned } }));
+    cmsSign(f("foreign.json"), masa, VOUCHER_TYPE, f("foreign.vcj"));
+    const r = ok(await cli("vouchers", "verify", f("foreign.vcj"), "--root", ca.cert, "--serial", "SN000001", "--json"), "verify openssl voucher");
+    expect(JSON.parse(r.stdout).voucher).toMatchObject({ assertion: "logged", serialNumber: "SN000001" });
+    const refused = await cli("vouchers", "verify", f("foreign.vcj"), "--root", root);
+    expect(refused.code).toBe(6);
+    expect(oneLineError(refused)).toMatch(/does not chain to the vendor root/);
+  });
+
+  it("refuses a unit it did not provision, an expiry in the past, and --serial with --order, writing nothing", async () => {
+    const out = f("refused.vcj");
+    expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000004", "--owner-cert", owner.cert, "--out", out), 3, out)).toMatch(/SN000004 was not provisioned/);
+    expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000001", "--owner-cert", owner.cert, "--expires-on", "2020-01-01T00:00:00Z", "--out", out), 2, out)).toMatch(/not in the future/);
+    expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000001", "--order", "PO-1", "--owner-cert", owner.cert, "--out", out), 2, out)).toMatch(/not both/);
+    expect(refusedWithoutOutput(await cli("vouchers", "issue", "--order", "PO-9", "--owner-cert", owner.cert, "--out", out), 3, out)).toMatch(/no provisioned unit/);
+  });
+});
