@@ -24,6 +24,8 @@ const VOUCHER_TYPE = "1.2.840.113549.1.9.16.1.40";
 const INFO_TYPE = "1.2.840.113549.1.9.16.1.43";
 const INFO = JSON.stringify({ "ietf-sztp-conveyed-info:onboarding-information": { "boot-image": { "os-name": "RouterOS", "os-version": "7.1" } } });
 
+const derOf = (pem: string) => Buffer.from(readFileSync(pem, "utf8").replace(/-----[^-]+-----|\s/g, ""), "base64");
+
 /** A self-signed EC certificate and key made by openssl, e.g. an owner's. */
 function opensslCert(name: string, subject: string, extra: string[] = []): { cert: string; key: string } {
   const cert = f(`${name}.pem`);
@@ -37,7 +39,20 @@ function cmsSign(input: string, signer: { cert: string; key: string }, type: str
   return out;
 }
 
+/** Another vendor's root and MASA, all openssl, and its voucher for SN000001 pinning the owner (`openssl cms -sign`). */
+function foreignVoucher(): { root: string; voucher: string } {
+  const ca = opensslCert("other-vendor", "/O=Other Vendor/CN=Other Vendor Root", ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  const masa = { cert: f("other-masa.pem"), key: f("other-masa.key") };
+  must(openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", masa.key, "-subj", "/O=Other Vendor/CN=MASA", "-out", f("other-masa.csr")]), "masa csr");
+  must(openssl(["x509", "-req", "-in", f("other-masa.csr"), "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "30", "-out", masa.cert]), "masa cert");
+  const pinned = derOf(owner.cert).toString("base64");
+  writeFileSync(f("foreign.json"), JSON.stringify({ "ietf-voucher:voucher": { "created-on": "2026-01-01T00:00:00Z", assertion: "logged", "serial-number": "SN000001", "pinned-domain-cert": pinned } }));
+  cmsSign(f("foreign.json"), masa, VOUCHER_TYPE, f("foreign.vcj"));
+  return { root: ca.cert, voucher: f("foreign.vcj") };
+}
+
 let owner: { cert: string; key: string };
+let foreign: { root: string; voucher: string };
 let stranger: { cert: string; key: string };
 let root: string;
 
@@ -50,6 +65,7 @@ beforeAll(async () => {
   stranger = opensslCert("stranger", "/O=Stranger/CN=stranger");
   writeFileSync(f("info.json"), INFO);
   cmsSign(f("info.json"), owner, INFO_TYPE, f("info.cms"));
+  foreign = foreignVoucher();
 }, 120_000);
 afterAll(() => s.cleanup());
 
@@ -93,7 +109,7 @@ describe("idmint vouchers issue / verify", () => {
     const voucher = JSON.parse(v.stdout)["ietf-voucher:voucher"];
     expect(voucher["serial-number"]).toBe("SN000001");
     expect(voucher.assertion).toBe("verified");
-    expect(Buffer.from(voucher["pinned-domain-cert"], "base64")).toEqual(Buffer.from(readFileSync(owner.cert, "utf8").replace(/-----[^-]+-----|\s/g, ""), "base64"));
+    expect(Buffer.from(voucher["pinned-domain-cert"], "base64")).toEqual(derOf(owner.cert));
     expect(openssl(["cms", "-cmsout", "-print", "-inform", "DER", "-in", out]).stdout).toMatch(new RegExp(`eContentType: .*\\(${VOUCHER_TYPE.replaceAll(".", "\\.")}\\)`));
     const db = new Database(join(home, "station.db"), { readonly: true });
     try {
@@ -116,16 +132,9 @@ describe("idmint vouchers issue / verify", () => {
   });
 
   it("reads a voucher signed by openssl cms -sign, and refuses it against another root", async () => {
-    const ca = opensslCert("other-vendor", "/O=Other Vendor/CN=Other Vendor Root", ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-    const masa = { cert: f("other-masa.pem"), key: f("other-masa.key") };
-    must(openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", masa.key, "-subj", "/O=Other Vendor/CN=MASA", "-out", f("other-masa.csr")]), "masa csr");
-    must(openssl(["x509", "-req", "-in", f("other-masa.csr"), "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-days", "30", "-out", masa.cert]), "masa cert");
-    const pinned = Buffer.from(readFileSync(owner.cert, "utf8").replace(/-----[^-]+-----|\s/g, ""), "base64").toString("base64");
-    writeFileSync(f("foreign.json"), JSON.stringify({ "ietf-voucher:voucher": { "created-on": "2026-01-01T00:00:00Z", assertion: "logged", "serial-number": "SN000001", "pinned-domain-cert": pinned } }));
-    cmsSign(f("foreign.json"), masa, VOUCHER_TYPE, f("foreign.vcj"));
-    const r = ok(await cli("vouchers", "verify", f("foreign.vcj"), "--root", ca.cert, "--serial", "SN000001", "--json"), "verify openssl voucher");
+    const r = ok(await cli("vouchers", "verify", foreign.voucher, "--root", foreign.root, "--serial", "SN000001", "--json"), "verify openssl voucher");
     expect(JSON.parse(r.stdout).voucher).toMatchObject({ assertion: "logged", serialNumber: "SN000001" });
-    const refused = await cli("vouchers", "verify", f("foreign.vcj"), "--root", root);
+    const refused = await cli("vouchers", "verify", foreign.voucher, "--root", root);
     expect(refused.code).toBe(6);
     expect(oneLineError(refused)).toMatch(/does not chain to the vendor root/);
   });
@@ -136,5 +145,78 @@ describe("idmint vouchers issue / verify", () => {
     expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000001", "--owner-cert", owner.cert, "--expires-on", "2020-01-01T00:00:00Z", "--out", out), 2, out)).toMatch(/not in the future/);
     expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000001", "--order", "PO-1", "--owner-cert", owner.cert, "--out", out), 2, out)).toMatch(/not both/);
     expect(refusedWithoutOutput(await cli("vouchers", "issue", "--order", "PO-9", "--owner-cert", owner.cert, "--out", out), 3, out)).toMatch(/no provisioned unit/);
+  });
+});
+
+describe("idmint unit bootstrap", () => {
+  const bootstrap = (serial: string, voucher: string, info: string, extra: string[] = [], env?: NodeJS.ProcessEnv) =>
+    idmintInProcess(["--home", home, "unit", "bootstrap", "--serial", serial, "--voucher", voucher, "--owner-cert", owner.cert, "--info", info, ...extra], { env });
+  let voucher: string;
+
+  beforeAll(async () => {
+    voucher = f("boot-SN000001.vcj");
+    ok(await cli("vouchers", "issue", "--serial", "SN000001", "--owner-cert", owner.cert, "--expires-on", new Date(Date.now() + 86_400_000).toISOString(), "--out", voucher), "issue");
+  });
+
+  it("accepts the owner's signed conveyed information and writes its content", async () => {
+    const out = f("onboarding.json");
+    const r = ok(await bootstrap("SN000001", voucher, f("info.cms"), ["--require-signed", "--out", out, "--json"]), "bootstrap signed");
+    expect(JSON.parse(r.stdout).conveyedInformation).toMatchObject({ signed: true, encrypted: false, format: "json" });
+    expect(readFileSync(out, "utf8")).toBe(INFO);
+  });
+
+  it("accepts signed conveyed information encrypted to the unit's IDevID with openssl cms -encrypt", async () => {
+    must(openssl(["cms", "-encrypt", "-in", f("info.cms"), "-binary", "-outform", "DER", "-aes256", "-out", f("info.enc"), join(home, "certs", "SN000001.pem")]), "openssl cms -encrypt");
+    const out = f("onboarding-enc.json");
+    const r = ok(await bootstrap("SN000001", voucher, f("info.enc"), ["--require-signed", "--out", out, "--json"]), "bootstrap encrypted");
+    expect(JSON.parse(r.stdout).conveyedInformation).toMatchObject({ signed: true, encrypted: true });
+    expect(readFileSync(out, "utf8")).toBe(INFO);
+  });
+
+  it("accepts unsigned information unless --require-signed", async () => {
+    expect(JSON.parse(ok(await bootstrap("SN000001", voucher, f("info.json"), ["--json"]), "unsigned").stdout).conveyedInformation.signed).toBe(false);
+  });
+
+  describe("refuses, each with one line and exit 6", () => {
+    const refused = async (r: Promise<Run>, reason: RegExp) => {
+      const run = await r;
+      expect(run.code, run.stderr).toBe(6);
+      expect(oneLineError(run)).toMatch(reason);
+    };
+
+    it("a voucher for another serial", async () => {
+      await refused(bootstrap("SN000002", voucher, f("info.cms")), /is for serial SN000001, not SN000002/);
+    });
+
+    it("an expired voucher", async () => {
+      await refused(bootstrap("SN000001", voucher, f("info.cms"), [], { IDMINT_NOW: new Date(Date.now() + 2 * 86_400_000).toISOString() }), /expired on/);
+    });
+
+    it("a voucher signed by a key outside the vendor root", async () => {
+      await refused(bootstrap("SN000001", foreign.voucher, f("info.cms")), /does not chain to the vendor root/);
+    });
+
+    it("a tampered voucher", async () => {
+      const der = readFileSync(voucher);
+      const at = der.indexOf("SN000001");
+      der[at + 7] = "9".charCodeAt(0);
+      writeFileSync(f("tampered.vcj"), der);
+      await refused(bootstrap("SN000001", f("tampered.vcj"), f("info.cms")), /signature does not verify \(the content was changed\)/);
+    });
+
+    it("an owner certificate the voucher does not pin", async () => {
+      const r = idmintInProcess(["--home", home, "unit", "bootstrap", "--serial", "SN000001", "--voucher", voucher, "--owner-cert", stranger.cert, "--info", f("info.cms")]);
+      await refused(r, /is not the voucher's pinned-domain-cert/);
+    });
+
+    it("conveyed information signed by another key", async () => {
+      cmsSign(f("info.json"), stranger, INFO_TYPE, f("info-stranger.cms"));
+      await refused(bootstrap("SN000001", voucher, f("info-stranger.cms")), /signed by .*stranger.*, not by the owner certificate/);
+    });
+
+    it("unsigned information with --require-signed", async () => {
+      const out = f("never.json");
+      expect(refusedWithoutOutput(await bootstrap("SN000001", voucher, f("info.json"), ["--require-signed", "--out", out]), 6, out)).toMatch(/not signed by the owner/);
+    });
   });
 });
