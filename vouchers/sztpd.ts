@@ -60,7 +60,7 @@ export function sztpdRunning(units: readonly ProvisionedUnit[], chain: readonly 
           name,
           "identity-certificates": {
             verification: { "local-truststore-reference": { "certificate-bag": BAG, certificate: TRUST_ANCHOR } },
-            "serial-number-extraction": "serial-number",
+            "serial-number-extraction": "wn-x509-c2n:serial-number",
           },
         })),
       },

@@ -220,3 +220,67 @@ describe("idmint unit bootstrap", () => {
     });
   });
 });
+
+/**
+ * sztpd's running datastore as its documentation and templates show it (wn-sztpd-1 devices
+ * and device types, an ietf-truststore bag whose cert-data is a certificates-only CMS): the
+ * shape an export must have, key for key.
+ */
+const SZTPD_RUNNING_TEMPLATE = {
+  "wn-sztpd-1:devices": { device: [{ "serial-number": "my-serial-number", "device-type": "my-device-type", "activation-code": "my-secret" }] },
+  "wn-sztpd-1:device-types": {
+    "device-type": [
+      {
+        name: "my-device-type",
+        "identity-certificates": {
+          verification: { "local-truststore-reference": { "certificate-bag": "my-device-identity-ca-certs", certificate: "my-device-identity-ca-cert" } },
+          "serial-number-extraction": "wn-x509-c2n:serial-number",
+        },
+      },
+    ],
+  },
+  "ietf-truststore:truststore": {
+    "certificate-bags": { "certificate-bag": [{ name: "my-device-identity-ca-certs", description: "...", certificate: [{ name: "my-device-identity-ca-cert", "cert-data": "BASE64VALUE=" }] }] },
+  },
+};
+
+/** The JSON shape: objects by their keys, arrays by their items' shapes, leaves by type. */
+function shape(value: unknown): unknown {
+  if (Array.isArray(value)) return [...new Set(value.map((v) => JSON.stringify(shape(v))))].map((s) => JSON.parse(s));
+  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, shape(v)]));
+  return typeof value;
+}
+
+describe("idmint export sztpd", () => {
+  it("writes the order's units and the vendor CA chain in sztpd's running-datastore shape", async () => {
+    writeFileSync(f("sztpd-template.json"), JSON.stringify(SZTPD_RUNNING_TEMPLATE));
+    const out = f("po1-sztpd.json");
+    const r = ok(await cli("export", "sztpd", "--order", "PO-1", "--out", out, "--json"), "export sztpd");
+    expect(JSON.parse(r.stdout)).toMatchObject({ devices: 3, deviceTypes: ["RT-1"] });
+    const doc = readJson<typeof SZTPD_RUNNING_TEMPLATE>(out);
+    expect(shape(doc)).toEqual(shape(readJson(f("sztpd-template.json"))));
+    expect(doc["wn-sztpd-1:devices"].device.map((d) => d["serial-number"])).toEqual(["SN000001", "SN000002", "SN000003"]);
+    const ref = doc["wn-sztpd-1:device-types"]["device-type"][0]!["identity-certificates"].verification["local-truststore-reference"];
+    const bag = doc["ietf-truststore:truststore"]["certificate-bags"]["certificate-bag"].find((b) => b.name === ref["certificate-bag"])!;
+    writeFileSync(f("bag.der"), Buffer.from(bag.certificate.find((c) => c.name === ref.certificate)!["cert-data"], "base64"));
+    const certs = openssl(["pkcs7", "-inform", "DER", "-in", f("bag.der"), "-print_certs"]);
+    expect(certs.stdout).toMatch(/subject=.*Factory CA[\s\S]*subject=.*Root CA/);
+    writeFileSync(f("bag-certs.pem"), certs.stdout);
+    expect(openssl(["verify", "-CAfile", f("bag-certs.pem"), join(home, "certs", "SN000002.pem")]).code).toBe(0);
+  });
+
+  it("refuses an order with no provisioned unit", async () => {
+    const out = f("none.json");
+    expect(refusedWithoutOutput(await cli("export", "sztpd", "--order", "PO-404", "--out", out), 3, out)).toMatch(/no provisioned unit/);
+  });
+});
+
+describe("--help", () => {
+  it("every new command has an example", async () => {
+    for (const cmd of [["vouchers", "issue"], ["vouchers", "verify"], ["export", "sztpd"], ["unit", "bootstrap"], ["ca", "masa"]]) {
+      const r = await idmintInProcess([...cmd, "--help"]);
+      expect(r.code, cmd.join(" ")).toBe(0);
+      expect(r.stdout, cmd.join(" ")).toMatch(/Examples:/);
+    }
+  });
+});
