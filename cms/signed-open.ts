@@ -1,9 +1,9 @@
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import { ContentInfo, SignedData, SigningTime, id_signedData, type SignerInfo } from "@peculiar/asn1-cms";
+import { ContentInfo, SignedData, id_signedData, type SignerInfo } from "@peculiar/asn1-cms";
 import { Certificate, Name, SubjectKeyIdentifier, id_ce_subjectKeyIdentifier } from "@peculiar/asn1-x509";
 import * as asn1js from "asn1js";
 import { createHash, createPublicKey, verify } from "node:crypto";
-import { x509 } from "../pki/index.js";
+import { sameBytes, x509 } from "../pki/index.js";
 import { AuthAttributes } from "./auth-enveloped.js";
 import { CmsError } from "./errors.js";
 import { HASHES } from "./oids.js";
@@ -23,12 +23,25 @@ export interface SignedContent {
   signer: x509.X509Certificate;
   /** The other certificates it carries (CA certificates a verifier may need). */
   others: x509.X509Certificate[];
-  signingTime?: Date;
 }
 
-const ATTR = { contentType: "1.2.840.113549.1.9.3", messageDigest: "1.2.840.113549.1.9.4", signingTime: "1.2.840.113549.1.9.5" } as const;
+/** ECDSA (RFC 5753 §2.1.1: the key's OID or ecdsa-with-SHA*) and RSA PKCS #1 v1.5 (RFC 3370 §3.2: rsaEncryption or sha*WithRSAEncryption). */
+const SIGNATURE_ALGORITHMS = new Set([
+  "1.2.840.10045.2.1",
+  "1.2.840.10045.4.3.1",
+  "1.2.840.10045.4.3.2",
+  "1.2.840.10045.4.3.3",
+  "1.2.840.10045.4.3.4",
+  "1.2.840.113549.1.1.1",
+  "1.2.840.113549.1.1.11",
+  "1.2.840.113549.1.1.12",
+  "1.2.840.113549.1.1.13",
+  "1.2.840.113549.1.1.14",
+]);
+const ATTR = { contentType: "1.2.840.113549.1.9.3", messageDigest: "1.2.840.113549.1.9.4" } as const;
 const bad = (what: string, why: string, cause?: unknown) => new CmsError("CMS_INVALID", `${what} is not valid CMS SignedData (${why}): give the file as it was signed`, { cause });
 const bytes = (b: ArrayBuffer) => new Uint8Array(b);
+const same = (a: ArrayBuffer | Uint8Array, b: ArrayBuffer | Uint8Array) => sameBytes(a instanceof ArrayBuffer ? new Uint8Array(a) : a, b instanceof ArrayBuffer ? new Uint8Array(b) : b);
 
 /** Whether `der` is a ContentInfo of type SignedData; anything unreadable is not. */
 export function isSignedData(der: Uint8Array): boolean {
@@ -47,28 +60,35 @@ function parse(der: Uint8Array, what: string): SignedData {
     throw bad(what, "no ContentInfo", e);
   }
   if (ci.contentType !== id_signedData) throw bad(what, `content type ${ci.contentType}, not signedData`);
+  let sd: SignedData;
   try {
-    return AsnConvert.parse(ci.content, SignedData);
+    sd = AsnConvert.parse(ci.content, SignedData);
   } catch (e) {
     throw bad(what, "a malformed SignedData", e);
   }
+  // asn1js reads past a wrong length; DER has one encoding, so anything else is refused.
+  let canonical: boolean;
+  try {
+    canonical = same(AsnConvert.serialize(ci), der) && same(AsnConvert.serialize(sd), ci.content);
+  } catch {
+    canonical = false;
+  }
+  if (!canonical) throw bad(what, "not DER; sign it without -stream, e.g. openssl cms -sign -binary -nodetach -outform DER");
+  return sd;
 }
 
-function sameBytes(a: ArrayBuffer | Uint8Array, b: ArrayBuffer | Uint8Array): boolean {
-  return Buffer.from(a instanceof ArrayBuffer ? new Uint8Array(a) : a).equals(Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b));
-}
 
 /** RFC 5652 §5.3: the signer is named by issuer and serial number, or by subject key identifier. */
 function signerCertificate(si: SignerInfo, certs: Certificate[]): Certificate | undefined {
   const ias = si.sid.issuerAndSerialNumber;
   if (ias) {
     const issuer = AsnConvert.serialize(ias.issuer);
-    return certs.find((c) => sameBytes(c.tbsCertificate.serialNumber, ias.serialNumber) && sameBytes(AsnConvert.serialize(c.tbsCertificate.issuer as Name), issuer));
+    return certs.find((c) => same(c.tbsCertificate.serialNumber, ias.serialNumber) && same(AsnConvert.serialize(c.tbsCertificate.issuer as Name), issuer));
   }
   const skid = si.sid.subjectKeyIdentifier;
   return certs.find((c) => {
     const ext = c.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_subjectKeyIdentifier);
-    return ext !== undefined && skid !== undefined && sameBytes(AsnConvert.parse(ext.extnValue, SubjectKeyIdentifier).buffer, skid.buffer);
+    return ext !== undefined && skid !== undefined && same(AsnConvert.parse(ext.extnValue, SubjectKeyIdentifier).buffer, skid.buffer);
   });
 }
 
@@ -81,8 +101,9 @@ function attribute(si: SignerInfo, type: string, what: string): ArrayBuffer {
 /**
  * Checks the one signer's signature over `der` and returns the content with the signer's
  * certificate, found among those `der` carries and those `known` (e.g. an owner certificate
- * that came apart from the signed data); `what` names the input in messages. A signature that does not verify is
- * SIGNATURE_INVALID (exit 6): the content was changed, or signed by another key.
+ * that came apart from the signed data); `what` names the input in messages. A signature
+ * that does not verify is SIGNATURE_INVALID (exit 6): the content was changed, or signed
+ * by another key.
  */
 export function openSignedData(der: Uint8Array, what: string, known: readonly x509.X509Certificate[] = []): SignedContent {
   const sd = parse(der, what);
@@ -93,11 +114,20 @@ export function openSignedData(der: Uint8Array, what: string, known: readonly x5
   const content = eContent.single.buffer;
   if (sd.signerInfos.length !== 1) throw bad(what, `${sd.signerInfos.length} signers, not one`);
   const si = sd.signerInfos[0]!;
+  // RFC 5652 §5.1, §5.3: the versions that go with issuerAndSerialNumber (1) and subjectKeyIdentifier (3).
+  if (![1, 3, 4, 5].includes(sd.version) || si.version !== (si.sid.issuerAndSerialNumber ? 1 : 3)) throw bad(what, `version ${sd.version} with a signer of version ${si.version}`);
+  if (!sd.digestAlgorithms.some((d) => d.algorithm === si.digestAlgorithm.algorithm)) throw bad(what, "the signer's digest is not among its digest algorithms");
   if (!si.signedAttrs || si.signedAttrs.length === 0) throw bad(what, "no signed attributes");
   const carried = (sd.certificates ?? []).flatMap((c) => (c.certificate ? [c.certificate] : []));
   const certs = [...carried, ...known.map((c) => AsnConvert.parse(c.rawData, Certificate))];
-  const own = signerCertificate(si, certs);
+  let own: Certificate | undefined;
+  try {
+    own = signerCertificate(si, certs);
+  } catch (e) {
+    throw bad(what, "an unreadable certificate", e);
+  }
   if (!own) throw new CmsError("SIGNATURE_INVALID", `${what} is signed by a certificate it does not carry and that is not the expected signer's: refuse it`);
+  if (!SIGNATURE_ALGORITHMS.has(si.signatureAlgorithm.algorithm)) throw new CmsError("CMS_UNSUPPORTED", `${what} is signed with algorithm ${si.signatureAlgorithm.algorithm}: idmint accepts ECDSA and RSA PKCS #1 v1.5 signatures`);
   const hash = HASHES[si.digestAlgorithm.algorithm];
   if (!hash || hash === "sha1") throw new CmsError("CMS_UNSUPPORTED", `${what} is signed with digest ${si.digestAlgorithm.algorithm}: idmint accepts SHA-224, SHA-256, SHA-384 and SHA-512`);
   const eContentType = sd.encapContentInfo.eContentType;
@@ -125,16 +155,14 @@ export function openSignedData(der: Uint8Array, what: string, known: readonly x5
     if (e instanceof CmsError) throw e;
     throw bad(what, "an unreadable message-digest attribute", e);
   }
-  const contentOk = sameBytes(createHash(hash).update(bytes(content)).digest(), md);
+  const contentOk = same(createHash(hash).update(bytes(content)).digest(), md);
   if (!ok || !contentOk) throw new CmsError("SIGNATURE_INVALID", `${what}: the signature does not verify (${ok ? "the content was changed" : "the attributes were changed, or signed by another key"}): refuse it`);
   if (contentType !== eContentType) throw new CmsError("SIGNATURE_INVALID", `${what}: the signed content type ${contentType} is not the content's ${eContentType}: refuse it`);
-  const signingTime = si.signedAttrs.find((a) => a.attrType === ATTR.signingTime);
   const toX509 = (c: Certificate) => new x509.X509Certificate(bytes(AsnConvert.serialize(c)));
   return {
     eContentType,
     content: bytes(content),
     signer: toX509(own),
     others: carried.filter((c) => c !== own).map(toX509),
-    signingTime: signingTime?.attrValues[0] ? AsnConvert.parse(signingTime.attrValues[0], SigningTime).getTime() : undefined,
   };
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { checkChain, parseCertificate, x509 } from "../pki/index.js";
 import { CmsError } from "./errors.js";
 import { unframe } from "./framing.js";
@@ -91,7 +92,13 @@ export async function openVoucher(der: Uint8Array, o: { root: x509.X509Certifica
   if (signed.eContentType !== VOUCHER_CONTENT_TYPE) {
     throw new CmsError("VOUCHER_INVALID", `${o.what} is signed content of type ${signed.eContentType}, not a voucher (${VOUCHER_CONTENT_TYPE}): give the voucher file`);
   }
-  await checkChain(signed.signer, signed.others, o.root, o.at);
+  const path = await checkChain(signed.signer, signed.others, o.root, o.at);
+  // OpenSSL reads a certificate's signature strictly, where @peculiar/x509 lets a wrong length inside it pass.
+  for (let i = 0; i + 1 < path.length; i++) {
+    if (!new X509Certificate(Buffer.from(path[i]!.rawData)).verify(new X509Certificate(Buffer.from(path[i + 1]!.rawData)).publicKey)) {
+      throw new CmsError("SIGNATURE_INVALID", `${o.what}: the signature on ${path[i]!.subject} is malformed: refuse it`);
+    }
+  }
   const voucher = parseVoucher(signed.content, o.what);
   if (o.serial !== undefined && voucher.serialNumber !== o.serial) {
     throw new CmsError("VOUCHER_SERIAL", `${o.what} is for serial ${voucher.serialNumber}, not ${o.serial}: this voucher is for another unit`);

@@ -139,6 +139,16 @@ describe("idmint vouchers issue / verify", () => {
     expect(oneLineError(refused)).toMatch(/does not chain to the vendor root/);
   });
 
+  it("answers a voucher request's nonce instead of an expiry, never both", async () => {
+    const out = f("nonce.vcj");
+    ok(await cli("vouchers", "issue", "--serial", "SN000002", "--owner-cert", owner.cert, "--nonce", "cmFuZG9tIG5vbmNl", "--assertion", "logged", "--out", out), "issue --nonce");
+    const voucher = JSON.parse(openssl(["cms", "-verify", "-inform", "DER", "-in", out, "-CAfile", root]).stdout)["ietf-voucher:voucher"];
+    expect(voucher).toMatchObject({ nonce: "cmFuZG9tIG5vbmNl", assertion: "logged", "serial-number": "SN000002" });
+    expect(voucher["expires-on"]).toBeUndefined();
+    const both = f("both.vcj");
+    expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000002", "--owner-cert", owner.cert, "--nonce", "cmFuZG9t", "--expires-on", "2099-01-01T00:00:00Z", "--out", both), 2, both)).toMatch(/do not go together/);
+  });
+
   it("refuses a unit it did not provision, an expiry in the past, and --serial with --order, writing nothing", async () => {
     const out = f("refused.vcj");
     expect(refusedWithoutOutput(await cli("vouchers", "issue", "--serial", "SN000004", "--owner-cert", owner.cert, "--out", out), 3, out)).toMatch(/SN000004 was not provisioned/);
