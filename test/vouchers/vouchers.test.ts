@@ -88,6 +88,9 @@ describe("the MASA role", () => {
     delete config.keys.masa;
     writeFileSync(configPath, JSON.stringify(config));
     rmSync(join(legacy, "pki", "masa.pem"));
+    const noMasa = await idmintInProcess(["--home", legacy, "vouchers", "issue", "--serial", "SN000001", "--owner-cert", owner.cert, "--out", f("legacy.vcj")]);
+    expect(noMasa.code).toBe(5);
+    expect(oneLineError(noMasa)).toMatch(/no voucher-signing key .*idmint ca masa/);
     const key = config.keys.root!.replace("object=vendor-root-key", "object=late-masa-key");
     const r = ok(await idmintInProcess(["--home", legacy, "ca", "masa", "--key", key, "--json"]), "ca masa");
     expect(JSON.parse(r.stdout).key).toMatch(/object=late-masa-key/);
