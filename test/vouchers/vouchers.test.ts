@@ -134,6 +134,14 @@ describe("idmint vouchers issue / verify", () => {
     for (const name of readdirSync(dir)) expect(openssl(["cms", "-verify", "-inform", "DER", "-in", join(dir, name), "-CAfile", root, "-out", "/dev/null"]).code).toBe(0);
   });
 
+  it("--pem writes the voucher as PEM, which openssl and vouchers verify read", async () => {
+    const out = f("SN000003.pem.vcj");
+    ok(await cli("vouchers", "issue", "--serial", "SN000003", "--owner-cert", owner.cert, "--pem", "--out", out), "issue --pem");
+    expect(readFileSync(out, "utf8")).toMatch(/^-----BEGIN CMS-----\n/);
+    expect(openssl(["cms", "-verify", "-inform", "PEM", "-in", out, "-CAfile", root, "-out", "/dev/null"]).code).toBe(0);
+    expect(ok(await cli("vouchers", "verify", out, "--root", root, "--serial", "SN000003"), "verify PEM").stdout).toMatch(/voucher for SN000003 verified/);
+  });
+
   it("reads a voucher signed by openssl cms -sign, and refuses it against another root", async () => {
     const r = ok(await cli("vouchers", "verify", foreign.voucher, "--root", foreign.root, "--serial", "SN000001", "--json"), "verify openssl voucher");
     expect(JSON.parse(r.stdout).voucher).toMatchObject({ assertion: "logged", serialNumber: "SN000001" });
