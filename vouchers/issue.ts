@@ -38,6 +38,7 @@ export interface IssuedVoucher {
 
 /** Units per ledger transaction: the ledger records a batch before its vouchers are handed out. */
 const BATCH = 1000;
+const YIELD_EVERY = 16;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$/;
 
 /** RFC 6991 date-and-time, to the second. */
@@ -79,7 +80,8 @@ export async function issueVouchers(p: {
   factoryCa: x509.X509Certificate;
   ledger: Pick<Ledger, "appendMany">;
   clock: Clock;
-  handOver: (vouchers: IssuedVoucher[]) => void;
+  /** Takes a batch once the ledger holds it; a promise it returns is awaited before the next batch is handed over. */
+  handOver: (vouchers: IssuedVoucher[]) => void | Promise<void>;
 }): Promise<number> {
   const r = p.request;
   assertFreshness(r, p.clock);
@@ -89,10 +91,13 @@ export async function issueVouchers(p: {
   const skid = p.factoryCa.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
   const idevidIssuer = skid === undefined ? undefined : Buffer.from(skid, "hex").toString("base64");
   let issued = 0;
+  let handing: void | Promise<void> = undefined;
   for (let i = 0; i < p.units.length; i += BATCH) {
     const batch: IssuedVoucher[] = [];
     const events: LedgerEvent[] = [];
-    for (const unit of p.units.slice(i, i + BATCH)) {
+    for (const [k, unit] of p.units.slice(i, i + BATCH).entries()) {
+      // The HSM signs synchronously: a turn of the event loop now and then lets the previous batch's hand-over (file writes) go on meanwhile.
+      if (k % YIELD_EVERY === 0) await new Promise(setImmediate);
       const now = p.clock.now();
       const voucher: Voucher = {
         createdOn: dateAndTime(now),
@@ -117,8 +122,10 @@ export async function issueVouchers(p: {
       });
     }
     p.ledger.appendMany(events);
-    p.handOver(batch);
+    await handing;
+    handing = p.handOver(batch);
     issued += batch.length;
   }
+  await handing;
   return issued;
 }

@@ -1,12 +1,11 @@
 import type { Argv } from "yargs";
 import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import { VOUCHER_ASSERTIONS, cmsPem, openVoucher, type VoucherAssertion } from "../../cms/index.js";
-import { CoreError, assertNewOutput, readInputFile, sha256Hex, systemRandom, writeCopy, writeOutputFile } from "../../core/index.js";
+import { CoreError, assertNewOutput, readInputFile, sha256Hex, systemRandom, writeOutputFile } from "../../core/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { parseCertificate } from "../../pki/index.js";
 import { provisionedUnits, withStation } from "../../station/index.js";
-import { issueVouchers, masaOf, sztpdRunning, unitsFor, type IssuedVoucher } from "../../vouchers/index.js";
+import { issueVouchers, masaOf, sztpdRunning, unitsFor, writeVoucherFiles, type IssuedVoucher } from "../../vouchers/index.js";
 import { clockOf, homeOf, hsmOptions, pinnedRoot } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
@@ -18,14 +17,11 @@ function timeOption(value: string | undefined, option: string): Date | undefined
 }
 
 /** Where an order's vouchers go: a new directory, removed again if the issue fails. */
-function orderDirectory(dir: string): { write: (v: IssuedVoucher[], pem: boolean) => void; abandon: () => void } {
+function orderDirectory(dir: string): { write: (v: IssuedVoucher[], pem: boolean) => Promise<void>; abandon: () => void } {
   assertNewOutput(dir);
   mkdirSync(dir, { recursive: true });
   return {
-    // Copies of what the ledger records by fingerprint; a lost one is issued again.
-    write: (vouchers, pem) => {
-      for (const v of vouchers) writeCopy(join(dir, `${v.serial}.vcj`), pem ? cmsPem(v.der) : v.der);
-    },
+    write: (vouchers, pem) => writeVoucherFiles(dir, vouchers, (der) => (pem ? cmsPem(der) : der)),
     abandon: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
@@ -76,9 +72,9 @@ export function vouchersCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalAr
                   ledger: stores.ledger,
                   clock,
                   handOver: (vouchers) => {
-                    if (out) out.write(vouchers, args.pem);
-                    else writeOutputFile(args.out, args.pem ? cmsPem(vouchers[0]!.der) : vouchers[0]!.der);
                     for (const v of vouchers) fingerprints.push({ serial: v.serial, fingerprint: v.fingerprint });
+                    if (out) return out.write(vouchers, args.pem);
+                    writeOutputFile(args.out, args.pem ? cmsPem(vouchers[0]!.der) : vouchers[0]!.der);
                   },
                 }),
               );
