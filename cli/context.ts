@@ -1,5 +1,5 @@
 import { CoreError, Home, fixedClock, readInputFile, systemClock, type Clock, type IdmintConfig } from "../core/index.js";
-import type { HsmOptions } from "../hsm/index.js";
+import { findSoftHsmModule, type HsmOptions } from "../hsm/index.js";
 import { parseCertificate, x509 } from "../pki/index.js";
 import type { GlobalArgs, Io } from "./io.js";
 
@@ -10,6 +10,18 @@ export function homeOf(args: GlobalArgs, io: Io): Home {
 /** The HSM a home is configured for, loaded with the command's environment (PIN sources may name variables in it). */
 export function hsmOptions(config: IdmintConfig, io: Io): HsmOptions {
   return { module: config.hsm.module, softhsmConf: config.hsm.softhsmConf, env: io.env };
+}
+
+/** The units' token a simulated unit's key may be in: --pkcs11-token, else the home's simulator token; undefined for soft keys only. */
+export function unitTokenOf(args: { "pkcs11-token"?: string; "pkcs11-module"?: string }, config: IdmintConfig | undefined, io: Io) {
+  const tokenUri = args["pkcs11-token"] ?? config?.simulator?.unitTokenUri;
+  if (!tokenUri) return undefined;
+  return {
+    tokenUri,
+    module: args["pkcs11-module"] ?? config?.hsm.module ?? findSoftHsmModule(),
+    softhsmConf: args["pkcs11-module"] === undefined ? config?.hsm.softhsmConf : undefined,
+    env: io.env,
+  };
 }
 
 /** The clock commands use: the system's, or IDMINT_NOW (ISO 8601) so tests can stand at a given time. */

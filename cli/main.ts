@@ -9,6 +9,7 @@ import { serialsCommands } from "./commands/serials.js";
 import { stationCommands } from "./commands/station.js";
 import { unitCommands } from "./commands/unit.js";
 import { hsmCommands } from "./commands/hsm.js";
+import { exportCommands, vouchersCommands } from "./commands/vouchers.js";
 import { ReportedFailure, processIo, type GlobalArgs, type Io } from "./io.js";
 
 class UsageError extends IdmintError<"USAGE"> {}
@@ -48,6 +49,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   parser = ledgerCommands(parser, io);
   parser = directoryCommands(parser, io);
   parser = operatorCommands(parser, io);
+  parser = vouchersCommands(parser, io);
+  parser = exportCommands(parser, io);
   parser = demoCommand(parser, io, main);
   let output = "";
   try {

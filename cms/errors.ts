@@ -15,6 +15,9 @@ import { errorClass } from "../core/index.js";
  *   size idmint does not encrypt to.
  * - KEY_USAGE: the recipient's certificate does not allow the key agreement or transport.
  * - KEY_NOT_PERMITTED: the key is in a token that does not allow it to derive or decrypt.
+ * - SIGNATURE_INVALID: a SignedData's signature, message digest or content type does not verify.
+ * - VOUCHER_INVALID: a signed voucher's content is not an RFC 8366 voucher.
+ * - VOUCHER_SERIAL, VOUCHER_EXPIRED: a voucher is for another unit, or past its expires-on.
  */
 export type CmsErrorCode =
   | "TOO_LARGE"
@@ -26,7 +29,11 @@ export type CmsErrorCode =
   | "DECRYPT_FAILED"
   | "KEY_UNSUPPORTED"
   | "KEY_USAGE"
-  | "KEY_NOT_PERMITTED";
+  | "KEY_NOT_PERMITTED"
+  | "SIGNATURE_INVALID"
+  | "VOUCHER_INVALID"
+  | "VOUCHER_SERIAL"
+  | "VOUCHER_EXPIRED";
 
 export class CmsError extends errorClass<CmsErrorCode>("CmsError", {
   TOO_LARGE: "input",
@@ -39,6 +46,10 @@ export class CmsError extends errorClass<CmsErrorCode>("CmsError", {
   KEY_UNSUPPORTED: "input",
   KEY_USAGE: "input",
   KEY_NOT_PERMITTED: "hsm",
+  SIGNATURE_INVALID: "verify",
+  VOUCHER_INVALID: "input",
+  VOUCHER_SERIAL: "verify",
+  VOUCHER_EXPIRED: "verify",
 }) {}
 
 export const invalid = (why: string, cause?: unknown) => new CmsError("CMS_INVALID", `the input is not a valid CMS EnvelopedData (${why}): give the file the operator encrypted`, { cause });

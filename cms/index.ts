@@ -7,3 +7,6 @@ export { encryptToCertificate, recipientKeyOf, assertEncryptionUsage, type Encry
 export { softRecipientKey, tokenRecipientKey, type RecipientKey } from "./recipient-key.js";
 export { recipientIdentity, type RecipientIdentity } from "./recipients.js";
 export { parseEnvelope, openEnvelope, decryptWithKey, type Envelope, type EncryptedResult, type DecryptResult } from "./open.js";
+export { CmsSigner } from "./signed.js";
+export { openSignedData, isSignedData, type SignedContent } from "./signed-open.js";
+export { openVoucher, parseVoucher, voucherJson, VOUCHER_CONTENT_TYPE, VOUCHER_ASSERTIONS, type Voucher, type VoucherAssertion, type OpenedVoucher } from "./voucher.js";

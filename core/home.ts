@@ -18,7 +18,10 @@ export interface IdmintConfig {
     sessions?: number;
   };
   /** PKCS#11 URIs (RFC 7512) of each role's private key, with `pin-source` as a query attribute. */
-  keys: Record<KeyRole, string>;
+  keys: Record<KeyRole, string> & {
+    /** The MASA's voucher-signing key (RFC 8366), made by `ca init`, or by `ca masa` in a home made before it. */
+    masa?: string;
+  };
   station: { id: string };
   /** The embedded default's stand-in for the units' secure elements (`station run --sim --keystore pkcs11`). */
   simulator?: { unitTokenUri: string };
@@ -76,7 +79,7 @@ export class Home {
   get stationDbPath(): string {
     return join(this.root, "station.db");
   }
-  pkiFile(name: "root" | "factory-ca" | "allocation-signer" | "station"): string {
+  pkiFile(name: "root" | "factory-ca" | "allocation-signer" | "station" | "masa"): string {
     return join(this.pkiDir, `${name}.pem`);
   }
 

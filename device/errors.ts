@@ -9,8 +9,16 @@ import { errorClass } from "../core/index.js";
  * - KEYSTORE_OPTIONS: the keystore was named wrongly (e.g. a token URI that names a key).
  * - UNIT_KEY: a unit to decrypt for cannot be found, has no key yet, or holds a broken certificate.
  * - UNIT_TOKEN_NEEDED: the unit's key is in a token and no token was given.
+ * - VOUCHER_NOT_FOR_UNIT, OWNER_NOT_PINNED, INFO_SIGNATURE, INFO_UNSIGNED: an SZTP bootstrap
+ *   refused (RFC 8572 §5.4-5.6): a voucher for another IDevID issuer, an owner the voucher
+ *   does not pin, conveyed information not signed by the owner, or unsigned when signing is required.
  */
-export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED" | "SERIAL_NOT_PRINTABLE";
+export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED"
+  | "SERIAL_NOT_PRINTABLE"
+  | "VOUCHER_NOT_FOR_UNIT"
+  | "OWNER_NOT_PINNED"
+  | "INFO_SIGNATURE"
+  | "INFO_UNSIGNED";
 
 export class DeviceError extends errorClass<DeviceErrorCode>("DeviceError", {
   UNIT_STATE: "state",
@@ -21,4 +29,8 @@ export class DeviceError extends errorClass<DeviceErrorCode>("DeviceError", {
   UNIT_KEY: "state",
   UNIT_TOKEN_NEEDED: "usage",
   SERIAL_NOT_PRINTABLE: "input",
+  VOUCHER_NOT_FOR_UNIT: "verify",
+  OWNER_NOT_PINNED: "verify",
+  INFO_SIGNATURE: "verify",
+  INFO_UNSIGNED: "verify",
 }) {}

@@ -5,3 +5,4 @@ export { UnitFlash, readUnitRecord, readSoftUnitKey, unitsDbPath, type UnitRecor
 export { InstallChecker, Refusal, type Installer } from "./install-check.js";
 export { exportUnitPart, type UnitPart } from "./export.js";
 export { decryptForUnit, type UnitDecryptOptions, type UnitDecryptResult } from "./decrypt.js";
+export { bootstrapUnit, type BootstrapOptions, type BootstrapResult } from "./bootstrap.js";

@@ -17,6 +17,8 @@ export type LedgerEvent =
   /** A one-off certificate for a serial in no allocation (a lab unit), declared before its intent. */
   | { type: "serial.outside-allocation"; serial: string; reason: string }
   | { type: "upload.sent"; directory: string; certificates: number; checkpointSize: number }
+  /** An RFC 8366 voucher: which unit went to which owner (the SHA-256 of its pinned-domain-cert), and the voucher's own SHA-256. */
+  | { type: "voucher.issued"; serial: string; owner: string; assertion: string; voucherFingerprint: string; expiresOn?: string; nonce?: boolean }
   | { type: "error"; serial?: string; stage: string; code: string; message: string };
 
 export type LedgerEventType = LedgerEvent["type"];
@@ -32,6 +34,7 @@ export const EVENT_TYPES: readonly LedgerEventType[] = [
   "serial.scrapped",
   "serial.outside-allocation",
   "upload.sent",
+  "voucher.issued",
   "error",
 ];
 

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { CoreError, systemClock, systemRandom, writeNewFiles, type Clock, type Home, type IdmintConfig, type KeyRole, type Random } from "../core/index.js";
 import type { KeyAlgorithm, Signer } from "../hsm/index.js";
 import { PkiError } from "./errors.js";
+import { certifyMasa } from "./masa.js";
 import { issueEndEntity, issueFactoryCa, issueRoot } from "./profiles.js";
 import type { x509 } from "./x509.js";
 
@@ -94,19 +95,28 @@ export async function runCeremony(p: {
 export interface KeyTokens {
   createKey(uri: string, algorithm: KeyAlgorithm): Signer;
   destroyKey(uri: string): void;
+  signer(uri: string): Signer;
 }
 
 const PKI_FILES = { root: "root", factoryCa: "factory-ca", allocationSigner: "allocation-signer", station: "station" } as const;
 
 /**
  * `ca init`: the ceremony in a home, then its four certificates written all-or-nothing to
- * HOME/pki and the station id to idmint.json. Certificates that cannot be written take the
- * new keys with them, so a failed `ca init` can simply be run again.
+ * HOME/pki and the station id to idmint.json; with `masaKey`, the MASA's key there and its
+ * certificate too (HOME/pki/masa.pem). Certificates that cannot be written take the new
+ * keys with them, so a failed `ca init` can simply be run again.
  */
-export async function initCa(home: Home, config: IdmintConfig, stationId: string, tokens: KeyTokens): Promise<{ certs: CeremonyResult; files: Record<keyof CeremonyResult, string> }> {
+export async function initCa(
+  home: Home,
+  config: IdmintConfig,
+  stationId: string,
+  tokens: KeyTokens,
+  masaKey?: string,
+): Promise<{ certs: CeremonyResult; files: Record<keyof CeremonyResult, string>; masa?: { certificate: x509.X509Certificate; file: string } }> {
   assertStationId(stationId);
   const files = Object.fromEntries(Object.entries(PKI_FILES).map(([k, f]) => [k, home.pkiFile(f)])) as Record<keyof CeremonyResult, string>;
-  const present = Object.values(files).find((f) => existsSync(f));
+  const masaFile = home.pkiFile("masa");
+  const present = [...Object.values(files), ...(masaKey ? [masaFile] : [])].find((f) => existsSync(f));
   if (present) {
     throw new PkiError("CA_EXISTS", `the CA of ${home.root} already exists (${present}): a second ceremony would replace the vendor root; use a new --home to start over`);
   }
@@ -115,12 +125,24 @@ export async function initCa(home: Home, config: IdmintConfig, stationId: string
     destroy: (role) => tokens.destroyKey(config.keys[role]),
   };
   const certs = await runCeremony({ keys, organization: config.profile.organization, stationId, clock: systemClock, random: systemRandom });
-  try {
-    writeNewFiles((Object.keys(files) as Array<keyof CeremonyResult>).map((k) => ({ path: files[k], data: certs[k].toString("pem") + "\n" })));
-    home.writeConfig({ ...config, station: { id: stationId } });
-  } catch (e) {
+  const destroyAll = () => {
     for (const role of ["station", "allocationSigner", "factoryCa", "root"] as const) keys.destroy(role);
+  };
+  let masa: x509.X509Certificate | undefined;
+  try {
+    if (masaKey) masa = await certifyMasa({ tokens, config, keyUri: masaKey, root: certs.root, clock: systemClock, random: systemRandom });
+  } catch (e) {
+    destroyAll();
+    throw e;
+  }
+  try {
+    const written = (Object.keys(files) as Array<keyof CeremonyResult>).map((k) => ({ path: files[k], data: certs[k].toString("pem") + "\n" }));
+    writeNewFiles(masa ? [...written, { path: masaFile, data: masa.toString("pem") + "\n" }] : written);
+    home.writeConfig({ ...config, keys: masaKey ? { ...config.keys, masa: masaKey } : config.keys, station: { id: stationId } });
+  } catch (e) {
+    destroyAll();
+    if (masaKey) tokens.destroyKey(masaKey);
     throw new CoreError("FILE_UNWRITABLE", `cannot write the CA certificates to ${home.pkiDir} (${(e as Error).message}); the new keys were removed again`, { cause: e });
   }
-  return { certs, files };
+  return { certs, files, masa: masa ? { certificate: masa, file: masaFile } : undefined };
 }

@@ -35,7 +35,8 @@ export async function checkChain(
     const candidates = [root, ...intermediates].filter((c) => c.subject === current.issuer);
     let issuer: x509.X509Certificate | undefined;
     for (const c of candidates) {
-      if (await current.verify({ publicKey: c, signatureOnly: true })) {
+      // A malformed signature value makes @peculiar/x509 throw rather than answer false: it does not verify either.
+      if (await current.verify({ publicKey: c, signatureOnly: true }).catch(() => false)) {
         issuer = c;
         break;
       }

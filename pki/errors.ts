@@ -10,6 +10,7 @@ export type PkiErrorCode =
   | "CHAIN_INVALID"
   | "PROFILE_VIOLATION"
   | "CA_EXISTS"
+  | "MASA_EXISTS"
   | "STATION_ID_SYNTAX"
   | "SIGNER_MISMATCH"
   | "SIGNATURE_MALFORMED";
@@ -25,6 +26,7 @@ export class PkiError extends errorClass<PkiErrorCode>("PkiError", {
   // The issuer's own template check: a certificate idmint built is not what it meant to build.
   PROFILE_VIOLATION: "internal",
   CA_EXISTS: "state",
+  MASA_EXISTS: "state",
   STATION_ID_SYNTAX: "usage",
   // The HSM signing provider was handed another key: a bug.
   SIGNER_MISMATCH: "internal",

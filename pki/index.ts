@@ -16,6 +16,7 @@ export {
 export { IdevidIssuer, type IssuedIdevid, type IdevidProfile, type IdevidRequest } from "./idevid-issuer.js";
 export { checkCsr, type CheckedCsr } from "./csr.js";
 export { CertificateModel, attributes, decodeWhole, directoryString, ecdsaSignatureDer, oid, serialNumbers, type CertificateDer } from "./der-models.js";
+export { addMasa, type MasaTokens } from "./masa.js";
 export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult, type KeyTokens } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";
 export { checkChain, parseCertificate } from "./chain.js";

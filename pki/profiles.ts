@@ -121,9 +121,14 @@ export function issueFactoryCa(p: {
   });
 }
 
-export type EndEntityPurpose = "allocation-signer" | "station";
+export type EndEntityPurpose = "allocation-signer" | "station" | "masa";
 
-/** The allocation signer signs allocation lists; a station signs its ledger, reports and uploads. */
+/**
+ * The allocation signer signs allocation lists; a station signs its ledger, reports and
+ * uploads; the MASA signs RFC 8366 vouchers. The MASA's certificate has no extended key
+ * usage: RFC 8366 defines none, and `openssl cms -verify` refuses a signer whose EKU lacks
+ * emailProtection.
+ */
 export function issueEndEntity(p: {
   purpose: EndEntityPurpose;
   issuer: { signer: Signer; certificate: x509.X509Certificate };
@@ -140,7 +145,7 @@ export function issueEndEntity(p: {
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension(eku, false),
+      ...(p.purpose === "masa" ? [] : [new x509.ExtendedKeyUsageExtension(eku, false)]),
     ],
   });
 }

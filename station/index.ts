@@ -14,3 +14,4 @@ export { withStation, withLedger, stationIdentity, type StationStores } from "./
 export { runStation, stationUploader, DEFAULT_HSM_WAIT_S, type StationRunOptions, type StationRunResult, type UnitSource } from "./run.js";
 export { readLiveState, liveStatePath, type LiveState, type LiveSlot, type LiveHsm, type LiveUpload, type SlotActivity } from "./live.js";
 export { StationReader, type StationSnapshot } from "./snapshot.js";
+export { provisionedUnits, type ProvisionedUnitRow } from "./provisioned.js";

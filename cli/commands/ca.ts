@@ -1,8 +1,9 @@
 import type { Argv } from "yargs";
 import { CoreError, readInputFile, sha256Hex, systemRandom, withClaimedOutputs } from "../../core/index.js";
 import { withHsm } from "../../hsm/index.js";
-import { initCa, x509, type CeremonyResult } from "../../pki/index.js";
+import { addMasa, initCa, x509, type CeremonyResult } from "../../pki/index.js";
 import { issueFromCsr, withStation } from "../../station/index.js";
+import { defaultMasaKeyUri } from "../../vouchers/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
@@ -15,7 +16,7 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
     y
       .command(
         "init",
-        "key ceremony: vendor root, factory CA, allocation signer and station keys in their tokens; certificates in HOME/pki/",
+        "key ceremony: vendor root, factory CA, allocation signer, station and MASA (voucher) keys in their tokens; certificates in HOME/pki/",
         (c) =>
           c
             .option("station", { type: "string", default: "station-1", describe: "id of the station whose key this home holds" })
@@ -23,14 +24,17 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          const { certs, files } = await withHsm(hsmOptions(config, io), (hsm) => initCa(home, config, args.station, hsm));
+          const { certs, files, masa } = await withHsm(hsmOptions(config, io), (hsm) => initCa(home, config, args.station, hsm, defaultMasaKeyUri(config)));
           report(
             io,
             args,
             {
               station: args.station,
               certificates: Object.fromEntries(
-                (Object.keys(files) as Array<keyof CeremonyResult>).map((k) => [k, { path: files[k], subject: certs[k].subject, fingerprint: fingerprint(certs[k]) }]),
+                [
+                  ...(Object.keys(files) as Array<keyof CeremonyResult>).map((k) => [k, { path: files[k], subject: certs[k].subject, fingerprint: fingerprint(certs[k]) }]),
+                  ...(masa ? [["masa", { path: masa.file, subject: masa.certificate.subject, fingerprint: fingerprint(masa.certificate) }]] : []),
+                ],
               ),
             },
             () => [
@@ -38,6 +42,7 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
               `factory CA         ${files.factoryCa}`,
               `allocation signer  ${files.allocationSigner}`,
               `station ${args.station.padEnd(10)} ${files.station}`,
+              ...(masa ? [`MASA (vouchers)    ${masa.file}`] : []),
               `root fingerprint (SHA-256) ${fingerprint(certs.root)}`,
             ],
           );
@@ -90,6 +95,24 @@ export function caCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
           ]);
         },
       )
-      .demandCommand(1, "name a subcommand: init or issue"),
+      .command(
+        "masa",
+        "add the MASA role to a home whose ceremony ran before vouchers: a voucher-signing key in the HSM and its certificate from the vendor root (HOME/pki/masa.pem)",
+        (c) =>
+          c
+            .option("key", { type: "string", describe: "PKCS#11 URI (with pin-source) of the key to make; default: object masa-key in the allocation signer's token" })
+            .example("$0 ca masa", "make the MASA key beside the allocation signer's and certify it"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const config = home.readConfig();
+          const keyUri = args.key ?? defaultMasaKeyUri(config);
+          const { certificate, file } = await withHsm(hsmOptions(config, io), (hsm) => addMasa(home, config, keyUri, hsm));
+          report(io, args, { path: file, subject: certificate.subject, fingerprint: fingerprint(certificate), key: keyUri.split("?")[0] }, () => [
+            `MASA (vouchers)    ${file}`,
+            `key                ${keyUri.split("?")[0]}`,
+          ]);
+        },
+      )
+      .demandCommand(1, "name a subcommand: init, issue or masa"),
   );
 }

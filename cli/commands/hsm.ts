@@ -48,12 +48,13 @@ export function hsmCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
             const tokens = hsm.tokens().filter((t) => t.initialized);
             const keys: Array<KeyInfo & { role: string }> = [];
             const seen = new Set<string>();
-            for (const role of KEY_ROLES) {
-              const uri = config.keys[role];
-              const token = parsePkcs11Uri(uri).token ?? "";
+            // A token may hold more than one role's key (the MASA's beside the allocation signer's): a key is named by its label.
+            const roles = [...KEY_ROLES, "masa" as const].flatMap((role) => (config.keys[role] === undefined ? [] : [{ role, uri: config.keys[role], parsed: parsePkcs11Uri(config.keys[role]) }]));
+            for (const { role, uri, parsed } of roles) {
+              const token = parsed.token ?? "";
               if (seen.has(token)) continue;
               seen.add(token);
-              for (const k of hsm.listKeys(uri)) keys.push({ role, ...k });
+              for (const k of hsm.listKeys(uri)) keys.push({ role: roles.find((r) => r.parsed.token === parsed.token && r.parsed.object === k.label)?.role ?? role, ...k });
             }
             return { module: config.hsm.module, tokens, keys };
           });

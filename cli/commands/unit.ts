@@ -5,12 +5,13 @@ import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readInputFile, writeOu
 import { findSoftHsmModule } from "../../hsm/index.js";
 import { decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
 import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
-import { homeOf, stopSignal } from "../context.js";
+import { homeOf, stopSignal, unitTokenOf } from "../context.js";
+import { bootstrapCommand } from "./unit-bootstrap.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
-  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, their side of RFC 8886 (decrypt), and their keys and certificates as files (export)", (y) =>
-    y
+  return yargs.command("unit", "the unit side of the line: simulated units behind a TCP fixture, their side of RFC 8886 (decrypt) and of SZTP (bootstrap), and their keys and certificates as files (export)", (y) =>
+    bootstrapCommand(y, io)
       .command(
         "sim",
         "serve simulated units on 127.0.0.1 until SIGINT/SIGTERM: each TCP connection is the next unit, in serial order; after the last, connections are told NO_MORE_UNITS",
@@ -120,15 +121,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           assertFileWithinLimit("encrypted", args.in, "the encrypted configuration");
           const input = readInputFile(args.in, "the encrypted configuration");
           const config: IdmintConfig | undefined = home.hasConfig() ? home.readConfig() : undefined;
-          const tokenUri = args["pkcs11-token"] ?? config?.simulator?.unitTokenUri;
-          const token = tokenUri
-            ? {
-                tokenUri,
-                module: args["pkcs11-module"] ?? config?.hsm.module ?? findSoftHsmModule(),
-                softhsmConf: args["pkcs11-module"] === undefined ? config?.hsm.softhsmConf : undefined,
-                env: io.env,
-              }
-            : undefined;
+          const token = unitTokenOf(args, config, io);
           const { keystore, result } = decryptForUnit({
             unitsDir: home.unitsDir,
             serial: args.serial,
@@ -194,6 +187,6 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           report(io, args, { serial: args.serial, part, out: args.out }, () => [`${args.serial}: ${what} written to ${args.out}`]);
         },
       )
-      .demandCommand(1, "name a subcommand: sim, decrypt or export"),
+      .demandCommand(1, "name a subcommand: sim, decrypt, export or bootstrap"),
   );
 }

@@ -103,7 +103,7 @@ describe("idmint ca init", () => {
     const r = await cli("hsm", "list", "--json");
     expect(r.code, r.stderr).toBe(0);
     const listed = JSON.parse(r.stdout) as { keys: Array<{ role: string; label: string; sensitive: boolean; extractable: boolean; algorithm: string }> };
-    expect(listed.keys.map((k) => k.role).sort()).toEqual(["allocationSigner", "factoryCa", "root", "station"]);
+    expect(listed.keys.map((k) => k.role).sort()).toEqual(["allocationSigner", "factoryCa", "masa", "root", "station"]);
     for (const k of listed.keys) expect(k).toMatchObject({ sensitive: true, extractable: false });
     const config = readJson<{ hsm: { module: string; softhsmConf: string } }>(join(home, "idmint.json"));
     for (const token of ["vendor-root", "factory-ca"]) {

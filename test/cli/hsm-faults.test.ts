@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { IdmintConfig } from "../../core/index.js";
+import type { IdmintConfig, KeyRole } from "../../core/index.js";
 import { parsePkcs11Uri } from "../../hsm/index.js";
 import { UnitSimulator } from "../../sim/index.js";
 import { idmint, idmintBounded, lineHome, oneLineError, openssl, scratch, type BoundedRun } from "../helpers.js";
@@ -15,7 +15,7 @@ const s = scratch("hsm-faults");
 afterAll(() => s.cleanup());
 
 /** Which key a fault breaks: one of idmint.json's roles, or the token of the simulated units' secure elements. */
-type Role = keyof IdmintConfig["keys"] | "unitToken";
+type Role = KeyRole | "unitToken";
 
 interface Command {
   name: string;
