@@ -14,7 +14,7 @@ export interface IdmintConfig {
     module: string;
     /** SoftHSM2 configuration for the embedded default; exported as SOFTHSM2_CONF before the module loads. */
     softhsmConf?: string;
-    /** Sessions (signing threads) per key for `station run`; the line's slot count when absent. */
+    /** Sessions (signing threads) per key for `station run`; the line's slot count when absent, and on SoftHSM, signing in-process. */
     sessions?: number;
   };
   /** PKCS#11 URIs (RFC 7512) of each role's private key, with `pin-source` as a query attribute. */

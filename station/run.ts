@@ -150,8 +150,9 @@ export async function runStation(o: StationRunOptions): Promise<StationRunResult
 async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: Hsm, live: LiveLine): Promise<Pick<StationRunResult, "summary" | "uploads" | "hsm">> {
   const { config } = o;
   // The keys first: a wrong PIN or a missing token is refused before anything else starts.
-  const { pool, signers } = await hsm.signingPool(o.directory ? [config.keys.factoryCa, config.keys.station] : [config.keys.factoryCa], {
+  const signing = await hsm.lineSigning(o.directory ? [config.keys.factoryCa, config.keys.station] : [config.keys.factoryCa], {
     sessions: config.hsm.sessions ?? o.slots,
+    sessionsAsked: config.hsm.sessions !== undefined,
     waitMs: o.hsmWaitMs ?? DEFAULT_HSM_WAIT_S * 1000,
     onStatus: (status) => {
       live.hsmStatus(status);
@@ -159,9 +160,9 @@ async function runWithStores(o: StationRunOptions, stores: StationStores, hsm: H
     },
   });
   try {
-    return { ...(await runWithSigners(o, stores, live, signers[0]!, signers[1])), hsm: pool.outages };
+    return { ...(await runWithSigners(o, stores, live, signing.signers[0]!, signing.signers[1])), hsm: signing.stats() };
   } finally {
-    await pool.close();
+    await signing.close();
   }
 }
 

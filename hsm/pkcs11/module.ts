@@ -104,6 +104,11 @@ export class Pkcs11Module {
     }
   }
 
+  /** SoftHSM itself (not a client in front of it), by what the module says of its maker. */
+  get isSoftHsm(): boolean {
+    return pkcs11Step("asking the module what it is", () => this.p11.C_GetInfo().manufacturerID.trim() === "SoftHSM");
+  }
+
   /** Slots whose token carries this label (tokens are chosen by label or serial, never slot index). */
   findSlot(selector: { label?: string; serial?: string }): { slot: Buffer; label: string; serial: string; flags: number } | undefined {
     return pkcs11Step(`looking for token ${selector.label ?? `serial ${selector.serial}`}`, () => {

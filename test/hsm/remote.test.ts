@@ -21,13 +21,13 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the line with its HSM behind p11-
   let server: P11KitServer;
   const rates: Record<string, number> = {};
   const remote = (...args: string[]) => idmint(["--home", line.home, ...args], { env: server.env });
-  const runLine = (r: Run): { provisioned: number; failed: number; unitsPerSecond: number } => {
+  const runLine = (r: Run): { provisioned: number; failed: number; unitsPerSecond: number; hsm: { sessions: number } } => {
     expect(r.code, r.stderr).toBe(0);
     return JSON.parse(r.stdout);
   };
 
   beforeAll(async () => {
-    line = lineHome(s.dir, "line", 100);
+    line = lineHome(s.dir, "line", 150);
     server = await startP11KitServer(s.dir, new Home(line.home).softhsmConfPath);
     servers.push(server);
   });
@@ -37,10 +37,23 @@ describe.skipIf(P11KIT_MISSING !== undefined)(`the line with its HSM behind p11-
     if (rates.direct && rates.remote) console.log(`station run --sim 50 --slots 4: ${rates.direct} units/s on SoftHSM directly, ${rates.remote} through p11-kit (same home)`);
   });
 
-  it("station run --sim 50 --slots 4 on SoftHSM directly, for comparison", () => {
+  it("station run --sim 50 --slots 4 on SoftHSM directly, for comparison: it signs in-process", () => {
     const summary = runLine(line.cli("station", "run", "--sim", "50", "--slots", "4", "--json"));
-    expect(summary).toMatchObject({ provisioned: 50, failed: 0 });
+    expect(summary).toMatchObject({ provisioned: 50, failed: 0, hsm: { sessions: 1, outages: 0 } });
     rates.direct = summary.unitsPerSecond;
+  });
+
+  it("on SoftHSM directly with hsm.sessions set, the line signs in a pool of that many threads sharing the process's SoftHSM", () => {
+    const home = new Home(line.home);
+    const config = home.readConfig();
+    home.writeConfig({ ...config, hsm: { ...config.hsm, sessions: 3 } });
+    try {
+      const summary = runLine(line.cli("station", "run", "--sim", "30", "--slots", "4", "--json"));
+      expect(summary).toMatchObject({ provisioned: 30, failed: 0, hsm: { sessions: 3, outages: 0 } });
+      expect(line.cli("ledger", "verify").code).toBe(0);
+    } finally {
+      home.writeConfig(config);
+    }
   });
 
   it("station run --sim 50 --slots 4 with hsm.module the p11-kit client: all 50 provisioned, the ledger verifies, openssl accepts an IDevID", () => {
