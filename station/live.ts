@@ -207,7 +207,8 @@ export class LiveLine implements SlotWatch {
   private noteSigned(): void {
     const hsm = this.state.hsm;
     this.lastSignMs = Date.now();
-    if (hsm.state !== "ok") Object.assign(hsm, { state: "ok", since: new Date(this.lastSignMs).toISOString(), lastError: undefined });
+    // A signature made just before an outage can land after it began: only the pool says the HSM is back.
+    if (hsm.state !== "ok" && hsm.state !== "out") Object.assign(hsm, { state: "ok", since: new Date(this.lastSignMs).toISOString(), lastError: undefined });
   }
 
   /** The signing pool's word that the HSM went away or came back (its units wait meanwhile). */

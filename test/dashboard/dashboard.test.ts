@@ -65,7 +65,7 @@ function openModes(pid: number, suffix: string): number[] {
 
 let line: { home: string; cli: (...args: string[]) => Run };
 beforeAll(() => {
-  line = lineHome(s.dir, "line", 1_400);
+  line = lineHome(s.dir, "line", 2_400);
 });
 
 describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
@@ -114,7 +114,7 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
 
     const st = line.cli("serials", "status", "--json");
     const left = (JSON.parse(st.stdout) as { allocations: Array<{ available: number }> }).allocations[0]!.available;
-    expect(left).toBe(1_100);
+    expect(left).toBe(2_100);
     // The page writes numbers as people read them: 1,100.
     await expect.poll(() => text(page, "#left"), POLL).toBe(left.toLocaleString("en-US"));
     await expect.poll(() => text(page, "#allocations tbody tr td:nth-child(5)"), POLL).toBe(left.toLocaleString("en-US"));
@@ -173,11 +173,12 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
     // The line's HSM behind p11-kit, as a network HSM: what the page shows is the signing pool's word.
     home.writeConfig({ ...config, hsm: { module: server.module } });
     try {
-      const run = idmintBounded(["--home", line.home, "station", "run", "--sim", "1000", "--slots", "8", "--json"], { env: server.env, limitMs: 120_000 });
-      // This run's units (the page still shows the last run's until this one starts), some of them signed.
+      const run = idmintBounded(["--home", line.home, "station", "run", "--sim", "2000", "--slots", "8", "--json"], { env: server.env, limitMs: 120_000 });
+      // This run's units (the page still shows the last run's until this one starts), some of them
+      // signed; the page is a second behind the line, and 2,000 units leave time to cut mid-run.
       await page.waitForFunction(
         () =>
-          document.getElementById("provisioned-of")?.textContent === "of 1,000 this run" &&
+          document.getElementById("provisioned-of")?.textContent === "of 2,000 this run" &&
           document.getElementById("hsm-state")?.textContent === "ok" &&
           Number(document.getElementById("provisioned")?.textContent?.replace(/,/g, "")) >= 20,
         undefined,
@@ -194,7 +195,7 @@ describe.skipIf(!CHROMIUM)("the line's dashboard in Chromium", () => {
       await page.waitForFunction(() => document.getElementById("hsm-state")?.textContent === "ok" && /1 outages/.test(document.getElementById("hsm-note")?.textContent ?? ""), undefined, { timeout: 60_000 });
       const r = await run;
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ provisioned: 1000, failed: 0, hsm: { outages: 1 } });
+      expect(JSON.parse(r.stdout)).toMatchObject({ provisioned: 2000, failed: 0, hsm: { outages: 1 } });
     } finally {
       await server.stop();
       home.writeConfig(config);
