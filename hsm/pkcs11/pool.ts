@@ -359,7 +359,7 @@ export class SigningPool {
     if (f.code === "PIN_LOCKED") return new HsmError("PIN_LOCKED", `${f.message} (${doing}): have the security officer unlock it`);
     if (f.code === "KEY_NOT_FOUND") return new HsmError("KEY_NOT_FOUND", `${f.message} (${doing}): restore the key, or check the key URI in idmint.json`);
     if (f.code === "TOKEN_NOT_FOUND") return new HsmError("TOKEN_NOT_FOUND", `${f.message} (${doing}): check that the HSM is reachable and the token present`);
-    return pkcs11Failure(doing, Object.assign(new Error(f.message), f.ckr ? { message: `${f.ckr}: ${f.message}` } : {}));
+    return pkcs11Failure(doing, new Error(f.ckr ?? f.message));
   }
 
   /** Fails whatever still waits, ends every thread and releases the module; idempotent. */
