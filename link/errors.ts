@@ -12,8 +12,21 @@ import { errorClass, type ErrorKind } from "../core/index.js";
  * - FIXTURE_UNREACHABLE: no connection to the fixture at all.
  * - LINK_MISUSE: the station asked the link for something the protocol forbids (too many
  *   requests in flight, a request after a unit's last one): a bug in the caller.
+ * - CMP_MALFORMED: the bytes are not a PKIMessage the station speaks (bad DER, unknown body type).
+ * - CMP_PROTECTION_UNSUPPORTED: the message's protection is not PasswordBasedMac with an OWF,
+ *   MAC and iteration count within the station's limits.
+ * - CMP_PROTECTION_INVALID: the MAC does not match (a wrong secret, or the message was altered).
  */
-export type UnitErrorCode = "UNIT_TIMEOUT" | "UNIT_DISCONNECTED" | "UNIT_PROTOCOL" | "UNIT_REFUSED" | "FIXTURE_UNREACHABLE" | "LINK_MISUSE";
+export type UnitErrorCode =
+  | "UNIT_TIMEOUT"
+  | "UNIT_DISCONNECTED"
+  | "UNIT_PROTOCOL"
+  | "UNIT_REFUSED"
+  | "FIXTURE_UNREACHABLE"
+  | "LINK_MISUSE"
+  | "CMP_MALFORMED"
+  | "CMP_PROTECTION_UNSUPPORTED"
+  | "CMP_PROTECTION_INVALID";
 
 const KIND: Record<UnitErrorCode, ErrorKind> = {
   UNIT_TIMEOUT: "unavailable",
@@ -22,6 +35,9 @@ const KIND: Record<UnitErrorCode, ErrorKind> = {
   UNIT_REFUSED: "input",
   FIXTURE_UNREACHABLE: "unavailable",
   LINK_MISUSE: "internal",
+  CMP_MALFORMED: "input",
+  CMP_PROTECTION_UNSUPPORTED: "input",
+  CMP_PROTECTION_INVALID: "verify",
 };
 
 /** A unit as the station sees it across the link failed; named for the unit, since most of these are its doing. */

@@ -31,3 +31,5 @@ export {
   type UnitResponse,
 } from "./protocol.js";
 export { TcpFixture, DEFAULT_UNIT_TIMEOUT_MS, type TcpFixtureOptions } from "./tcp.js";
+/** RFC 4210/4211 CMP structures and PasswordBasedMac protection, for the CMP endpoint (issue 19). */
+export * as cmp from "./cmp/index.js";
