@@ -1,6 +1,7 @@
 import pkcs11js from "pkcs11js";
 import { existsSync } from "node:fs";
 import { HsmError, ckr, pkcs11Step } from "../errors.js";
+import { findTokenSlot } from "./objects.js";
 
 /** Where Debian and other distributions put SoftHSM2's module; found, not assumed. */
 const SOFTHSM_CANDIDATES = [
@@ -111,17 +112,7 @@ export class Pkcs11Module {
 
   /** Slots whose token carries this label (tokens are chosen by label or serial, never slot index). */
   findSlot(selector: { label?: string; serial?: string }): { slot: Buffer; label: string; serial: string; flags: number } | undefined {
-    return pkcs11Step(`looking for token ${selector.label ?? `serial ${selector.serial}`}`, () => {
-      for (const slot of this.p11.C_GetSlotList(true)) {
-        const info = this.p11.C_GetTokenInfo(slot);
-        const label = info.label.trim();
-        const serial = info.serialNumber.trim();
-        if (selector.label !== undefined && selector.label !== label) continue;
-        if (selector.serial !== undefined && selector.serial !== serial) continue;
-        return { slot, label, serial, flags: info.flags };
-      }
-      return undefined;
-    });
+    return pkcs11Step(`looking for token ${selector.label ?? `serial ${selector.serial}`}`, () => findTokenSlot(this.p11, selector));
   }
 
   tokens(): Array<{ label: string; serial: string; initialized: boolean; flags: number; model: string; manufacturer: string }> {

@@ -3,6 +3,19 @@ import type { Pkcs11Uri } from "../uri.js";
 
 type Handle = Buffer;
 
+/** The first slot whose token carries this label and/or serial (tokens are chosen by label or serial, never slot index). */
+export function findTokenSlot(p11: pkcs11js.PKCS11, selector: { label?: string; serial?: string }): { slot: Handle; label: string; serial: string; flags: number } | undefined {
+  for (const slot of p11.C_GetSlotList(true)) {
+    const info = p11.C_GetTokenInfo(slot);
+    const label = info.label.trim();
+    const serial = info.serialNumber.trim();
+    if (selector.label !== undefined && selector.label !== label) continue;
+    if (selector.serial !== undefined && selector.serial !== serial) continue;
+    return { slot, label, serial, flags: info.flags };
+  }
+  return undefined;
+}
+
 /** The objects matching a template (at most `max`); the search is finished on every path. */
 export function findObjects(p11: pkcs11js.PKCS11, session: Handle, template: pkcs11js.Template, max = 16): Handle[] {
   p11.C_FindObjectsInit(session, template);

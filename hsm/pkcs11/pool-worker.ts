@@ -1,7 +1,7 @@
 import pkcs11js from "pkcs11js";
 import { parentPort, workerData } from "node:worker_threads";
 import { ckr } from "./ckr.js";
-import { findObjects, keyTemplate } from "./objects.js";
+import { findObjects, findTokenSlot, keyTemplate } from "./objects.js";
 import type { FromPoolWorker, PoolFailure, PoolKey, PoolWorkerData, ToPoolWorker } from "./pool-messages.js";
 
 /**
@@ -53,12 +53,8 @@ function disconnect(): void {
 }
 
 function slotOf(k: PoolKey): Buffer {
-  for (const slot of p11.C_GetSlotList(true)) {
-    const info = p11.C_GetTokenInfo(slot);
-    if (k.token !== undefined && info.label.trim() !== k.token) continue;
-    if (k.serial !== undefined && info.serialNumber.trim() !== k.serial) continue;
-    return slot;
-  }
+  const found = findTokenSlot(p11, { label: k.token, serial: k.serial });
+  if (found) return found.slot;
   throw new Refusal("TOKEN_NOT_FOUND", `no token ${nameOf(k)} in PKCS#11 module ${module}`);
 }
 
