@@ -12,6 +12,7 @@ import type { IdmintConfig } from "../core/index.js";
 import { startHsmLink, type HsmLink, type LinkStats } from "../test/fixtures/hsm-link.js";
 import { P11KIT_MISSING, startP11KitServer, type P11KitServer } from "../test/fixtures/p11kit.js";
 import { setUpLineHome } from "./line-home.js";
+import { startBystander, type Bystander } from "./loop-bystander.js";
 import { median } from "./measure.js";
 import { runSimLine } from "./station-line.js";
 import type { BenchContext, Benchmark, Figure } from "./types.js";
@@ -40,6 +41,8 @@ interface CaseResult {
   loopP50Ms: number;
   loopP99Ms: number;
   loopMaxMs: number;
+  /** An idle process's event-loop delay over the same units: the machine's share of the station's. */
+  bystanderP99Ms: number;
   signP50Ms: number;
   signP99Ms: number;
   /** Through the link only. */
@@ -57,7 +60,7 @@ function caseConfig(config: IdmintConfig, module: string | undefined): IdmintCon
   return module === undefined ? config : { ...config, hsm: { module } };
 }
 
-async function runCase(ctx: BenchContext, c: Case, config: IdmintConfig, home: Parameters<typeof runSimLine>[0], count: number, slots: number, warmup: number): Promise<CaseResult> {
+async function runCase(ctx: BenchContext, c: Case, config: IdmintConfig, home: Parameters<typeof runSimLine>[0], count: number, slots: number, warmup: number, bystander: Bystander): Promise<CaseResult> {
   const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   let ended = 0;
   // Starts the link's window of counters.
@@ -72,12 +75,17 @@ async function runCase(ctx: BenchContext, c: Case, config: IdmintConfig, home: P
       {
         beforeUnits: () => histogram.enable(),
         // The delay is taken over the measured units only, as the rate is.
-        onUnit: () => ++ended === warmup && histogram.reset(),
+        onUnit: () => {
+          if (++ended !== warmup) return;
+          histogram.reset();
+          bystander.reset();
+        },
         afterUnits: () => histogram.disable(),
       },
       warmup,
     );
     const link = await c.link?.stats();
+    const idle = await bystander.read();
     const loop = (ns: number) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
     const result: CaseResult = {
       perS: line.measured.perS,
@@ -86,12 +94,13 @@ async function runCase(ctx: BenchContext, c: Case, config: IdmintConfig, home: P
       loopP50Ms: loop(histogram.percentile(50)),
       loopP99Ms: loop(histogram.percentile(99)),
       loopMaxMs: loop(histogram.max),
+      bystanderP99Ms: idle.p99Ms,
       signP50Ms: line.stages.sign?.p50 ?? Number.NaN,
       signP99Ms: line.stages.sign?.p99 ?? Number.NaN,
       ...(link && { callsPerUnit: link.requests / line.units, peakInFlight: link.peakInFlight, holdMs: link.meanHoldMs }),
     };
     ctx.log(
-      `${c.label}: ${result.perS.toFixed(1)} units/s, event-loop delay p99 ${result.loopP99Ms.toFixed(1)} ms` +
+      `${c.label}: ${result.perS.toFixed(1)} units/s, event-loop delay p99 ${result.loopP99Ms.toFixed(1)} ms (an idle process's ${result.bystanderP99Ms.toFixed(1)} ms)` +
         (link ? `, ${result.callsPerUnit!.toFixed(1)} p11-kit calls per unit, at most ${link.peakInFlight} in flight, chunks held ${link.meanHoldMs.toFixed(2)} ms` : ""),
     );
     return result;
@@ -110,6 +119,7 @@ function caseFigures(c: Case, rounds: CaseResult[]): Figure[] {
     { key: `${c.key}.station_cpu_ms`, label: `${what}: station process CPU per unit`, value: m((r) => r.stationCpuMs), unit: "ms", digits: 3 },
     { key: `${c.key}.loop_delay_p50_ms`, label: `${what}: station event-loop delay p50`, value: m((r) => r.loopP50Ms), unit: "ms", digits: 2 },
     { key: `${c.key}.loop_delay_p99_ms`, label: `${what}: station event-loop delay p99`, value: m((r) => r.loopP99Ms), unit: "ms", digits: 2, target: { op: "<=", value: 5 } },
+    { key: `${c.key}.bystander_loop_delay_p99_ms`, label: `${what}: an idle process's event-loop delay p99, same units`, value: m((r) => r.bystanderP99Ms), unit: "ms", digits: 2 },
     { key: `${c.key}.loop_delay_max_ms`, label: `${what}: station event-loop delay max`, value: m((r) => r.loopMaxMs), unit: "ms", digits: 1 },
     { key: `${c.key}.sign_p50_ms`, label: `${what}: stage sign, p50`, value: m((r) => r.signP50Ms), unit: "ms", digits: 2 },
     { key: `${c.key}.sign_p99_ms`, label: `${what}: stage sign, p99`, value: m((r) => r.signP99Ms), unit: "ms", digits: 2 },
@@ -141,6 +151,7 @@ export const hsmLinkBenchmark: Benchmark = {
 
     let server: P11KitServer | undefined;
     let link: HsmLink | undefined;
+    const bystander = await startBystander();
     try {
       server = await startP11KitServer(ctx.dir, home.softhsmConfPath);
       const linked = (link = await startHsmLink(server.socket, { dir: ctx.dir }));
@@ -157,7 +168,7 @@ export const hsmLinkBenchmark: Benchmark = {
         for (const c of all) {
           if (c.delayMs !== undefined) await c.link!.setDelay(c.delayMs);
           ctx.log(`round ${round}/${rounds}, ${c.label}: ${warmup} warm-up units, then ${units} measured`);
-          results.get(c.key)!.push(await runCase(ctx, c, c.config, home, count, slots, warmup));
+          results.get(c.key)!.push(await runCase(ctx, c, c.config, home, count, slots, warmup, bystander));
         }
       }
 
@@ -174,6 +185,7 @@ export const hsmLinkBenchmark: Benchmark = {
     } finally {
       await link?.close();
       await server?.stop();
+      await bystander.close();
     }
   },
 };
