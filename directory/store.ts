@@ -156,7 +156,7 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-interface CheckpointRow {
+export interface CheckpointRow {
   station: string;
   size: number;
   root: Buffer;
@@ -165,7 +165,7 @@ interface CheckpointRow {
   accepted_at: string;
 }
 
-interface CertificateRow {
+export interface CertificateRow {
   serial: string;
   der: Buffer;
   fingerprint: string;
@@ -179,7 +179,7 @@ interface CertificateRow {
   published_at: string;
 }
 
-interface ConflictRow {
+export interface ConflictRow {
   serial: string;
   der: Buffer;
   fingerprint: string;
@@ -192,14 +192,14 @@ interface ConflictRow {
   received_at: string;
 }
 
-const encodeProof = (p: readonly Uint8Array[]) => JSON.stringify(p.map((h) => Buffer.from(h).toString("base64")));
+export const encodeProof = (p: readonly Uint8Array[]) => JSON.stringify(p.map((h) => Buffer.from(h).toString("base64")));
 const decodeProof = (t: string) => (JSON.parse(t) as string[]).map((h) => new Uint8Array(Buffer.from(h, "base64")));
 
-function toCheckpoint(r: CheckpointRow): AcceptedCheckpoint {
+export function toCheckpoint(r: CheckpointRow): AcceptedCheckpoint {
   return { station: r.station, size: r.size, root: new Uint8Array(r.root), note: r.note, stationCertificate: r.station_certificate, acceptedAt: r.accepted_at };
 }
 
-function toCertificate(r: CertificateRow): PublishedCertificate {
+export function toCertificate(r: CertificateRow): PublishedCertificate {
   return {
     serial: r.serial,
     der: new Uint8Array(r.der),
@@ -215,6 +215,34 @@ function toCertificate(r: CertificateRow): PublishedCertificate {
   };
 }
 
+export function toConflict(r: ConflictRow): ConflictRecord {
+  return {
+    serial: r.serial,
+    der: new Uint8Array(r.der),
+    fingerprint: r.fingerprint,
+    station: r.station,
+    ledgerIndex: r.ledger_index,
+    entry: new Uint8Array(r.entry),
+    checkpointNote: r.checkpoint_note,
+    inclusionProof: decodeProof(r.inclusion_proof),
+    heldFingerprint: r.held_fingerprint,
+    receivedAt: r.received_at,
+  };
+}
+
+/**
+ * What a commit does with the station's latest checkpoint, read inside its transaction: it
+ * applies only if that is still the one the upload was verified against (compare-and-set);
+ * then the new checkpoint either advances the chain or is that same checkpoint again.
+ */
+export function checkpointStep(current: { size: number; root: Uint8Array } | undefined, c: UploadCommit): "STALE" | "advance" | "same" {
+  const expected = c.expected;
+  const unchanged = expected === undefined ? current === undefined : current !== undefined && current.size === expected.size && sameBytes(new Uint8Array(current.root), expected.root);
+  if (!unchanged) return "STALE";
+  if (current === undefined || c.checkpoint.size > current.size) return "advance";
+  return c.checkpoint.size === current.size && sameBytes(new Uint8Array(current.root), c.checkpoint.root) ? "same" : "STALE";
+}
+
 /** The directory store in one SQLite file (core's openDb: WAL, synchronous=FULL). */
 export class SqliteDirectoryStore implements DirectoryStore {
   private readonly db: Db;
@@ -223,6 +251,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   constructor(db: Db) {
     this.db = db;
+    refuseNewerSchema(db);
     migrate(db, "directory", MIGRATIONS);
     this.stmts = {
       latest: db.prepare("SELECT * FROM directory_checkpoints WHERE station = ? ORDER BY size DESC LIMIT 1"),
@@ -314,17 +343,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
   private commit(c: UploadCommit): CommitOutcome {
     return this.db
       .transaction((): CommitOutcome => {
-        const current = this.stmts.latest.get(c.station) as CheckpointRow | undefined;
-        const expected = c.expected;
-        const unchanged = expected === undefined ? current === undefined : current !== undefined && current.size === expected.size && sameBytes(new Uint8Array(current.root), expected.root);
-        if (!unchanged) return { ok: false, reason: "STALE" };
-        let checkpointAdvanced = false;
-        if (current === undefined || c.checkpoint.size > current.size) {
-          this.stmts.addCheckpoint.run(c.station, c.checkpoint.size, Buffer.from(c.checkpoint.root), c.checkpoint.note, c.checkpoint.stationCertificate, c.at);
-          checkpointAdvanced = true;
-        } else if (c.checkpoint.size !== current.size || !sameBytes(new Uint8Array(current.root), c.checkpoint.root)) {
-          return { ok: false, reason: "STALE" };
-        }
+        const step = checkpointStep(this.stmts.latest.get(c.station) as CheckpointRow | undefined, c);
+        if (step === "STALE") return { ok: false, reason: "STALE" };
+        const checkpointAdvanced = step === "advance";
+        if (checkpointAdvanced) this.stmts.addCheckpoint.run(c.station, c.checkpoint.size, Buffer.from(c.checkpoint.root), c.checkpoint.note, c.checkpoint.stationCertificate, c.at);
         const published: string[] = [];
         const alreadyPublished: string[] = [];
         for (const cert of c.certificates) {
@@ -366,18 +388,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   async conflicts(serial?: string): Promise<ConflictRecord[]> {
     const rows = (serial === undefined ? this.stmts.conflicts.all() : this.stmts.conflictsOf.all(serial)) as ConflictRow[];
-    return rows.map((r) => ({
-      serial: r.serial,
-      der: new Uint8Array(r.der),
-      fingerprint: r.fingerprint,
-      station: r.station,
-      ledgerIndex: r.ledger_index,
-      entry: new Uint8Array(r.entry),
-      checkpointNote: r.checkpoint_note,
-      inclusionProof: decodeProof(r.inclusion_proof),
-      heldFingerprint: r.held_fingerprint,
-      receivedAt: r.received_at,
-    }));
+    return rows.map(toConflict);
   }
 
   async close(): Promise<void> {
@@ -391,6 +402,17 @@ export class SqliteDirectoryStore implements DirectoryStore {
 class ConflictAbort extends Error {
   constructor(readonly serial: string) {
     super(`serial ${serial} is held by another certificate`);
+  }
+}
+
+/** A store migrated by a newer idmint would be misread by this code: refused before anything is written. */
+function refuseNewerSchema(db: Db): void {
+  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get()) return;
+  const newest = (db.prepare("SELECT MAX(version) FROM schema_migrations WHERE module = 'directory'").pluck().get() as number | null) ?? 0;
+  const known = Math.max(...MIGRATIONS.map((m) => m.version));
+  if (newest > known) {
+    db.close();
+    throw new DirectoryError("SCHEMA_TOO_NEW", `the directory store ${db.name} has schema version ${newest}, newer than this idmint's ${known}: run the idmint that migrated it`);
   }
 }
 
