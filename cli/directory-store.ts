@@ -14,7 +14,7 @@ export function directoryStoreOf(home: Home, io: Io, args: { store?: string; db?
   if (given !== undefined) {
     const location = parseStoreLocation(given);
     if (location.kind === "postgres" && new URL(location.url).password) {
-      throw new CoreError("OPTION_INVALID", "--store carries a password, which other users of this machine can read: put the URL in IDMINT_DIRECTORY_DB or idmint.json's directory.store");
+      throw new CoreError("OPTION_INVALID", "the store URL on the command line carries a password, which other users of this machine can read: put it in IDMINT_DIRECTORY_DB or idmint.json's directory.store");
     }
     return location;
   }

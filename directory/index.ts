@@ -12,6 +12,7 @@ export {
 } from "./store.js";
 export { PgDirectoryStore, openPgStore, type PgStoreOptions } from "./pg-store.js";
 export { redactUrl, pgSchemaVersion } from "./pg-migrate.js";
+export { migrateSqliteToPg, type MigrationReport } from "./migrate-store.js";
 export { openStore, parseStoreLocation, type StoreLocation } from "./open-store.js";
 export { acceptUpload, parseUpload, type UploadOutcome, type TrustAnchors, type UploadContext } from "./upload.js";
 export { UPLOAD_FORMAT, SIGNATURE_HEADER, MAX_UPLOAD_CERTIFICATES, type UploadBody, type UploadedCertificate, type UploadReceipt, type RefusedCertificate } from "./wire.js";

@@ -31,7 +31,7 @@ function isUnavailable(e: unknown): boolean {
 }
 
 /** A database error becomes STORE_UNAVAILABLE when it is about reaching the database; anything else is rethrown as it is. */
-function storeError(e: unknown): unknown {
+export function storeError(e: unknown): unknown {
   if (isUnavailable(e)) return new DirectoryError("STORE_UNAVAILABLE", `the directory database is unavailable (${(e as Error).message}): retry later`, { cause: e });
   return e;
 }

@@ -6,6 +6,7 @@ import { openStore, redactUrl, startDirectory, type DirectoryLoggerOptions, type
 import { parseCertificate, x509 } from "../../pki/index.js";
 import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
 import { clockOf, homeOf, pinnedRoot, stopSignal } from "../context.js";
+import { directoryMigrateCommand } from "../directory-migrate.js";
 import { describeStore, directoryStoreOf } from "../directory-store.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
@@ -146,6 +147,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
           );
         },
       )
-      .demandCommand(1, "name a subcommand: serve, allocations or conflicts"),
+      .command(directoryMigrateCommand(io))
+      .demandCommand(1, "name a subcommand: serve, allocations, conflicts or migrate"),
   );
 }

@@ -45,7 +45,7 @@ onStore("postgres", () => {
       replicas.push(await startReplica(vendor.home, ports[i]!));
     }
     await db.connect();
-  });
+  }, 900_000);
   afterAll(async () => {
     await db?.end();
     for (const r of replicas) if (r.child.exitCode === null) r.child.kill("SIGKILL");
@@ -146,7 +146,7 @@ onStore("postgres", () => {
     await everyCertificateFromBoth([...serials("SN", 1, UNITS), ...serials("SB", 1, UNITS)]);
     await checkpointsConsistent(vendor.h, "station-1");
     await checkpointsConsistent(station2, "station-2");
-  });
+  }, 900_000);
 
   it("PostgreSQL stopped for 10 s under load: both replicas answer 503 with Retry-After, stations retry, nothing is lost, the replicas recover by themselves", async () => {
     must(vendor.cli("station", "run", "--sim", String(MORE), "--slots", "4"), "station-1 run");
@@ -177,5 +177,5 @@ onStore("postgres", () => {
     await everyCertificateFromBoth([...serials("SN", UNITS + 1, MORE), ...serials("SB", UNITS + 1, MORE)]);
     await checkpointsConsistent(vendor.h, "station-1");
     await checkpointsConsistent(station2, "station-2");
-  });
+  }, 900_000);
 });
