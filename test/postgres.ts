@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -18,6 +18,8 @@ export interface PgCluster {
   sql(db: string, statement: string): string;
   /** pg_ctl stop -m fast (the server's connections are cut) and start again; data kept. */
   stopServer(): void;
+  /** The postmaster and its live children (the backends): whose CPU a benchmark adds up. */
+  pids(): number[];
   startServer(): void;
   stop(): void;
 }
@@ -67,6 +69,19 @@ export function startPgCluster(): PgCluster {
       return url(db);
     },
     sql,
+    pids() {
+      const main = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n", 1)[0]);
+      const children = readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            return Number(readFileSync(`/proc/${d}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[1]) === main;
+          } catch {
+            return false;
+          }
+        });
+      return [main, ...children.map(Number)];
+    },
     stopServer() {
       run("pg_ctl", ["-D", data, "-w", "-s", "-m", "fast", "stop"]);
       running = false;
