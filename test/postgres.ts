@@ -59,6 +59,12 @@ export function startPgCluster(): PgCluster {
   const start = () => void run("pg_ctl", ["-D", data, "-w", "-s", "-l", join(dir, "log"), "start"]);
   start();
   let running = true;
+  // A test process that ends without its afterAll (a crash, a kill by the runner) still stops its cluster.
+  const onExit = () => {
+    if (running) spawnSync(root ? "runuser" : join(bin, "pg_ctl"), root ? ["-u", "postgres", "--", join(bin, "pg_ctl"), "-D", data, "-s", "-m", "immediate", "stop"] : ["-D", data, "-s", "-m", "immediate", "stop"]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
   const url = (db: string) => `postgres://postgres@localhost/${db}?host=${encodeURIComponent(dir)}`;
   const sql = (db: string, statement: string) => run("psql", ["-h", dir, "-U", "postgres", "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement]);
   return {
@@ -95,6 +101,7 @@ export function startPgCluster(): PgCluster {
         if (running) run("pg_ctl", ["-D", data, "-w", "-s", "-m", "immediate", "stop"]);
       } finally {
         running = false;
+        process.off("exit", onExit);
         rmSync(dir, { recursive: true, force: true });
       }
     },

@@ -151,6 +151,13 @@ export function cliSuite(kind: StoreKind): void {
       expect(port.code).toBe(2);
       oneLineError(port);
 
+      const unreachable = await cli("directory", "serve", "--port", "0", "--store", "postgres://idmint@127.0.0.1:1/directory");
+      expect(unreachable.code).toBe(7);
+      expect(oneLineError(unreachable)).toMatch(/the directory database is unavailable .*ECONNREFUSED.*: retry later/);
+      const unknown = await cli("directory", "serve", "--port", "0", "--store", "mysql://db/directory");
+      expect(unknown.code).toBe(2);
+      expect(oneLineError(unknown)).toMatch(/mysql: store is not one the directory keeps: give postgres:/);
+
       const notCa = await cli("directory", "serve", "--port", "0", "--factory-ca", vendor.h.pkiFile("station"));
       expect(notCa.code).toBe(6);
       expect(oneLineError(notCa)).toMatch(/is not a factory CA/);
