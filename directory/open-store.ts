@@ -10,7 +10,8 @@ export function parseStoreLocation(text: string): StoreLocation {
   if (/^postgres(ql)?:\/\//i.test(text)) return { kind: "postgres", url: text };
   const path = text.startsWith("sqlite:") ? text.slice("sqlite:".length) : text;
   if (path === "" || /^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
-    throw new DirectoryError("CONFIG_INVALID", `${/^[a-z]+:/i.test(text) ? text.split(":")[0] + ":" : "an empty"} store is not one the directory keeps: give postgres://USER@HOST/DB or sqlite:PATH`);
+    const what = path === "" ? "an empty store location" : `a ${text.split(":")[0]}: store`;
+    throw new DirectoryError("CONFIG_INVALID", `${what} is not one the directory keeps: give postgres://USER@HOST/DB or sqlite:PATH`);
   }
   return { kind: "sqlite", path };
 }

@@ -1,23 +1,8 @@
 import type { Pool, PoolClient, QueryResultRow } from "pg";
 import { DirectoryError } from "./errors.js";
 import { applyPgMigrations } from "./pg-migrate.js";
-import {
-  checkpointStep,
-  encodeProof,
-  toCertificate,
-  toCheckpoint,
-  toConflict,
-  type AcceptedCheckpoint,
-  type AllocationRecord,
-  type CertificateRow,
-  type CheckpointRow,
-  type CommitOutcome,
-  type ConflictRecord,
-  type ConflictRow,
-  type DirectoryStore,
-  type PublishedCertificate,
-  type UploadCommit,
-} from "./store.js";
+import { checkpointStep, encodeProof, toCertificate, toCheckpoint, toConflict, type CertificateRow, type CheckpointRow, type ConflictRow } from "./rows.js";
+import type { AcceptedCheckpoint, AllocationRecord, CommitOutcome, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
 
 /** SQLSTATE classes and Node errors that mean "the database is not there now", not "the request is wrong". */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;

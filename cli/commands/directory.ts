@@ -1,6 +1,5 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { CoreError, readInputFile, type Home } from "../../core/index.js";
 import { openStore, redactUrl, startDirectory, type DirectoryLoggerOptions, type DirectoryStore } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";

@@ -156,7 +156,7 @@ export function cliSuite(kind: StoreKind): void {
       expect(oneLineError(unreachable)).toMatch(/the directory database is unavailable .*ECONNREFUSED.*: retry later/);
       const unknown = await cli("directory", "serve", "--port", "0", "--store", "mysql://db/directory");
       expect(unknown.code).toBe(2);
-      expect(oneLineError(unknown)).toMatch(/mysql: store is not one the directory keeps: give postgres:/);
+      expect(oneLineError(unknown)).toMatch(/a mysql: store is not one the directory keeps: give postgres:/);
 
       const notCa = await cli("directory", "serve", "--port", "0", "--factory-ca", vendor.h.pkiFile("station"));
       expect(notCa.code).toBe(6);
