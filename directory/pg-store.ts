@@ -86,6 +86,11 @@ export class PgDirectoryStore implements DirectoryStore {
     return row!.n;
   }
 
+  async published(serial: string): Promise<{ der: Uint8Array; fingerprint: string } | undefined> {
+    const [row] = await this.query<{ der: Buffer; fingerprint: string }>("SELECT der, fingerprint FROM directory_certificates WHERE serial = $1", [serial], "published");
+    return row;
+  }
+
   async certificate(serial: string): Promise<PublishedCertificate | undefined> {
     const [row] = await this.query<CertificateRow>("SELECT * FROM directory_certificates WHERE serial = $1", [serial], "certificate");
     return row && toCertificate(row);

@@ -86,6 +86,8 @@ export interface DirectoryStore {
   /** How many allocation lists are registered: grows with each new one, so stations can tell when to ask again. */
   allocationCount(): Promise<number>;
   certificate(serial: string): Promise<PublishedCertificate | undefined>;
+  /** Only what a .crt/.der read sends (the hot path): one indexed read, no proof decoded. */
+  published(serial: string): Promise<{ der: Uint8Array; fingerprint: string } | undefined>;
   /** The most recently published certificates, newest first: what a starting server preloads. */
   recentCertificates(limit: number): Promise<Array<{ serial: string; der: Uint8Array; fingerprint: string }>>;
   /** Registers a verified allocation; the same list again is a no-op ({ added: false }). */

@@ -203,7 +203,7 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
       if (format !== "json") {
         let hit = cache.get(serial);
         if (!hit) {
-          const published = await store.certificate(serial);
+          const published = await store.published(serial);
           if (!published) continue;
           hit = { der: Buffer.from(published.der), etag: `"${published.fingerprint}"` };
           cache.set(serial, hit);

@@ -83,6 +83,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
       addAllocation: db.prepare("INSERT INTO directory_allocations (allocation_id, station, digest, count, added_at) VALUES (?, ?, ?, ?, ?)"),
       addSerial: db.prepare("INSERT INTO directory_serials (serial, station, allocation_id) VALUES (?, ?, ?)"),
       certificate: db.prepare("SELECT * FROM directory_certificates WHERE serial = ?"),
+      published: db.prepare("SELECT der, fingerprint FROM directory_certificates WHERE serial = ?"),
       addCertificate: db.prepare(
         `INSERT INTO directory_certificates (serial, der, fingerprint, certificate_serial, station, ledger_index, entry, checkpoint_size, inclusion_proof, issued_at, published_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -112,6 +113,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   async allocationCount(): Promise<number> {
     return this.stmts.allocationCount.get() as number;
+  }
+
+  async published(serial: string): Promise<{ der: Uint8Array; fingerprint: string } | undefined> {
+    return this.stmts.published.get(serial) as { der: Buffer; fingerprint: string } | undefined;
   }
 
   async certificate(serial: string): Promise<PublishedCertificate | undefined> {

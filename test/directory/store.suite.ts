@@ -67,6 +67,8 @@ export function storeSuite(kind: StoreKind): void {
         expect(await store.commitUpload(commit({ size: 5, root: hash(1) }, 7, 2, [cert("SN2", "f2", 7), cert("SN1", "f1", 5)]))).toMatchObject({ ok: true, published: ["SN2"], alreadyPublished: ["SN1"] });
         expect((await store.latestCheckpoint("station-1"))?.size).toBe(7);
         expect((await store.certificate("SN1"))?.checkpointSize).toBe(5);
+        expect(await store.published("SN2")).toEqual({ der: Buffer.from([1, 2, 3]), fingerprint: "f2" });
+        expect(await store.published("SN9")).toBeUndefined();
       } finally {
         await store.close();
       }
