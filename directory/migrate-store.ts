@@ -129,12 +129,13 @@ export async function migrateSqliteToPg(sqlitePath: string, pgUrl: string, onPro
       throw storeError(e);
     });
     try {
+      let source: Summary;
       await client.query("BEGIN");
       try {
         const held = await pgSummary(client);
         const busy = Object.entries(held.rows).find(([, n]) => n > 0);
         if (busy) throw new DirectoryError("MIGRATION_FAILED", `${redactUrl(pgUrl)} already holds a directory (${busy[1]} rows in ${busy[0]}): migrate into an empty database`);
-        const source = sqliteSummary(db);
+        source = sqliteSummary(db);
         for (const t of TABLES) {
           let done = 0;
           await copyTable(db, client, t, (n) => onProgress?.(t.name, (done += n)));
@@ -146,12 +147,15 @@ export async function migrateSqliteToPg(sqlitePath: string, pgUrl: string, onPro
         if (copied.chains !== source.chains) throw new DirectoryError("MIGRATION_FAILED", "the stations' checkpoint chains differ after the copy; nothing was committed");
         if (copied.certificates !== source.certificates) throw new DirectoryError("MIGRATION_FAILED", "the published certificates differ after the copy; nothing was committed");
         await client.query("COMMIT");
-        const stations = Number((await client.query<{ n: string }>("SELECT COUNT(DISTINCT station) AS n FROM directory_checkpoints")).rows[0]!.n);
-        return { from: sqlitePath, to: redactUrl(pgUrl), rows: source.rows as Record<TableName, number>, stations };
       } catch (e) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw e;
       }
+      // A bulk load leaves the planner without statistics and every row's hint bits unset
+      // (the first reads would write every page): settled here, not by the first clients.
+      for (const t of TABLES) await client.query(`VACUUM (ANALYZE) ${t.name}`);
+      const stations = Number((await client.query<{ n: string }>("SELECT COUNT(DISTINCT station) AS n FROM directory_checkpoints")).rows[0]!.n);
+      return { from: sqlitePath, to: redactUrl(pgUrl), rows: source.rows as Record<TableName, number>, stations };
     } finally {
       await client.end();
     }
