@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { CoreError, type Home } from "../core/index.js";
-import { parseStoreLocation, type StoreLocation } from "../directory/index.js";
+import { parseStoreLocation, redactUrl, type StoreLocation } from "../directory/index.js";
 import type { Io } from "./io.js";
 
 /**
@@ -26,6 +26,6 @@ export function directoryStoreOf(home: Home, io: Io, args: { store?: string; db?
 }
 
 /** For messages and --json: where the store is, without a password. */
-export function describeStore(location: StoreLocation, redact: (url: string) => string): string {
-  return location.kind === "postgres" ? redact(location.url) : location.path;
+export function describeStore(location: StoreLocation): string {
+  return location.kind === "postgres" ? redactUrl(location.url) : location.path;
 }

@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { CoreError, readInputFile, type Home } from "../../core/index.js";
-import { openStore, redactUrl, startDirectory, type DirectoryLoggerOptions, type DirectoryStore } from "../../directory/index.js";
+import { openStore, startDirectory, type DirectoryLoggerOptions, type DirectoryStore } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";
 import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
 import { clockOf, homeOf, pinnedRoot, stopSignal } from "../context.js";
@@ -60,7 +60,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
           try {
             store = await openStore(location);
             const dir = await startDirectory({ store, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io) });
-            if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: describeStore(location, redactUrl) }) + "\n");
+            if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: describeStore(location) }) + "\n");
             else io.out(`listening on ${dir.url}\n`);
             const signal = await stopped;
             await dir.close();
