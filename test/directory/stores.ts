@@ -63,6 +63,10 @@ export async function dump(location: string): Promise<Record<string, unknown[]>>
 /** Runs a parameterised suite on a store kind, or says in one line why PostgreSQL's run is skipped. */
 export function onStore(kind: StoreKind, suite: (kind: StoreKind) => void): void {
   const why = kind === "postgres" ? pgUnavailable() : undefined;
-  if (why) describe.skip(why, () => it("needs PostgreSQL", () => undefined));
+  if (why) {
+    // The reporter shows skipped suites only by name: say why once on stderr too.
+    console.warn(`idmint tests: ${why}`);
+    describe.skip(why, () => it("needs PostgreSQL", () => undefined));
+  }
   else suite(kind);
 }
