@@ -56,55 +56,74 @@ export interface LoadResult {
   otherCpuPct: number;
 }
 
-export async function load(server: ServerChild, paths: readonly string[], connections: number, seconds: number): Promise<LoadResult> {
+/**
+ * Load on one server, or on several at once (replicas: the connections split evenly, one
+ * autocannon each, latencies and CPU summed). `otherCpu` (ms so far) adds processes that serve
+ * the servers, e.g. their database, to the servers' CPU.
+ */
+export async function load(servers: ServerChild | readonly ServerChild[], paths: readonly string[], connections: number, seconds: number, otherCpu?: () => number): Promise<LoadResult> {
+  const targets = Array.isArray(servers) ? (servers as readonly ServerChild[]) : [servers as ServerChild];
+  const name = targets.map((t) => t.name).join("+");
   // Every latency, so the percentiles are exact (autocannon's histogram keeps whole milliseconds).
   let latencies = new Float64Array(1 << 20);
   let ok = 0;
   let other = 0;
   const n = paths.length;
-  const cpu0 = await server.cpuMs();
+  const serverCpu = async () => (await Promise.all(targets.map((t) => t.cpuMs()))).reduce((a, b) => a + b, 0) + (otherCpu?.() ?? 0);
+  const cpu0 = await serverCpu();
   const gen0 = process.cpuUsage();
   const busy0 = machineBusyMs();
   const t0 = performance.now();
-  const result = await new Promise<AutocannonResult>((resolve, reject) => {
-    const instance = autocannon(
-      {
-        url: `http://127.0.0.1:${server.port}`,
-        connections,
-        duration: seconds,
-        pipelining: 1,
-        requests: [
-          {
-            method: "GET",
-            setupRequest: (req) => {
-              req.path = paths[Math.floor(Math.random() * n)]!;
-              return req;
+  const results = await Promise.all(
+    targets.map(
+      (server, k) =>
+        new Promise<AutocannonResult>((resolve, reject) => {
+          const instance = autocannon(
+            {
+              url: `http://127.0.0.1:${server.port}`,
+              connections: Math.max(1, Math.round(connections / targets.length) + (k === 0 ? connections % targets.length : 0)),
+              duration: seconds,
+              pipelining: 1,
+              requests: [
+                {
+                  method: "GET",
+                  setupRequest: (req) => {
+                    req.path = paths[Math.floor(Math.random() * n)]!;
+                    return req;
+                  },
+                },
+              ],
             },
-          },
-        ],
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-    instance.on("response", (_client, status, _bytes, ms) => {
-      if (status !== 200) {
-        other++;
-        return;
-      }
-      if (ok === latencies.length) {
-        const grown = new Float64Array(latencies.length * 2);
-        grown.set(latencies);
-        latencies = grown;
-      }
-      latencies[ok++] = ms;
-    });
-  });
+            (err, res) => (err ? reject(err) : resolve(res)),
+          );
+          instance.on("response", (_client, status, _bytes, ms) => {
+            if (status !== 200) {
+              other++;
+              return;
+            }
+            if (ok === latencies.length) {
+              const grown = new Float64Array(latencies.length * 2);
+              grown.set(latencies);
+              latencies = grown;
+            }
+            latencies[ok++] = ms;
+          });
+        }),
+    ),
+  );
+  const result = {
+    duration: Math.max(...results.map((r) => r.duration)),
+    errors: results.reduce((a, r) => a + r.errors, 0),
+    timeouts: results.reduce((a, r) => a + r.timeouts, 0),
+    non2xx: results.reduce((a, r) => a + r.non2xx, 0),
+  };
   const wallMs = performance.now() - t0;
   const busy = machineBusyMs() - busy0;
   const gen = process.cpuUsage(gen0);
-  const cpu = (await server.cpuMs()) - cpu0;
+  const cpu = (await serverCpu()) - cpu0;
   const genMs = (gen.user + gen.system) / 1000;
   if (result.errors !== 0 || result.timeouts !== 0 || result.non2xx !== 0 || other !== 0) {
-    throw new Error(`load on the ${server.name} server: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + other} answers other than 200`);
+    throw new Error(`load on the ${name} server: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + other} answers other than 200`);
   }
   const sorted = latencies.subarray(0, ok).sort();
   return {

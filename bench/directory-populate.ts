@@ -14,7 +14,7 @@ import { encodeEntry, hashChildren, hashLeaf, inclusionProof, rootFromLeafHashes
 import { NO_EXPIRY, checkChain, issueEndEntity, issueFactoryCa, issueIdevid, issueRoot, readHardwareModuleName, x509 } from "../pki/index.js";
 import { IdevidTemplate } from "./idevid-template.js";
 import { databaseMb } from "./measure.js";
-import { softKey } from "./soft-key.js";
+import { softKey, type SoftKey } from "./soft-key.js";
 import type { BenchContext, Figure } from "./types.js";
 
 const ORG = "Bench Vendor";
@@ -33,6 +33,8 @@ export interface Populated {
   serials: string[];
   ders: Buffer[];
   stationSpki: Uint8Array;
+  /** The vendor PKI's software keys, for benchmarks that make more stations and certificates. */
+  pki: { root: x509.X509Certificate; rootSigner: SoftKey["signer"]; template: IdevidTemplate };
   figures: Figure[];
 }
 
@@ -224,6 +226,7 @@ export async function populate(ctx: BenchContext, count: number): Promise<Popula
     serials,
     ders,
     stationSpki: stationKey.signer.publicKeySpki,
+    pki: { root, rootSigner: rootKey.signer, template },
     figures: [
       { key: "populate.certs", label: "populate: certificates stored", value: count, unit: "certs" },
       { key: "populate.issueidevid_ms", label: `populate: pki issueIdevid, mean of ${ISSUE_SAMPLE} (not used to fill)`, value: issueIdevidMs, unit: "ms/cert", digits: 2 },

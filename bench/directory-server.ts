@@ -3,7 +3,7 @@
  * server, on a loopback port of its own, driven by IPC from the benchmark. Not a benchmark
  * itself (run.ts lists those explicitly).
  *
- *   node --import tsx bench/directory-server.ts directory DB ROOT_PEM FACTORY_CA_PEM
+ *   node --import tsx bench/directory-server.ts directory DB|postgres://… ROOT_PEM FACTORY_CA_PEM
  *   node --import tsx bench/directory-server.ts baseline  DB FACTORY_CA_PEM
  *
  * `directory` is `startDirectory` as `idmint directory serve` calls it, but without a logger
@@ -21,19 +21,24 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import Database from "better-sqlite3";
-import { startDirectory } from "../directory/index.js";
+import { openStore, parseStoreLocation, startDirectory } from "../directory/index.js";
 import { x509 } from "../pki/index.js";
 import { PEM_TYPE, pemOf, type ServerCommand, type ServerMessage } from "./directory-wire.js";
 
-async function serveDirectory(dbPath: string, rootPem: string, caPem: string): Promise<() => Promise<void>> {
+/** `db` is an SQLite path, or a postgres:// URL (directory-pg.ts: each replica a child of its own). */
+async function serveDirectory(db: string, rootPem: string, caPem: string): Promise<() => Promise<void>> {
+  const store = await openStore(parseStoreLocation(db));
   const dir = await startDirectory({
-    dbPath,
+    store,
     root: new x509.X509Certificate(readFileSync(rootPem, "utf8")),
     factoryCas: [new x509.X509Certificate(readFileSync(caPem, "utf8"))],
     port: 0,
   });
   send({ type: "ready", port: dir.port });
-  return () => dir.close();
+  return async () => {
+    await dir.close();
+    await store.close();
+  };
 }
 
 async function serveBaseline(dbPath: string, caPemPath: string): Promise<() => Promise<void>> {

@@ -39,11 +39,15 @@ export function databaseMb(path: string): number {
   return (size(path) + size(`${path}-wal`)) / MB;
 }
 
-/** CPU time (user + system, every thread) a process has used so far, from /proc (Linux), in ms. */
-export function processCpuMs(pid: number): number {
-  // Fields 14 and 15 of /proc/PID/stat, counted after the parenthesised command name.
+/**
+ * CPU time (user + system, every thread) a process has used so far, from /proc (Linux), in ms;
+ * with `reapedChildren`, also that of its children that ended and were waited for.
+ */
+export function processCpuMs(pid: number, options: { reapedChildren?: boolean } = {}): number {
+  // Fields 14 and 15 (16 and 17: the reaped children's) of /proc/PID/stat, counted after the parenthesised command name.
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  const children = options.reapedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+  return ((Number(fields[11]) + Number(fields[12]) + children) * 1000) / CLOCK_TICKS_PER_S;
 }
 
 /** Busy CPU time of the whole machine in ms (user + nice + system of /proc/stat), NaN where there is none. */

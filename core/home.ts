@@ -25,6 +25,8 @@ export interface IdmintConfig {
   station: { id: string };
   /** The embedded default's stand-in for the units' secure elements (`station run --sim --keystore pkcs11`). */
   simulator?: { unitTokenUri: string };
+  /** The directory server's store: a postgres:// URL (so no password sits on a command line) or sqlite:PATH. */
+  directory?: { store?: string };
   profile: {
     /** Subject O of the certificates idmint issues. */
     organization: string;

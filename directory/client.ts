@@ -303,6 +303,8 @@ export class DirectoryClient {
       const acceptedSize = typeof answer?.acceptedSize === "number" ? answer.acceptedSize : undefined;
       return new DirectoryError(status === 400 || status === 413 ? "REFUSED_MALFORMED" : "REFUSED", `the directory refused ${what} (${status}${code ? ` ${code}` : ""}): ${said}`, { status, reason: code, acceptedSize });
     }
+    // 503: the directory is up but its database is not (restart, failover): away for now, like a refused connection.
+    if (status === 503) return new DirectoryError("DIRECTORY_UNREACHABLE", `the directory is unavailable for ${what} (503): ${said}`, { status });
     return new DirectoryError("BAD_RESPONSE", `the directory failed on ${what} (HTTP ${status}): try again later or ask its operator`, { status });
   }
 }

@@ -28,7 +28,13 @@ export type DirectoryErrorCode =
   /** The server cannot listen on the address asked for. */
   | "LISTEN_FAILED"
   /** The store holds a certificate whose checkpoint it lacks: a bug, or a store edited by hand. */
-  | "STORE_INCONSISTENT";
+  | "STORE_INCONSISTENT"
+  /** The database cannot be reached or went away (PostgreSQL down, restarting, out of connections): retry later. */
+  | "STORE_UNAVAILABLE"
+  /** The database's schema is newer than this idmint: run the idmint that migrated it. */
+  | "SCHEMA_TOO_NEW"
+  /** `directory migrate`: the target already holds a directory, or the copy does not match its source. */
+  | "MIGRATION_FAILED";
 
 /**
  * Why the directory refused an upload: the `error.code` of a refusal's JSON body, and the
@@ -53,6 +59,7 @@ export type RefusalReason =
   | "SERIAL_NOT_ALLOWED"
   | "CONFLICT"
   | "BUSY"
+  | "UNAVAILABLE"
   | "INTERNAL";
 
 /** The status table of directory/README.md, in code. */
@@ -75,6 +82,7 @@ export const REFUSAL_STATUS: Record<RefusalReason, number> = {
   SERIAL_NOT_ALLOWED: 403,
   CONFLICT: 409,
   BUSY: 409,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -107,6 +115,9 @@ export class DirectoryError extends errorClass<DirectoryErrorCode>("DirectoryErr
   ANCHORS_INVALID: "verify",
   LISTEN_FAILED: "unavailable",
   STORE_INCONSISTENT: "internal",
+  STORE_UNAVAILABLE: "unavailable",
+  SCHEMA_TOO_NEW: "state",
+  MIGRATION_FAILED: "state",
 }) {
   /** The HTTP status, for REFUSED, NOT_FOUND and BAD_RESPONSE. */
   readonly status?: number;

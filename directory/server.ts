@@ -86,6 +86,9 @@ class PublishedCache {
   }
 }
 
+/** What a 503 asks clients to wait: about how long a PostgreSQL restart or failover takes. */
+const RETRY_AFTER_SECONDS = 2;
+
 /** Published certificates never change (a conflicting one is never published), so caches may keep them. */
 const CERTIFICATE_CACHE = "public, max-age=3600";
 const PEM_TYPE = "application/pem-certificate-chain"; // RFC 8555 §9.1
@@ -200,7 +203,7 @@ function routes(app: FastifyInstance, store: DirectoryStore, ctx: UploadContext,
       if (format !== "json") {
         let hit = cache.get(serial);
         if (!hit) {
-          const published = await store.certificate(serial);
+          const published = await store.published(serial);
           if (!published) continue;
           hit = { der: Buffer.from(published.der), etag: `"${published.fingerprint}"` };
           cache.set(serial, hit);
@@ -309,6 +312,12 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       return sendRefusal(request, reply, new Refusal("MALFORMED", "the request is malformed", { detail: `${error.code ?? ""} ${error.message ?? ""}` }));
+    }
+    // The database is down or restarting: the client retries later, and this replica recovers by itself.
+    if (error instanceof DirectoryError && error.code === "STORE_UNAVAILABLE") {
+      request.log.warn({ cause: error.message }, "store unavailable");
+      const r = new Refusal("UNAVAILABLE", "the directory's database is unavailable: retry later");
+      return reply.code(503).header("cache-control", "no-store").header("retry-after", String(RETRY_AFTER_SECONDS)).send(refusalBody(r, request.id));
     }
     request.log.error({ err: error }, "request failed");
     return reply.code(500).header("cache-control", "no-store").send({ ok: false, error: { code: "INTERNAL", message: "internal error; the directory logged the cause" }, requestId: request.id });

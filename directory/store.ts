@@ -1,103 +1,10 @@
 import { migrate, openDb, type Db, type Migration } from "../core/index.js";
 import { DirectoryError } from "./errors.js";
-import { sameBytes } from "../pki/index.js";
+import { checkpointStep, encodeProof, toCertificate, toCheckpoint, toConflict, type CertificateRow, type CheckpointRow, type ConflictRow } from "./rows.js";
+import type { AllocationRecord, AcceptedCheckpoint, CommitOutcome, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./records.js";
 
-/** A station's checkpoint the directory accepted (C2SP signed note, verified before it got here). */
-export interface AcceptedCheckpoint {
-  station: string;
-  size: number;
-  root: Uint8Array;
-  note: string;
-  /** The station certificate (PEM) whose key signed the note and the upload. */
-  stationCertificate: string;
-  acceptedAt: string;
-}
-
-/** A published IDevID and the ledger evidence it was accepted on. */
-export interface PublishedCertificate {
-  serial: string;
-  der: Uint8Array;
-  /** SHA-256 of the DER, lower-case hex: the ETag, and what the ledger entry names. */
-  fingerprint: string;
-  certificateSerial: string;
-  station: string;
-  /** Index of the station's certificate.issued entry for it. */
-  ledgerIndex: number;
-  /** That entry's canonical bytes. */
-  entry: Uint8Array;
-  /** Size of the accepted checkpoint the inclusion proof is against. */
-  checkpointSize: number;
-  inclusionProof: Uint8Array[];
-  /** The entry's time: when the station recorded the issue. */
-  issuedAt: string;
-  publishedAt: string;
-}
-
-/** A second, different certificate for a published serial: kept for the vendor, never published. */
-export interface ConflictRecord {
-  serial: string;
-  der: Uint8Array;
-  fingerprint: string;
-  station: string;
-  ledgerIndex: number;
-  entry: Uint8Array;
-  /** The (refused) checkpoint note the certificate was proven in, as evidence. */
-  checkpointNote: string;
-  inclusionProof: Uint8Array[];
-  /** Fingerprint of the certificate the directory publishes for the serial. */
-  heldFingerprint: string;
-  receivedAt: string;
-}
-
-/** One verified allocation list, as `directory allocations add` registers it. */
-export interface AllocationRecord {
-  allocationId: string;
-  station: string;
-  /** SHA-256 of the list's canonical payload: the same id with other content is refused. */
-  digest: string;
-  serials: readonly string[];
-}
-
-/** Everything an accepted upload changes, written in one transaction. */
-export interface UploadCommit {
-  station: string;
-  /**
-   * The station's checkpoint the upload was verified against (undefined: none yet). The
-   * commit applies only if it is still the latest (compare-and-set), so two concurrent
-   * uploads of one station cannot both build on the same checkpoint.
-   */
-  expected: { size: number; root: Uint8Array } | undefined;
-  checkpoint: { size: number; root: Uint8Array; note: string; stationCertificate: string };
-  /** Certificates to publish; each must be new or identical to the one held. */
-  certificates: readonly PublishedCertificate[];
-  at: string;
-}
-
-export type CommitOutcome =
-  | { ok: true; checkpointAdvanced: boolean; published: string[]; alreadyPublished: string[] }
-  | { ok: false; reason: "STALE" | "CONFLICT"; serial?: string };
-
-/**
- * The directory's state behind a small asynchronous interface, so that a PostgreSQL store
- * can replace SQLite without the server changing. Every method is atomic on its own.
- */
-export interface DirectoryStore {
-  latestCheckpoint(station: string): Promise<AcceptedCheckpoint | undefined>;
-  checkpointAt(station: string, size: number): Promise<AcceptedCheckpoint | undefined>;
-  allocationOf(serial: string): Promise<{ station: string; allocationId: string } | undefined>;
-  /** How many allocation lists are registered: grows with each new one, so stations can tell when to ask again. */
-  allocationCount(): Promise<number>;
-  certificate(serial: string): Promise<PublishedCertificate | undefined>;
-  /** The most recently published certificates, newest first: what a starting server preloads. */
-  recentCertificates(limit: number): Promise<Array<{ serial: string; der: Uint8Array; fingerprint: string }>>;
-  /** Registers a verified allocation; the same list again is a no-op ({ added: false }). */
-  addAllocation(a: AllocationRecord, at: string): Promise<{ added: boolean; count: number }>;
-  commitUpload(c: UploadCommit): Promise<CommitOutcome>;
-  /** Keeps conflicting certificates for the vendor; the same one again is kept once. */
-  recordConflicts(c: readonly ConflictRecord[]): Promise<void>;
-  conflicts(serial?: string): Promise<ConflictRecord[]>;
-  close(): Promise<void>;
-}
+// The records and the interface live in records.ts; everything imported them from here first.
+export type { AcceptedCheckpoint, PublishedCertificate, ConflictRecord, AllocationRecord, UploadCommit, CommitOutcome, DirectoryStore } from "./records.js";
 
 const MIGRATIONS: readonly Migration[] = [
   {
@@ -156,65 +63,6 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-interface CheckpointRow {
-  station: string;
-  size: number;
-  root: Buffer;
-  note: string;
-  station_certificate: string;
-  accepted_at: string;
-}
-
-interface CertificateRow {
-  serial: string;
-  der: Buffer;
-  fingerprint: string;
-  certificate_serial: string;
-  station: string;
-  ledger_index: number;
-  entry: Buffer;
-  checkpoint_size: number;
-  inclusion_proof: string;
-  issued_at: string;
-  published_at: string;
-}
-
-interface ConflictRow {
-  serial: string;
-  der: Buffer;
-  fingerprint: string;
-  station: string;
-  ledger_index: number;
-  entry: Buffer;
-  checkpoint_note: string;
-  inclusion_proof: string;
-  held_fingerprint: string;
-  received_at: string;
-}
-
-const encodeProof = (p: readonly Uint8Array[]) => JSON.stringify(p.map((h) => Buffer.from(h).toString("base64")));
-const decodeProof = (t: string) => (JSON.parse(t) as string[]).map((h) => new Uint8Array(Buffer.from(h, "base64")));
-
-function toCheckpoint(r: CheckpointRow): AcceptedCheckpoint {
-  return { station: r.station, size: r.size, root: new Uint8Array(r.root), note: r.note, stationCertificate: r.station_certificate, acceptedAt: r.accepted_at };
-}
-
-function toCertificate(r: CertificateRow): PublishedCertificate {
-  return {
-    serial: r.serial,
-    der: new Uint8Array(r.der),
-    fingerprint: r.fingerprint,
-    certificateSerial: r.certificate_serial,
-    station: r.station,
-    ledgerIndex: r.ledger_index,
-    entry: new Uint8Array(r.entry),
-    checkpointSize: r.checkpoint_size,
-    inclusionProof: decodeProof(r.inclusion_proof),
-    issuedAt: r.issued_at,
-    publishedAt: r.published_at,
-  };
-}
-
 /** The directory store in one SQLite file (core's openDb: WAL, synchronous=FULL). */
 export class SqliteDirectoryStore implements DirectoryStore {
   private readonly db: Db;
@@ -223,6 +71,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   constructor(db: Db) {
     this.db = db;
+    refuseNewerSchema(db);
     migrate(db, "directory", MIGRATIONS);
     this.stmts = {
       latest: db.prepare("SELECT * FROM directory_checkpoints WHERE station = ? ORDER BY size DESC LIMIT 1"),
@@ -234,6 +83,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
       addAllocation: db.prepare("INSERT INTO directory_allocations (allocation_id, station, digest, count, added_at) VALUES (?, ?, ?, ?, ?)"),
       addSerial: db.prepare("INSERT INTO directory_serials (serial, station, allocation_id) VALUES (?, ?, ?)"),
       certificate: db.prepare("SELECT * FROM directory_certificates WHERE serial = ?"),
+      published: db.prepare("SELECT der, fingerprint FROM directory_certificates WHERE serial = ?"),
       addCertificate: db.prepare(
         `INSERT INTO directory_certificates (serial, der, fingerprint, certificate_serial, station, ledger_index, entry, checkpoint_size, inclusion_proof, issued_at, published_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -263,6 +113,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   async allocationCount(): Promise<number> {
     return this.stmts.allocationCount.get() as number;
+  }
+
+  async published(serial: string): Promise<{ der: Uint8Array; fingerprint: string } | undefined> {
+    return this.stmts.published.get(serial) as { der: Buffer; fingerprint: string } | undefined;
   }
 
   async certificate(serial: string): Promise<PublishedCertificate | undefined> {
@@ -314,17 +168,10 @@ export class SqliteDirectoryStore implements DirectoryStore {
   private commit(c: UploadCommit): CommitOutcome {
     return this.db
       .transaction((): CommitOutcome => {
-        const current = this.stmts.latest.get(c.station) as CheckpointRow | undefined;
-        const expected = c.expected;
-        const unchanged = expected === undefined ? current === undefined : current !== undefined && current.size === expected.size && sameBytes(new Uint8Array(current.root), expected.root);
-        if (!unchanged) return { ok: false, reason: "STALE" };
-        let checkpointAdvanced = false;
-        if (current === undefined || c.checkpoint.size > current.size) {
-          this.stmts.addCheckpoint.run(c.station, c.checkpoint.size, Buffer.from(c.checkpoint.root), c.checkpoint.note, c.checkpoint.stationCertificate, c.at);
-          checkpointAdvanced = true;
-        } else if (c.checkpoint.size !== current.size || !sameBytes(new Uint8Array(current.root), c.checkpoint.root)) {
-          return { ok: false, reason: "STALE" };
-        }
+        const step = checkpointStep(this.stmts.latest.get(c.station) as CheckpointRow | undefined, c);
+        if (step === "STALE") return { ok: false, reason: "STALE" };
+        const checkpointAdvanced = step === "advance";
+        if (checkpointAdvanced) this.stmts.addCheckpoint.run(c.station, c.checkpoint.size, Buffer.from(c.checkpoint.root), c.checkpoint.note, c.checkpoint.stationCertificate, c.at);
         const published: string[] = [];
         const alreadyPublished: string[] = [];
         for (const cert of c.certificates) {
@@ -366,18 +213,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
 
   async conflicts(serial?: string): Promise<ConflictRecord[]> {
     const rows = (serial === undefined ? this.stmts.conflicts.all() : this.stmts.conflictsOf.all(serial)) as ConflictRow[];
-    return rows.map((r) => ({
-      serial: r.serial,
-      der: new Uint8Array(r.der),
-      fingerprint: r.fingerprint,
-      station: r.station,
-      ledgerIndex: r.ledger_index,
-      entry: new Uint8Array(r.entry),
-      checkpointNote: r.checkpoint_note,
-      inclusionProof: decodeProof(r.inclusion_proof),
-      heldFingerprint: r.held_fingerprint,
-      receivedAt: r.received_at,
-    }));
+    return rows.map(toConflict);
   }
 
   async close(): Promise<void> {
@@ -391,6 +227,17 @@ export class SqliteDirectoryStore implements DirectoryStore {
 class ConflictAbort extends Error {
   constructor(readonly serial: string) {
     super(`serial ${serial} is held by another certificate`);
+  }
+}
+
+/** A store migrated by a newer idmint would be misread by this code: refused before anything is written. */
+function refuseNewerSchema(db: Db): void {
+  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get()) return;
+  const newest = (db.prepare("SELECT MAX(version) FROM schema_migrations WHERE module = 'directory'").pluck().get() as number | null) ?? 0;
+  const known = Math.max(...MIGRATIONS.map((m) => m.version));
+  if (newest > known) {
+    db.close();
+    throw new DirectoryError("SCHEMA_TOO_NEW", `the directory store ${db.name} has schema version ${newest}, newer than this idmint's ${known}: run the idmint that migrated it`);
   }
 }
 

@@ -3,7 +3,7 @@ import { decodeBase64Strict, sha256Hex, type Clock } from "../core/index.js";
 import { decodeEntry, hashLeaf, openCheckpoint, stationOrigin, verifyConsistency, verifyInclusion, MAX_CONSISTENCY_PATH, MAX_INCLUSION_PATH, type Checkpoint, type Hash } from "../ledger/index.js";
 import { PKI_OID, assertSerialSyntax, assertStationId, checkChain, idevidProfileViolation, parseCertificate, sameBytes, x509 } from "../pki/index.js";
 import { CERTIFICATE_REFUSALS, Refusal, type RefusalReason } from "./errors.js";
-import type { AcceptedCheckpoint, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
+import type { AcceptedCheckpoint, CommitOutcome, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
 import { MAX_UPLOAD_CERTIFICATES, SIGNATURE_HEADER, UPLOAD_FORMAT, type RefusedCertificate, type UploadBody, type UploadReceipt, type UploadedCertificate } from "./wire.js";
 
 /** An accepted upload: the receipt, and each certificate refusal with its cause for the log. */
@@ -313,7 +313,7 @@ export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, si
   }
   if (next.size === 0) throw new Refusal("CHECKPOINT_INVALID", "the checkpoint is of an empty ledger");
   const accepted = await ctx.store.latestCheckpoint(parsed.station);
-  const status = checkHistory(parsed, next, accepted);
+  let status = checkHistory(parsed, next, accepted);
   // Counted before the checks: an allocation registered meanwhile shows in the next receipt.
   const allocations = await ctx.store.allocationCount();
 
@@ -329,32 +329,21 @@ export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, si
     }
   }
 
-  // Invariant 6: never contradict a published certificate. Conflicts are decided last, so only
-  // a certificate that passed every other check is kept as one.
-  const conflicting = checked.filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint);
-  if (conflicting.length > 0) {
-    await ctx.store.recordConflicts(conflicting.map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText)));
-    for (const c of conflicting) {
-      refusals.push(
-        new Refusal("CONFLICT", `the directory already publishes another certificate for ${c.record.serial}: kept for the vendor to investigate, not published`, {
-          serial: c.record.serial,
-          detail: `held ${c.held!.fingerprint}, uploaded ${c.record.fingerprint}`,
-        }),
-      );
+  // A commit that lost a race with another replica (the station's checkpoint moved, or a serial
+  // was published meanwhile) is decided again on the state it lost to, a few times at most.
+  let settled: Settled | undefined;
+  let current = accepted;
+  for (let attempt = 1; !settled; attempt++) {
+    if (attempt > 1) {
+      current = await ctx.store.latestCheckpoint(parsed.station);
+      status = checkHistory(parsed, next, current);
+      for (const c of checked) c.held = await ctx.store.certificate(c.record.serial);
     }
+    settled = await settle(ctx, parsed, stationCert, next, checked, current, nowText);
+    if (!settled && attempt === COMMIT_ATTEMPTS) throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
   }
-
-  const commit: UploadCommit = {
-    station: parsed.station,
-    expected: accepted && { size: accepted.size, root: accepted.root },
-    checkpoint: { size: next.size, root: next.root, note: parsed.checkpoint, stationCertificate: stationCert.toString("pem") + "\n" },
-    certificates: checked.filter((c) => !conflicting.includes(c)).map((c) => c.record),
-    at: nowText,
-  };
-  const outcome = await ctx.store.commitUpload(commit);
-  // Another upload moved the checkpoint or published one of these serials meanwhile: the
-  // station's next attempt is checked against that (a conflict is then named as such).
-  if (!outcome.ok) throw new Refusal("BUSY", `another upload of station ${parsed.station} was accepted meanwhile: fetch its checkpoint and upload again`);
+  const { outcome } = settled;
+  refusals.push(...settled.conflicts);
   return {
     receipt: {
       ok: true,
@@ -367,6 +356,49 @@ export async function acceptUpload(ctx: UploadContext, bodyBytes: Uint8Array, si
     },
     refusals,
   };
+}
+
+/** Commit attempts before a station is told BUSY: each retry follows an upload that did get in. */
+const COMMIT_ATTEMPTS = 3;
+
+interface Settled {
+  outcome: Extract<CommitOutcome, { ok: true }>;
+  conflicts: Refusal[];
+}
+
+/**
+ * Invariant 6: never contradict a published certificate. Conflicts are decided last, so only
+ * a certificate that passed every other check is kept as one. Undefined when the commit lost
+ * a race and must be decided again.
+ */
+async function settle(
+  ctx: UploadContext,
+  parsed: ParsedUpload,
+  stationCert: x509.X509Certificate,
+  next: Checkpoint,
+  checked: CheckedCertificate[],
+  accepted: AcceptedCheckpoint | undefined,
+  nowText: string,
+): Promise<Settled | undefined> {
+  const conflicting = checked.filter((c) => c.held !== undefined && c.held.fingerprint !== c.record.fingerprint);
+  if (conflicting.length > 0) await ctx.store.recordConflicts(conflicting.map((c) => conflictOf(c.record, c.held!.fingerprint, parsed.checkpoint, nowText)));
+  const commit: UploadCommit = {
+    station: parsed.station,
+    expected: accepted && { size: accepted.size, root: accepted.root },
+    checkpoint: { size: next.size, root: next.root, note: parsed.checkpoint, stationCertificate: stationCert.toString("pem") + "\n" },
+    certificates: checked.filter((c) => !conflicting.includes(c)).map((c) => c.record),
+    at: nowText,
+  };
+  const outcome = await ctx.store.commitUpload(commit);
+  if (!outcome.ok) return undefined;
+  const conflicts = conflicting.map(
+    (c) =>
+      new Refusal("CONFLICT", `the directory already publishes another certificate for ${c.record.serial}: kept for the vendor to investigate, not published`, {
+        serial: c.record.serial,
+        detail: `held ${c.held!.fingerprint}, uploaded ${c.record.fingerprint}`,
+      }),
+  );
+  return { outcome, conflicts };
 }
 
 function conflictOf(record: PublishedCertificate, heldFingerprint: string, checkpointNote: string, at: string): ConflictRecord {

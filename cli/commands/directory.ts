@@ -1,25 +1,28 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { CoreError, readInputFile, type Home } from "../../core/index.js";
-import { openDirectoryStore, startDirectory, type DirectoryLoggerOptions } from "../../directory/index.js";
+import { openStore, startDirectory, type DirectoryLoggerOptions, type DirectoryStore } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";
 import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
 import { clockOf, homeOf, pinnedRoot, stopSignal } from "../context.js";
+import { directoryMigrateCommand } from "../directory-migrate.js";
+import { describeStore, directoryStoreOf } from "../directory-store.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
 
-function dbPathOf(home: Home, option: string | undefined): string {
-  return option ?? join(home.root, "directory.db");
-}
+const STORE_OPTION = {
+  type: "string",
+  describe: "the directory store: postgres://USER@HOST/DB (password only in env IDMINT_DIRECTORY_DB or idmint.json directory.store) or sqlite:PATH (default HOME/directory.db)",
+} as const;
 
-function existingDb(home: Home, option: string | undefined): string {
-  const path = dbPathOf(home, option);
-  if (!existsSync(path)) {
-    throw new CoreError("HOME_NOT_INITIALISED", `no directory store at ${path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --db`);
+/** Opens the store the options name; an SQLite store that should exist already is not made anew. */
+async function storeOf(home: Home, io: Io, args: { store?: string; db?: string }, mustExist = false): Promise<DirectoryStore> {
+  const location = directoryStoreOf(home, io, args);
+  if (mustExist && location.kind === "sqlite" && !existsSync(location.path)) {
+    throw new CoreError("HOME_NOT_INITIALISED", `no directory store at ${location.path}: register an allocation with \`idmint directory allocations add FILE\` first, or pass the right --store`);
   }
-  return path;
+  return openStore(location);
 }
 
 export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> {
@@ -34,11 +37,13 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
             .option("host", { type: "string", default: "127.0.0.1", describe: "address to listen on (0.0.0.0 for every interface)" })
             .option("tls-cert", { type: "string", describe: "serve HTTPS with this certificate chain (PEM); needs --tls-key" })
             .option("tls-key", { type: "string", describe: "the TLS private key (PEM); needs --tls-cert" })
-            .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+            .option("store", STORE_OPTION)
+            .option("db", { type: "string", describe: "the SQLite store (older spelling of --store sqlite:PATH)" })
             .option("root", { type: "string", describe: "the pinned vendor root (default HOME/pki/root.pem)" })
             .option("factory-ca", { type: "string", array: true, describe: "factory CA certificates whose IDevIDs may be published (default HOME/pki/factory-ca.pem)" })
             .option("log-level", { choices: LOG_LEVELS, default: "info" as const, describe: "JSON log lines on stderr from this level up" })
-            .example("$0 directory serve --port 8443 --host 0.0.0.0 --tls-cert dir.pem --tls-key dir.key", "serve HTTPS on every interface"),
+            .example("$0 directory serve --port 8443 --host 0.0.0.0 --tls-cert dir.pem --tls-key dir.key", "serve HTTPS on every interface")
+            .example("IDMINT_DIRECTORY_DB=postgres://dir@db1/idmint $0 directory serve --port 8080", "one of several replicas on one PostgreSQL database"),
         async (args) => {
           const home = homeOf(args, io);
           const port = args.port;
@@ -47,18 +52,21 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
           const tls = args.tlsCert && args.tlsKey ? { cert: readInputFile(args.tlsCert, "the TLS certificate"), key: readInputFile(args.tlsKey, "the TLS key") } : undefined;
           const root = pinnedRoot(home, args.root);
           const factoryCas = (args.factoryCa ?? [home.pkiFile("factory-ca")]).map((p): x509.X509Certificate => parseCertificate(readInputFile(String(p), "the factory CA certificate"), String(p)));
-          const dbPath = dbPathOf(home, args.db);
+          const location = directoryStoreOf(home, io, args);
           const logger: DirectoryLoggerOptions = { level: args.logLevel, stream: { write: (line) => io.err(line) } };
           // Handlers first, so a signal during start-up still stops the server cleanly.
           const { stopped, dispose } = stopSignal();
+          let store: DirectoryStore | undefined;
           try {
-            const dir = await startDirectory({ dbPath, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io) });
-            if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: dbPath }) + "\n");
+            store = await openStore(location);
+            const dir = await startDirectory({ store, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io) });
+            if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: describeStore(location) }) + "\n");
             else io.out(`listening on ${dir.url}\n`);
             const signal = await stopped;
             await dir.close();
             if (!args.json) io.out(`stopped (${signal})\n`);
           } finally {
+            await store?.close();
             dispose();
           }
         },
@@ -71,7 +79,8 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
             (c) =>
               c
                 .positional("file", { type: "string", demandOption: true, describe: "the signed allocation list (from `idmint serials allocate`)" })
-                .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+                .option("store", STORE_OPTION)
+                .option("db", { type: "string", describe: "the SQLite store (older spelling of --store sqlite:PATH)" })
                 .option("root", { type: "string", describe: "the pinned vendor root (default HOME/pki/root.pem)" })
                 .example("$0 directory allocations add po7.json", "let station-1 publish the serials of order PO-7"),
             async (args) => {
@@ -86,7 +95,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
               }
               const now = clockOf(io).now();
               const { allocation, serials } = await openAllocation(doc, pinnedRoot(home, args.root), now);
-              const store = openDirectoryStore(dbPathOf(home, args.db));
+              const store = await storeOf(home, io, args);
               let r;
               try {
                 r = await store.addAllocation({ allocationId: allocation.allocationId, station: allocation.station, digest: allocationDigest(allocation), serials }, now.toISOString());
@@ -108,11 +117,12 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
         (c) =>
           c
             .option("serial", { type: "string", describe: "only this serial" })
-            .option("db", { type: "string", describe: "the directory store (default HOME/directory.db)" })
+            .option("store", STORE_OPTION)
+            .option("db", { type: "string", describe: "the SQLite store (older spelling of --store sqlite:PATH)" })
             .example("$0 directory conflicts --json", "every conflict, with the refused certificates"),
         async (args) => {
           const home = homeOf(args, io);
-          const store = openDirectoryStore(existingDb(home, args.db));
+          const store = await storeOf(home, io, args, true);
           let conflicts;
           try {
             conflicts = await store.conflicts(args.serial);
@@ -136,6 +146,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
           );
         },
       )
-      .demandCommand(1, "name a subcommand: serve, allocations or conflicts"),
+      .command(directoryMigrateCommand(io))
+      .demandCommand(1, "name a subcommand: serve, allocations, conflicts or migrate"),
   );
 }

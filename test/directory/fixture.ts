@@ -112,8 +112,8 @@ export async function stationUpload(
   );
 }
 
-/** Every row of every directory table: what "nothing stored, nothing changed" is checked against. */
-export function dump(dbPath: string): Record<string, unknown[]> {
+/** Every row of every table of an SQLite directory store (stores.ts dump covers PostgreSQL too). */
+export function dumpSqlite(dbPath: string): Record<string, unknown[]> {
   const db = new Database(dbPath, { readonly: true });
   try {
     const out: Record<string, unknown[]> = {};

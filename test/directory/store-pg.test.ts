@@ -1,0 +1,4 @@
+import { storeSuite } from "./store.suite.js";
+import { onStore } from "./stores.js";
+
+onStore("postgres", storeSuite);

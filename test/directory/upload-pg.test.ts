@@ -1,0 +1,4 @@
+import { uploadSuite } from "./upload.suite.js";
+import { onStore } from "./stores.js";
+
+onStore("postgres", uploadSuite);
