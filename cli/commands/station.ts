@@ -1,5 +1,5 @@
 import type { Argv } from "yargs";
-import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
+import { CoreError, EXIT_CODES, readInputFile, withClaimedOutputs } from "../../core/index.js";
 import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
@@ -33,6 +33,15 @@ function parseFixture(value: string): { host: string; port: number } {
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535) throw new CoreError("OPTION_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+/** The line's CMP secret: the first line of --cmp-secret-file, at least 8 bytes. */
+function readCmpSecret(port: number, file: string | undefined): Uint8Array {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `--cmp ${String(port)} is not a TCP port: give 0-65535`);
+  if (!file) throw new CoreError("OPTION_INVALID", "--cmp needs --cmp-secret-file F: the secret the line's units give openssl cmp -secret");
+  const secret = readInputFile(file, "the CMP secret file").toString("utf8").split(/\r?\n/)[0] ?? "";
+  if (Buffer.byteLength(secret) < 8) throw new CoreError("OPTION_INVALID", `${file}'s first line is shorter than 8 bytes: a CMP secret must be at least 8`);
+  return new Uint8Array(Buffer.from(secret));
 }
 
 function unitLine(o: UnitOutcome): string {
@@ -99,13 +108,19 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("hsm-wait", { type: "number", default: DEFAULT_HSM_WAIT_S, describe: "seconds the line waits for an HSM that went away (its units wait, none fails) before it stops (exit 4)" })
             .option("dashboard", { type: "number", describe: "also serve the line's dashboard on this port, in a process of its own (see station dashboard)" })
             .option("dashboard-listen", { type: "string", default: "127.0.0.1", describe: "--dashboard: the address it listens on" })
+            .option("cmp", { type: "number", describe: "also let units enrol themselves over CMP (RFC 9483, e.g. openssl cmp) on this HTTP port (0: any); runs until SIGINT/SIGTERM" })
+            .option("cmp-secret-file", { type: "string", describe: "--cmp: the line's bootstrap secret (PasswordBasedMac), the file's first line" })
+            .option("cmp-listen", { type: "string", default: "127.0.0.1", describe: "--cmp: the address it listens on" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
+            .example("$0 station run --cmp 8080 --cmp-secret-file line.secret", "units enrol with openssl cmp -server 127.0.0.1:8080/pkix/ until Ctrl-C")
             .example("$0 station run --fixture 10.0.0.5:7000 --dashboard 8080", "the line, with its page on http://127.0.0.1:8080")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("OPTION_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
+          if (args.sim !== undefined && args.fixture !== undefined) throw new CoreError("OPTION_INVALID", "give one of --sim N or --fixture HOST:PORT, not both");
+          if (args.sim === undefined && args.fixture === undefined && args.cmp === undefined) throw new CoreError("OPTION_INVALID", "give --sim N, --fixture HOST:PORT or --cmp PORT");
+          const cmpSecret = args.cmp === undefined ? undefined : readCmpSecret(args.cmp, args.cmpSecretFile);
           if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("OPTION_INVALID", "--slots must be a whole number from 1 to 64");
           if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of at least 100");
           if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("OPTION_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
@@ -122,13 +137,15 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             io.err(`dashboard on ${dashboard.url} (pid ${dashboard.pid})\n`);
             void dashboard.crashed.then((how) => io.err(`${how}; the line goes on without it\n`));
           }
+          const stopping = cmpSecret ? stopSignal() : undefined;
           const run = await runStation({
             home,
             config,
             env: io.env,
             clock: clockOf(io),
             fixedNow: io.env.IDMINT_NOW,
-            source: target ? { fixture: target } : { sim: { count: args.sim!, keystore: args.keystore, faults, slowMs: args.slowMs } },
+            source: target ? { fixture: target } : args.sim !== undefined ? { sim: { count: args.sim, keystore: args.keystore, faults, slowMs: args.slowMs } } : undefined,
+            cmp: cmpSecret && { host: args.cmpListen, port: args.cmp!, secret: cmpSecret, until: stopping!.stopped, onListening: (url) => io.err(`CMP endpoint on ${url}\n`) },
             slots: args.slots,
             keyAlgorithm: args.alg,
             timeoutMs: args.timeoutMs,
@@ -140,6 +157,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
             onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
           }).finally(async () => {
+            stopping?.dispose();
             bar?.done();
             await dashboard?.close();
           });

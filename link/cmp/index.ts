@@ -1,3 +1,4 @@
 export * from "./asn1.js";
 export * from "./crmf.js";
-export { protectWithPbm, verifyPbm, pbmParameterOf, PBM_MIN_ITERATIONS, PBM_MAX_ITERATIONS, type PbmOptions } from "./protection.js";
+export { protectWithPbm, verifyPbm, pbmParameterOf, PBM_MIN_ITERATIONS, PBM_MAX_ITERATIONS, type PbmOptions, type PbmKeyCache } from "./protection.js";
+export { CmpFixture, MAX_CMP_MESSAGE_BYTES, CMP_MESSAGE_WINDOW_MS, type CmpFixtureOptions } from "./server.js";

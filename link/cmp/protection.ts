@@ -44,6 +44,8 @@ export interface PbmOptions {
   owf?: string;
   /** MAC OID; defaults to HMAC-SHA256 (RFC 9481 §6.2). */
   mac?: string;
+  /** Keys derived before, for one secret: with a fixed salt, the iterations are paid once. */
+  keyCache?: PbmKeyCache;
 }
 
 function unsupported(message: string): UnitError {
@@ -63,11 +65,27 @@ function checkParameters(p: PBMParameter): { owf: string; mac: string } {
   return { owf, mac };
 }
 
+/**
+ * Derived keys by parameters, for a party whose own salt repeats (the station's answers): the
+ * iterated hash costs ~1 µs an iteration in Node, too much to pay for every message.
+ */
+export type PbmKeyCache = Map<string, Buffer>;
+const MAX_CACHED_KEYS = 16;
+
 /** RFC 4210 §5.1.3.1: key = OWF^iterationCount(secret || salt), then MAC(key, DER(ProtectedPart)). */
-function pbmMac(p: PBMParameter, secret: Uint8Array, protectedPart: Uint8Array): Buffer {
+function pbmMac(p: PBMParameter, secret: Uint8Array, protectedPart: Uint8Array, cache?: PbmKeyCache): Buffer {
   const { owf, mac } = checkParameters(p);
-  let key = createHash(owf).update(secret).update(new Uint8Array(p.salt.buffer)).digest();
-  for (let i = 1; i < p.iterationCount; i++) key = createHash(owf).update(key).digest();
+  const salt = new Uint8Array(p.salt.buffer);
+  const id = cache ? `${owf}:${p.iterationCount}:${Buffer.from(salt).toString("hex")}` : "";
+  let key = cache?.get(id);
+  if (!key) {
+    key = createHash(owf).update(secret).update(salt).digest();
+    for (let i = 1; i < p.iterationCount; i++) key = createHash(owf).update(key).digest();
+    if (cache) {
+      if (cache.size >= MAX_CACHED_KEYS) cache.clear();
+      cache.set(id, key);
+    }
+  }
   return createHmac(mac, key).update(protectedPart).digest();
 }
 
@@ -109,15 +127,15 @@ export function protectWithPbm(message: PKIMessage, secret: Uint8Array, options:
     protectionAlg: new AlgorithmIdentifier({ algorithm: ID_PASSWORD_BASED_MAC, parameters: AsnConvert.serialize(params) }),
   });
   const unprotected = new PKIMessage({ header, body: message.body, extraCerts: message.extraCerts });
-  const mac = pbmMac(params, secret, protectedPartDer(unprotected));
+  const mac = pbmMac(params, secret, protectedPartDer(unprotected), options.keyCache);
   return new PKIMessage({ ...unprotected, protection: new Uint8Array(mac).buffer });
 }
 
 /** Checks a message's PasswordBasedMac with `secret`, comparing in constant time; throws a typed error if it fails. */
-export function verifyPbm(message: PKIMessage, secret: Uint8Array): void {
+export function verifyPbm(message: PKIMessage, secret: Uint8Array, keyCache?: PbmKeyCache): void {
   const params = pbmParameterOf(message);
   if (!message.protection) throw new UnitError("CMP_PROTECTION_INVALID", "the PKIMessage names PasswordBasedMac but carries no protection bits");
-  const expected = pbmMac(params, secret, protectedPartDer(message));
+  const expected = pbmMac(params, secret, protectedPartDer(message), keyCache);
   const got = Buffer.from(message.protection);
   if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
     throw new UnitError("CMP_PROTECTION_INVALID", "the PKIMessage's PasswordBasedMac does not match: the unit's secret differs from the line's, or the message was altered");
