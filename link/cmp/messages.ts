@@ -175,27 +175,33 @@ export function genpBody(request: PKIMessage, caCerts: Certificate[]): PKIBody {
   return new PKIBody({ genp: new GenMsgContent(content) });
 }
 
-/** A loose reading of a PKIMessage whose body is a type the station does not speak: the header, to answer it. */
+/** A loose reading of a PKIMessage whose body is a type the station does not speak: enough to check its MAC and answer it. */
 @AsnType({ type: AsnTypeTypes.Sequence })
 class LooseMessage {
-  @AsnProp({ type: PKIHeader })
+  @AsnProp({ type: PKIHeader, raw: true })
   header = new PKIHeader();
+  headerRaw?: ArrayBuffer;
 
   @AsnProp({ type: AsnPropTypes.Any })
   body: ArrayBuffer = new ArrayBuffer(0);
 
-  @AsnProp({ type: AsnPropTypes.Any, context: 0, optional: true })
+  @AsnProp({ type: AsnPropTypes.BitString, context: 0, optional: true })
   protection?: ArrayBuffer;
 
   @AsnProp({ type: AsnPropTypes.Any, context: 1, optional: true })
   extraCerts?: ArrayBuffer;
 }
 
-/** The header of a PKIMessage with a body the station does not read, if it is one at all. */
-export function headerOfUnknown(der: Uint8Array): PKIHeader | undefined {
+/** A PKIMessage with a body the station does not read, as header, raw body and protection (for verifyPbm); undefined if it is no PKIMessage at all. */
+export function unknownMessage(der: Uint8Array): PKIMessage | undefined {
+  let loose: LooseMessage;
   try {
-    return AsnConvert.parse(der, LooseMessage).header;
+    loose = AsnConvert.parse(der, LooseMessage);
   } catch {
     return undefined;
   }
+  const message = new PKIMessage({ header: loose.header, protection: loose.protection });
+  message.headerRaw = loose.headerRaw;
+  message.bodyRaw = loose.body;
+  return message;
 }

@@ -16,7 +16,7 @@ import { x509 } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 import type { KeyRequest, UnitFixture, UnitLink } from "../driver.js";
 import { PKIBody, PKIMessage, PVNO_CMP2000, PVNO_CMP2021, parsePKIMessage, type PKIFailure, type PKIHeader } from "./asn1.js";
-import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody, headerOfUnknown } from "./messages.js";
+import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody, unknownMessage } from "./messages.js";
 import { protectWithPbm, verifyPbm, type PbmKeyCache } from "./protection.js";
 import { CmpUnitLink, type PendingAnswer } from "./unit-link.js";
 
@@ -157,9 +157,10 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     try {
       message = parsePKIMessage(der);
     } catch {
-      const header = headerOfUnknown(der);
-      if (header) this.refuse(res, header, "badRequest", "the station does not answer this message type: send ir, cr, p10cr, certConf or genm", false);
-      else this.refuse(res, undefined, "badDataFormat", "the request is not a DER PKIMessage (RFC 4210 §5.1)", false);
+      const unknown = unknownMessage(der);
+      if (!unknown) return this.refuse(res, undefined, "badDataFormat", "the request is not a DER PKIMessage (RFC 4210 §5.1)", false);
+      // Answered under the MAC when the unit's own MAC holds, so its client can read why.
+      this.refuse(res, unknown.header, "badRequest", "the station does not answer this message type: send ir, cr, p10cr, certConf or genm", this.macHolds(unknown));
       return;
     }
     try {
@@ -201,6 +202,15 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
       this.nonces.delete(n);
     }
     this.nonces.set(nonce, now);
+  }
+
+  private macHolds(message: PKIMessage): boolean {
+    try {
+      verifyPbm(message, this.secret);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private enrol(message: PKIMessage, res: ServerResponse): void {
