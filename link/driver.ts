@@ -32,6 +32,8 @@ export interface UnitLink<R extends KeyRequest = GenkeyResult> {
   install(certificatePem: string, chainPems: readonly string[], options?: { last?: boolean }): Promise<InstallResult>;
   /** Where the unit is: new, keyed or provisioned (with its certificate's fingerprint). */
   status(): Promise<StatusResult>;
+  /** Told once the unit's delivery is recorded: a link answering the unit's own request (CMP) confirms it only then. */
+  delivered?(): void;
   /** Told why the station gave up on this unit, before close: a link answering the unit's own request (CMP) answers with it. */
   failed?(code: string, message: string): void;
   /** Ends the link; outstanding requests reject with UNIT_DISCONNECTED. Idempotent. */

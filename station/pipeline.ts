@@ -173,6 +173,7 @@ async function deliver(
   // (HOME/certs/SERIAL.pem is on disk before the record: see the store writer.)
   slotFree?.();
   await ctx.commits.commit({ op: "delivered", serial, pem, fingerprint });
+  link.delivered?.();
   ctx.reached?.("delivered", serial);
   ms.total = performance.now() - started;
   return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed, ms };
@@ -188,6 +189,7 @@ async function handAgain(link: UnitLink<KeyRequest>, ctx: LineContext, serial: s
   if (ack.fingerprint !== fingerprint) {
     throw new StationError("INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
   }
+  link.delivered?.();
   ms.total = performance.now() - started;
   return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed: true, ms };
 }

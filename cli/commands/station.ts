@@ -4,7 +4,7 @@ import { startDashboard, startDashboardProcess, type DashboardProcess } from "..
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, UnitStore, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
@@ -70,20 +70,23 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const station = stationIdentity(home, config);
           // The --out is claimed before the checkpoint is signed and recorded.
           const doc = await withClaimedOutputs([["--out", args.out]], async ([out]) => {
-            const signed = await withStation(home, clockOf(io), ({ ledger, serials }) =>
+            const signed = await withStation(home, clockOf(io), ({ db, ledger, serials }) =>
               withHsm(hsmOptions(config, io), async (hsm) => {
                 const signer = hsm.signer(config.keys.station);
                 const checkpoint = await ledger.checkpoint(signer, station.origin);
                 const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
-                return signDocument(usage, signer, station.certificatePem);
+                return { document: await signDocument(usage, signer, station.certificatePem), unconfirmed: new UnitStore(db, clockOf(io)).unconfirmed() };
               }),
             );
-            out.write(JSON.stringify(signed, null, 2) + "\n");
+            out.write(JSON.stringify(signed.document, null, 2) + "\n");
             return signed;
           });
-          const counts = doc.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
-          report(io, args, { out: args.out, allocations: doc.payload.allocations.length, provisioned: counts, ledgerEntries: doc.payload.ledger.length }, () => [
-            `usage report for ${config.station.id}: ${doc.payload.allocations.length} allocations, ${counts} provisioned, ${doc.payload.ledger.length} ledger entries`,
+          const { unconfirmed } = doc;
+          const counts = doc.document.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
+          const { payload } = doc.document;
+          report(io, args, { out: args.out, allocations: payload.allocations.length, provisioned: counts, unconfirmed, ledgerEntries: payload.ledger.length }, () => [
+            `usage report for ${config.station.id}: ${payload.allocations.length} allocations, ${counts} provisioned, ${payload.ledger.length} ledger entries`,
+            ...(unconfirmed.length ? [`${unconfirmed.length} unconfirmed (issued, the unit never acknowledged it, e.g. no CMP certConf): ${unconfirmed.slice(0, 10).join(", ")}${unconfirmed.length > 10 ? ", ..." : ""}`] : []),
             `written to ${args.out}`,
           ]);
         },

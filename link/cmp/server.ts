@@ -234,16 +234,26 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     void link.closed.then(() => {
       if (this.transactions.get(tx) === link) this.transactions.delete(tx);
     });
+    // The unit hung up before its answer: the line lets go of it (a unit not yet seated never is).
     res.on("close", () => {
-      if (!res.writableEnded) void link.close();
+      if (!res.writableEnded) this.drop(link);
     });
     const seat = () => {
       const waiter = this.waiting.shift();
       if (waiter) waiter(link);
       else this.queue.push(link);
     };
-    if (earlier) void earlier.close().then(seat);
-    else seat();
+    if (earlier) {
+      this.drop(earlier);
+      // The earlier unit's pipeline lets go of its serial in the microtasks after it is closed: seat this one behind them.
+      void earlier.closed.then(() => setImmediate(seat));
+    } else seat();
+  }
+
+  private drop(link: CmpUnitLink): void {
+    link.abandon();
+    const queued = this.queue.indexOf(link);
+    if (queued >= 0) void this.queue.splice(queued, 1)[0]!.close();
   }
 
   private confirm(message: PKIMessage, res: ServerResponse): void {

@@ -42,7 +42,7 @@ interface AwaitedConfirm {
 
 export class CmpUnitLink implements UnitLink<KeyRequest> {
   readonly requestFirst = true;
-  /** Settles once the link is closed (its transaction may be taken by a retry). */
+  /** Settles once the line closed the link, its unit done (its transaction and serial free for a retry). */
   readonly closed: Promise<void>;
   private markClosed!: () => void;
   private request?: PendingAnswer;
@@ -51,6 +51,10 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
   private rejected = false;
   private awaited?: AwaitedConfirm;
   private ended = false;
+  /** The line took the unit (hello), and told how it ended (delivered or failed); closed once both the line closed it and it is told. */
+  private seated = false;
+  private told = false;
+  private lineClosed = false;
 
   constructor(
     private readonly p: {
@@ -70,6 +74,7 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
   }
 
   async hello(): Promise<HelloResult> {
+    this.seated = true;
     return { serial: this.p.request.serial, model: "", hwType: "", firmware: "cmp", protocol: 1 };
   }
 
@@ -130,7 +135,15 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
     awaited.resolve({ fingerprint: same ? sha256Hex(awaited.der) : got.toString("hex") });
   }
 
+  /** The unit's delivery is recorded: its certConf is answered with pkiConf only now, so a confirmed unit is on record. */
+  delivered(): void {
+    this.confirmation?.respond(new PKIBody({ pkiconf: null }));
+    this.confirmation = undefined;
+    this.tell();
+  }
+
   failed(code: string, message: string): void {
+    this.tell();
     if (this.request) {
       this.request.respond(errorBody(failureFor(code), message));
       this.request = undefined;
@@ -140,18 +153,36 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Lets go of the unit without the line (its transaction came again): whatever it waits on is
+   * answered, a pending install fails; `closed` settles only once the line closes the link.
+   */
+  abandon(): void {
     if (this.ended) return;
     this.ended = true;
     this.request?.respond(errorBody("systemUnavail", "the station ended this enrolment before it was answered: send the request again"));
     this.request = undefined;
-    this.confirmation?.respond(new PKIBody({ pkiconf: null }));
-    this.confirmation = undefined;
     if (this.awaited) {
       clearTimeout(this.awaited.timer);
       this.awaited.reject(new UnitError("UNIT_DISCONNECTED", `unit ${this.serial}'s enrolment ended before its certConf: its certificate stays issued, unconfirmed`, { serial: this.serial }));
       this.awaited = undefined;
     }
-    this.markClosed();
+  }
+
+  /** The line is done with the unit once it closed the link and told how the unit ended (or never seated it). */
+  async close(): Promise<void> {
+    this.lineClosed = true;
+    if (!this.seated) this.told = true;
+    this.abandon();
+    this.settle();
+  }
+
+  private tell(): void {
+    this.told = true;
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.lineClosed && this.told) this.markClosed();
   }
 }

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { cmp } from "../../link/index.js";
 import { lineHome, openssl, scratch, type Run } from "../helpers.js";
-import { opensslCmp, startCmpStation, type CmpStation } from "../fixtures/cmp-station.js";
+import { opensslCmp, resent, startCmpStation, type CmpStation } from "../fixtures/cmp-station.js";
 
 const HAS_CMP = openssl(["cmp", "-help"]).code === 0;
 const SECRET = "line-7-bootstrap";
@@ -103,15 +101,13 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
     // openssl writes the ir it would send (-reqout) while no server answers at port 1.
     const captured = file("captured-ir.der");
     await opensslCmp(["-server", "127.0.0.1:1/pkix/", "-ref", "unit", "-msg_timeout", "2", ...ir("SN000004", key), "-reqout", captured]);
-    const message = cmp.parsePKIMessage(readFileSync(captured));
-    const pop = message.body.ir![0]!.popo!.signature!;
-    const signature = new Uint8Array(pop.signature);
-    signature[signature.length - 1]! ^= 1;
-    pop.signature = signature.buffer;
-    message.body.ir![0]!.certReqRaw = undefined;
-    const header = new cmp.PKIHeader({ ...message.header, senderNonce: new OctetString(randomBytes(16)), messageTime: new Date() });
-    const tampered = cmp.protectWithPbm(new cmp.PKIMessage({ header, body: message.body }), Buffer.from(SECRET), { iterationCount: 500 });
-    writeFileSync(file("tampered-ir.der"), Buffer.from(AsnConvert.serialize(tampered)));
+    resent(captured, file("tampered-ir.der"), SECRET, (message) => {
+      const msg = message.body.ir![0]!;
+      const signature = new Uint8Array(msg.popo!.signature!.signature);
+      signature[signature.length - 1]! ^= 1;
+      msg.popo!.signature!.signature = signature.buffer;
+      msg.certReqRaw = undefined;
+    });
     await refused([...ir("SN000004", key), "-reqin", file("tampered-ir.der")], /PKIFailureInfo: badPOP; StatusString: "the CSR's self-signature does not verify/);
   });
 
