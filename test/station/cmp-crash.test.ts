@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { lineHome, openssl, scratch, type Run } from "../helpers.js";
-import { atMost, opensslCmp, resent, startCmpStation } from "../fixtures/cmp-station.js";
+import { atMost, opensslCmp, resent, startCmpStation, unitKey } from "../fixtures/cmp-station.js";
 
 const HAS_CMP = openssl(["cmp", "-help"]).code === 0;
 const SECRET = "line-7-bootstrap";
@@ -15,12 +15,7 @@ const file = (name: string) => join(dir, name);
 const serialOf = (i: number) => `SN${String(i).padStart(6, "0")}`;
 const text = (r: Run) => r.stdout + r.stderr;
 
-function newKey(name: string): string {
-  const key = file(`${name}.key`);
-  const r = openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return key;
-}
+const newKey = (name: string) => unitKey(file(`${name}.key`));
 
 describe.skipIf(!HAS_CMP)("station run --cmp: killed with SIGKILL under 8 enrolling openssl cmp clients, restarted, the clients retried", () => {
   let line: ReturnType<typeof lineHome>;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { cmp } from "../../link/index.js";
 import { lineHome, openssl, scratch, type Run } from "../helpers.js";
-import { opensslCmp, resent, startCmpStation, type CmpStation } from "../fixtures/cmp-station.js";
+import { opensslCmp, resent, startCmpStation, type CmpStation, unitKey } from "../fixtures/cmp-station.js";
 
 const HAS_CMP = openssl(["cmp", "-help"]).code === 0;
 const SECRET = "line-7-bootstrap";
@@ -13,12 +13,7 @@ const { dir, cleanup } = scratch("cmp-refusals");
 afterAll(cleanup);
 const file = (name: string) => join(dir, name);
 
-function newKey(name: string): string {
-  const key = file(`${name}.key`);
-  const r = openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return key;
-}
+const newKey = (name: string) => unitKey(file(`${name}.key`));
 
 /** What a refusal must leave alone: every serial's state, every key on record, every certifying ledger entry. */
 function stationState(home: string) {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { lineHome, openssl, scratch, type Run } from "../helpers.js";
-import { atMost, opensslCmp, startCmpStation, type CmpStation } from "../fixtures/cmp-station.js";
+import { atMost, opensslCmp, startCmpStation, type CmpStation, unitKey } from "../fixtures/cmp-station.js";
 
 const HAS_CMP = openssl(["cmp", "-help"]).code === 0;
 const SECRET = "line-7-bootstrap";
@@ -17,12 +17,7 @@ function irArgs(server: string, serial: string, key: string, out: string, secret
   return ["-cmd", "ir", "-server", `${server}/pkix/`, "-ref", "unit", "-secret", `pass:${secret}`, "-newkey", key, "-subject", `/serialNumber=${serial}/CN=${serial}`, "-certout", out, "-msg_timeout", "30"];
 }
 
-function newKey(name: string): string {
-  const key = file(`${name}.key`);
-  const r = openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return key;
-}
+const newKey = (name: string) => unitKey(file(`${name}.key`));
 
 const serialOf = (i: number) => `SN${String(i).padStart(6, "0")}`;
 
