@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { cmp } from "../../link/index.js";
 import { lineHome, openssl, scratch, type Run } from "../helpers.js";
-import { opensslCmp, resent, startCmpStation, type CmpStation, unitKey } from "../fixtures/cmp-station.js";
+import { opensslCmp, resent, startCmpStation, startMockCa, type CmpStation, unitKey } from "../fixtures/cmp-station.js";
 
 const HAS_CMP = openssl(["cmp", "-help"]).code === 0;
 const SECRET = "line-7-bootstrap";
@@ -129,4 +129,33 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
     }
     expect(stationState(line.home)).toEqual(before);
   });
+});
+
+describe.skipIf(!HAS_CMP)("the 3GPP step: the IDevID enrolled over CMP protects an ir to an operator's CA (OpenSSL's mock server) that trusts only the vendor root", () => {
+  it("the IDevID with its factory CA in extraCerts is accepted; a self-made certificate with the same serial and key is refused", async () => {
+    // The station's unit from above: SN000001, its key good.key, its IDevID one.pem.
+    const home = join(dir, "line");
+    const operator = (name: string) => {
+      const r = openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", file(`${name}.key`), "-subj", `/CN=${name}`, "-days", "2", "-out", file(`${name}.pem`)]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    };
+    operator("operator-ca");
+    // The mock answers every ir with this one certificate, so the unit's new key is its key.
+    operator("operator-issued");
+    const fake = openssl(["req", "-x509", "-key", file("good.key"), "-subj", "/serialNumber=SN000001/CN=SN000001", "-days", "2", "-out", file("self-made.pem")]);
+    expect(fake.code, fake.stderr).toBe(0);
+    const mock = await startMockCa(["-srv_cert", file("operator-ca.pem"), "-srv_key", file("operator-ca.key"), "-srv_trusted", join(home, "pki", "root.pem"), "-rsp_cert", file("operator-issued.pem")]);
+    try {
+      const enrol = (cert: string, out: string) =>
+        opensslCmp(["-server", mock.server, "-cmd", "ir", "-cert", cert, "-key", file("good.key"), "-extracerts", join(home, "pki", "factory-ca.pem"), "-trusted", file("operator-ca.pem"), "-newkey", file("operator-issued.key"), "-subject", "/CN=operator-unit", "-certout", out, "-msg_timeout", "20"]);
+      const accepted = await enrol(file("one.pem"), file("operator-cert.pem"));
+      expect(accepted.code, text(accepted)).toBe(0);
+      expect(text(accepted)).toMatch(/received PKICONF/);
+      const refusedFake = await enrol(file("self-made.pem"), file("never-operator.pem"));
+      expect(refusedFake.code).not.toBe(0);
+      expect(text(refusedFake)).toMatch(/PKIFailureInfo: badRequest; StatusString: "no suitable sender cert"/);
+    } finally {
+      mock.close();
+    }
+  }, 60_000);
 });
