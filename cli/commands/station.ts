@@ -1,11 +1,11 @@
 import type { Argv } from "yargs";
-import { CoreError, EXIT_CODES, readInputFile, withClaimedOutputs } from "../../core/index.js";
+import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
 import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, UnitStore, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
-import { clockOf, homeOf, hsmOptions, stopSignal } from "../context.js";
+import { clockOf, homeOf, hsmOptions, readCmpSecret, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
 import { progress } from "../progress.js";
@@ -33,15 +33,6 @@ function parseFixture(value: string): { host: string; port: number } {
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535) throw new CoreError("OPTION_INVALID", `--fixture ${value} is not HOST:PORT: write it as 127.0.0.1:7000`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
-}
-
-/** The line's CMP secret: the first line of --cmp-secret-file, at least 8 bytes. */
-function readCmpSecret(port: number, file: string | undefined): Uint8Array {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `--cmp ${String(port)} is not a TCP port: give 0-65535`);
-  if (!file) throw new CoreError("OPTION_INVALID", "--cmp needs --cmp-secret-file F: the secret the line's units give openssl cmp -secret");
-  const secret = readInputFile(file, "the CMP secret file").toString("utf8").split(/\r?\n/)[0] ?? "";
-  if (Buffer.byteLength(secret) < 8) throw new CoreError("OPTION_INVALID", `${file}'s first line is shorter than 8 bytes: a CMP secret must be at least 8`);
-  return new Uint8Array(Buffer.from(secret));
 }
 
 function unitLine(o: UnitOutcome): string {
@@ -123,7 +114,8 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const config = home.readConfig();
           if (args.sim !== undefined && args.fixture !== undefined) throw new CoreError("OPTION_INVALID", "give one of --sim N or --fixture HOST:PORT, not both");
           if (args.sim === undefined && args.fixture === undefined && args.cmp === undefined) throw new CoreError("OPTION_INVALID", "give --sim N, --fixture HOST:PORT or --cmp PORT");
-          const cmpSecret = args.cmp === undefined ? undefined : readCmpSecret(args.cmp, args.cmpSecretFile);
+          if (args.cmp !== undefined && (!Number.isInteger(args.cmp) || args.cmp < 0 || args.cmp > 65535)) throw new CoreError("OPTION_INVALID", `--cmp ${String(args.cmp)} is not a TCP port: give 0-65535`);
+          const cmpSecret = args.cmp === undefined ? undefined : readCmpSecret("--cmp", args.cmpSecretFile);
           if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("OPTION_INVALID", "--slots must be a whole number from 1 to 64");
           if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of at least 100");
           if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("OPTION_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");

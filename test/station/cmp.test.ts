@@ -79,3 +79,34 @@ describe.skipIf(!HAS_CMP)("station run --cmp: 100 units enrol with openssl cmp, 
     expect(JSON.parse(reconciled.stdout)).toMatchObject({ ok: true, provisioned: UNITS + 1, anomalies: [] });
   });
 });
+
+describe("unit sim --link cmp: simulated units enrol over CMP with the device's own client (p10cr, certConf)", () => {
+  it("12 units, 4 at a time, each with its certificate checked and kept in its flash; the station counts them", async () => {
+    const sim = lineHome(dir, "sim-cmp", 20);
+    writeFileSync(file("sim-secret"), `${SECRET}\n`);
+    const station = await startCmpStation(sim.home, file("sim-secret"));
+    let enrolled: Run;
+    try {
+      enrolled = sim.cli("unit", "sim", "--link", "cmp", "--station", `http://${station.server}/.well-known/cmp`, "--cmp-secret-file", file("sim-secret"), "--count", "12", "--prefix", "SN", "--start", "1", "--concurrency", "4", "--json");
+    } finally {
+      const ended = await station.stop("SIGTERM");
+      expect(JSON.parse(ended.stdout)).toMatchObject({ units: 12, provisioned: 12, failed: 0 });
+    }
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    expect(JSON.parse(enrolled.stdout)).toMatchObject({ enrolled: 12, failed: 0 });
+    // The unit's flash holds the certificate the station issued it.
+    const out = file("sim-SN000007.pem");
+    expect(sim.cli("unit", "export", "--serial", "SN000007", "--cert", "--out", out).code).toBe(0);
+    expect(readFileSync(out, "utf8").trim()).toBe(readFileSync(join(sim.home, "certs", "SN000007.pem"), "utf8").trim());
+    // A wrong secret: every unit is refused, nothing enrolled.
+    writeFileSync(file("wrong-secret"), "not-the-line-secret\n");
+    const again = await startCmpStation(sim.home, file("sim-secret"));
+    try {
+      const refused = sim.cli("unit", "sim", "--link", "cmp", "--station", `http://${again.server}/.well-known/cmp`, "--cmp-secret-file", file("wrong-secret"), "--count", "2", "--prefix", "SN", "--start", "13", "--json");
+      expect(JSON.parse(refused.stdout)).toMatchObject({ enrolled: 0, failed: 2, failures: { CMP_REFUSED: 2 } });
+    } finally {
+      await again.stop("SIGTERM");
+    }
+  }, 120_000);
+});
+
