@@ -110,3 +110,22 @@ describe("unit sim --link cmp: simulated units enrol over CMP with the device's 
   }, 120_000);
 });
 
+describe.skipIf(!HAS_CMP)("station run --sim beside --cmp: one line, two kinds of unit", () => {
+  it("the simulated units and the openssl cmp units are provisioned by the same run, counted in one summary", async () => {
+    const both = lineHome(dir, "both", 30);
+    writeFileSync(file("both-secret"), `${SECRET}\n`);
+    const station = await startCmpStation(both.home, file("both-secret"), ["--sim", "6", "--slots", "4"]);
+    // The simulator takes the first serials not yet delivered (SN000001..6); the CMP units come from further on.
+    const results = await atMost(
+      4,
+      [21, 22, 23, 24].map((i) => () => opensslCmp(irArgs(station.server, serialOf(i), newKey(`both${i}`), file(`both-${i}.pem`)))),
+    );
+    for (const r of results) expect(r.code, r.stdout + r.stderr).toBe(0);
+    // SIGTERM ends the CMP side; the line ends once the simulator has no more units too.
+    const ended = await station.stop("SIGTERM");
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(JSON.parse(ended.stdout)).toMatchObject({ units: 10, provisioned: 10, failed: 0 });
+    expect(both.cli("ledger", "verify").code).toBe(0);
+  }, 120_000);
+});
+
