@@ -3,7 +3,7 @@
  * its keystore signed, MAC-protected with the line's secret, checks the station's answer and
  * the certificate, and confirms it. What `openssl cmp -cmd p10cr` does, for simulated units.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { CertificationRequest } from "@peculiar/asn1-csr";
 import { GeneralName, Name } from "@peculiar/asn1-x509";
@@ -13,7 +13,6 @@ import { DeviceError } from "./errors.js";
 
 /** OpenSSL's own PBM iteration count (measured: openssl cmp 3.0 sends 500). */
 const ITERATIONS = 500;
-const HASH_OF_SIGNATURE: Record<string, string> = { "1.2.840.10045.4.3.2": "sha256", "1.2.840.10045.4.3.3": "sha384", "1.2.840.10045.4.3.4": "sha512", "1.2.840.113549.1.1.11": "sha256" };
 
 export interface CmpClientOptions {
   /** The station's CMP endpoint, e.g. http://127.0.0.1:8080/.well-known/cmp. */
@@ -45,31 +44,29 @@ export class CmpClient {
     const sender = new GeneralName({ directoryName: p10cr.certificationRequestInfo.subject });
     const transactionID = new OctetString(randomBytes(16));
     const first = await this.exchange(sender, transactionID, undefined, new cmp.PKIBody({ p10cr }));
-    const rep = first.body.cp?.response[0];
-    if (!rep || rep.status.status !== cmp.PKI_STATUS.accepted || !rep.certifiedKeyPair?.certOrEncCert.certificate) {
+    const rep = cmp.certRepOf(first.message.bodyRaw!);
+    if (!rep || rep.status.status !== cmp.PKI_STATUS.accepted || !rep.certificate) {
       throw new DeviceError("CMP_PROTOCOL", "the station answered the p10cr without a certificate: check the station's CMP endpoint");
     }
-    const certificate = rep.certifiedKeyPair.certOrEncCert.certificate;
-    const der = new Uint8Array(AsnConvert.serialize(certificate));
+    const der = new Uint8Array(rep.certificate);
     const certificatePem = x509.PemConverter.encode(der, "CERTIFICATE");
-    const chainPems = (first.extraCerts ?? []).map((c) => x509.PemConverter.encode(AsnConvert.serialize(c), "CERTIFICATE"));
+    const chainPems = first.extraCerts.map((c) => x509.PemConverter.encode(c, "CERTIFICATE"));
     let refusal: unknown;
     try {
       await install(certificatePem, chainPems);
     } catch (e) {
       refusal = e;
     }
-    const hash = HASH_OF_SIGNATURE[certificate.signatureAlgorithm.algorithm] ?? "sha256";
-    const status = new cmp.CertStatus({ certHash: new OctetString(createHash(hash).update(der).digest()), certReqId: rep.certReqId });
+    const status = new cmp.CertStatus({ certHash: new OctetString(cmp.certHash(der)), certReqId: rep.certReqId });
     if (refusal !== undefined) status.statusInfo = new cmp.PKIStatusInfo({ status: cmp.PKI_STATUS.rejection, statusString: new cmp.PKIFreeText([String((refusal as Error).message ?? refusal).slice(0, 200)]) });
-    const conf = await this.exchange(sender, transactionID, first.header.senderNonce, new cmp.PKIBody({ certConf: new cmp.CertConfirmContent([status]) }));
+    const conf = await this.exchange(sender, transactionID, first.message.header.senderNonce, new cmp.PKIBody({ certConf: new cmp.CertConfirmContent([status]) }));
     if (refusal !== undefined) throw refusal;
-    if (conf.body.pkiconf === undefined) throw new DeviceError("CMP_PROTOCOL", "the station did not answer the certConf with pkiConf");
+    if (cmp.parsePKIMessage(conf.bytes).body.pkiconf === undefined) throw new DeviceError("CMP_PROTOCOL", "the station did not answer the certConf with pkiConf");
     return { certificatePem, chainPems };
   }
 
   /** One request and its checked answer: the MAC, the transaction, our nonce back; a CMP error becomes CMP_REFUSED. */
-  private async exchange(sender: GeneralName, transactionID: OctetString, recipNonce: OctetString | undefined, body: cmp.PKIBody): Promise<cmp.PKIMessage> {
+  private async exchange(sender: GeneralName, transactionID: OctetString, recipNonce: OctetString | undefined, body: cmp.PKIBody): Promise<{ message: cmp.PKIMessage; extraCerts: ArrayBuffer[]; bytes: Uint8Array }> {
     const senderNonce = new OctetString(randomBytes(16));
     const header = new cmp.PKIHeader({
       sender,
@@ -94,16 +91,20 @@ export class CmpClient {
     } catch (e) {
       throw new DeviceError("CMP_UNREACHABLE", `the station's CMP endpoint ${this.o.url} did not answer (${(e as Error).message}): check the URL and that the station runs with --cmp`, { cause: e });
     }
-    const answer = cmp.parsePKIMessage(bytes);
-    const error = answer.body.error?.pKIStatusInfo;
-    if (error) {
-      throw new DeviceError("CMP_REFUSED", `the station refused (${error.failInfo?.failures().join(", ") ?? "no failure info"}): ${error.statusString?.join("; ") ?? ""}`);
+    // The body stays DER (certRepOf reads an ip/cp without parsing its certificates); a small body is parsed whole.
+    const answer = cmp.looseMessage(bytes);
+    if (!answer) throw new DeviceError("CMP_PROTOCOL", "the station's answer is not a PKIMessage");
+    if (cmp.certRepOf(answer.message.bodyRaw!) === undefined) {
+      const error = cmp.parsePKIMessage(bytes).body.error?.pKIStatusInfo;
+      // Reported before its MAC is checked (a wrong secret gets an unprotected error): it changes nothing on the unit.
+      if (error) throw new DeviceError("CMP_REFUSED", `the station refused (${error.failInfo?.failures().join(", ") ?? "no failure info"}): ${error.statusString?.join("; ") ?? ""}`);
     }
-    cmp.verifyPbm(answer, this.o.secret, this.keyCache);
+    cmp.verifyPbm(answer.message, this.o.secret, this.keyCache);
+    const answered = answer.message.header;
     const same = (a: OctetString | undefined, b: OctetString) => a !== undefined && a.byteLength === b.byteLength && timingSafeEqual(Buffer.from(a.buffer), Buffer.from(b.buffer));
-    if (!same(answer.header.transactionID, transactionID) || !same(answer.header.recipNonce, senderNonce)) {
+    if (!same(answered.transactionID, transactionID) || !same(answered.recipNonce, senderNonce)) {
       throw new DeviceError("CMP_PROTOCOL", "the station's answer is not for this request (transactionID or recipNonce differ)");
     }
-    return answer;
+    return { ...answer, bytes };
   }
 }

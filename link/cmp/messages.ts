@@ -3,14 +3,11 @@
  * key request), and the answers (ip/cp, pkiConf, genp, error) built from the request's header.
  */
 import { AsnConvert, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes, OctetString } from "@peculiar/asn1-schema";
-import { Certificate, GeneralName, Name } from "@peculiar/asn1-x509";
-import { randomBytes } from "node:crypto";
+import { AlgorithmIdentifier, Certificate, GeneralName, Name } from "@peculiar/asn1-x509";
+import { createHash, randomBytes } from "node:crypto";
 import { x509, type SignedKeyRequest } from "../../pki/index.js";
 import {
-  CertifiedKeyPair,
-  CertOrEncCert,
-  CertRepMessage,
-  CertResponse,
+  DerSequence,
   ErrorMsgContent,
   GenMsgContent,
   InfoTypeAndValue,
@@ -146,19 +143,90 @@ export function errorBody(failure: PKIFailure, text: string): PKIBody {
   });
 }
 
-/** RFC 9483 §4.1.1: ip or cp with the certificate; caPubs only the vendor root (trusted through the MAC, §4.1.1 caPubs). */
-export function certRepBody(kind: EnrolRequest["kind"], certificateDer: Uint8Array, root: Certificate | undefined): PKIBody {
-  const rep = new CertRepMessage({
-    caPubs: root ? [root] : undefined,
-    response: [
-      new CertResponse({
-        certReqId: kind === "p10cr" ? -1 : 0,
-        status: new PKIStatusInfo({ status: PKI_STATUS.accepted }),
-        certifiedKeyPair: new CertifiedKeyPair({ certOrEncCert: new CertOrEncCert({ certificate: AsnConvert.parse(certificateDer, Certificate) }) }),
-      }),
-    ],
-  });
-  return new PKIBody(kind === "ir" ? { ip: rep } : { cp: rep });
+/** RFC 4210 §5.3.4 CertOrEncCert with the certificate kept as DER (the answer's, never parsed). */
+@AsnType({ type: AsnTypeTypes.Choice })
+class CertOrEncCertDer {
+  @AsnProp({ type: AsnPropTypes.Any, context: 0 })
+  certificate?: ArrayBuffer;
+}
+
+@AsnType({ type: AsnTypeTypes.Sequence })
+class CertifiedKeyPairDer {
+  @AsnProp({ type: CertOrEncCertDer })
+  certOrEncCert = new CertOrEncCertDer();
+}
+
+@AsnType({ type: AsnTypeTypes.Sequence })
+class CertResponseDer {
+  @AsnProp({ type: AsnPropTypes.Integer })
+  certReqId = 0;
+
+  @AsnProp({ type: PKIStatusInfo })
+  status = new PKIStatusInfo();
+
+  @AsnProp({ type: CertifiedKeyPairDer, optional: true })
+  certifiedKeyPair?: CertifiedKeyPairDer;
+}
+
+@AsnType({ type: AsnTypeTypes.Sequence })
+class CertRepMessageDer {
+  @AsnProp({ type: DerSequence, context: 1, optional: true })
+  caPubs?: DerSequence;
+
+  @AsnProp({ type: CertResponseDer, repeated: "sequence" })
+  response: CertResponseDer[] = [];
+}
+
+/** PKIBody's ip [1] and cp [3] alternatives over CertRepMessageDer: encodes as PKIBody does. */
+@AsnType({ type: AsnTypeTypes.Choice })
+class CertRepBodyDer {
+  @AsnProp({ type: CertRepMessageDer, context: 1 })
+  ip?: CertRepMessageDer;
+
+  @AsnProp({ type: CertRepMessageDer, context: 3 })
+  cp?: CertRepMessageDer;
+}
+
+/**
+ * RFC 9483 §4.1.1: the DER of an ip or cp body with the certificate; caPubs only the vendor
+ * root (trusted through the MAC, §4.1.1 caPubs). Built from the certificates' DER as they are,
+ * since parsing and serializing them again was most of the station's work per answer.
+ */
+export function certRepBody(kind: EnrolRequest["kind"], certificateDer: Uint8Array, rootDer: ArrayBuffer | undefined): ArrayBuffer {
+  const certifiedKeyPair = new CertifiedKeyPairDer();
+  certifiedKeyPair.certOrEncCert.certificate = new Uint8Array(certificateDer).buffer;
+  const response = Object.assign(new CertResponseDer(), { certReqId: kind === "p10cr" ? -1 : 0, status: new PKIStatusInfo({ status: PKI_STATUS.accepted }), certifiedKeyPair });
+  const rep = Object.assign(new CertRepMessageDer(), { caPubs: rootDer ? new DerSequence([rootDer]) : undefined, response: [response] });
+  return AsnConvert.serialize(Object.assign(new CertRepBodyDer(), kind === "ir" ? { ip: rep } : { cp: rep }));
+}
+
+/** A certificate's outer SEQUENCE with its TBS left as DER: its signature algorithm at little cost. */
+@AsnType({ type: AsnTypeTypes.Sequence })
+class SignedCertificate {
+  @AsnProp({ type: AsnPropTypes.Any })
+  tbsCertificate: ArrayBuffer = new ArrayBuffer(0);
+
+  @AsnProp({ type: AlgorithmIdentifier })
+  signatureAlgorithm = new AlgorithmIdentifier();
+
+  @AsnProp({ type: AsnPropTypes.BitString })
+  signature: ArrayBuffer = new ArrayBuffer(0);
+}
+
+/** RFC 9481 §2 signature algorithms to the hash each uses. */
+const SIGNATURE_HASHES: Record<string, string> = {
+  "1.2.840.10045.4.3.2": "sha256",
+  "1.2.840.10045.4.3.3": "sha384",
+  "1.2.840.10045.4.3.4": "sha512",
+  "1.2.840.113549.1.1.11": "sha256",
+  "1.2.840.113549.1.1.12": "sha384",
+  "1.2.840.113549.1.1.13": "sha512",
+};
+
+/** RFC 4210 §5.3.18 (pvno 2): a certConf's certHash, the certificate hashed with its signature algorithm's hash. */
+export function certHash(certificateDer: Uint8Array): Buffer {
+  const alg = AsnConvert.parse(certificateDer, SignedCertificate).signatureAlgorithm.algorithm;
+  return createHash(SIGNATURE_HASHES[alg] ?? "sha256").update(certificateDer).digest();
 }
 
 /** CMPCertificate list for genp's caCerts (RFC 9480 §4.3.1). */
@@ -175,7 +243,29 @@ export function genpBody(request: PKIMessage, caCerts: Certificate[]): PKIBody {
   return new PKIBody({ genp: new GenMsgContent(content) });
 }
 
-/** A loose reading of a PKIMessage whose body is a type the station does not speak: enough to check its MAC and answer it. */
+/** An ip or cp as the unit reads it: the certificates as DER, never parsed here (the unit checks its own). */
+export interface CertRepDer {
+  certReqId: number;
+  status: PKIStatusInfo;
+  certificate?: ArrayBuffer;
+  caPubs: ArrayBuffer[];
+}
+
+/** The ip or cp in a body's DER, or undefined if the body is something else. */
+export function certRepOf(bodyDer: ArrayBuffer): CertRepDer | undefined {
+  let body: CertRepBodyDer;
+  try {
+    body = AsnConvert.parse(bodyDer, CertRepBodyDer);
+  } catch {
+    return undefined;
+  }
+  const rep = body.ip ?? body.cp;
+  const response = rep?.response.length === 1 ? rep.response[0]! : undefined;
+  if (!rep || !response) return undefined;
+  return { certReqId: response.certReqId, status: response.status, certificate: response.certifiedKeyPair?.certOrEncCert.certificate, caPubs: [...(rep.caPubs ?? [])] };
+}
+
+/** A PKIMessage read with its body left as DER: enough to check its MAC (verifyPbm) and answer it. */
 @AsnType({ type: AsnTypeTypes.Sequence })
 class LooseMessage {
   @AsnProp({ type: PKIHeader, raw: true })
@@ -188,12 +278,15 @@ class LooseMessage {
   @AsnProp({ type: AsnPropTypes.BitString, context: 0, optional: true })
   protection?: ArrayBuffer;
 
-  @AsnProp({ type: AsnPropTypes.Any, context: 1, optional: true })
-  extraCerts?: ArrayBuffer;
+  @AsnProp({ type: DerSequence, context: 1, optional: true })
+  extraCerts?: DerSequence;
 }
 
-/** A PKIMessage with a body the station does not read, as header, raw body and protection (for verifyPbm); undefined if it is no PKIMessage at all. */
-export function unknownMessage(der: Uint8Array): PKIMessage | undefined {
+/**
+ * A PKIMessage as header, raw body, protection and extraCerts as DER (for verifyPbm), whatever
+ * its body type; undefined if it is no PKIMessage at all.
+ */
+export function looseMessage(der: Uint8Array): { message: PKIMessage; extraCerts: ArrayBuffer[] } | undefined {
   let loose: LooseMessage;
   try {
     loose = AsnConvert.parse(der, LooseMessage);
@@ -203,5 +296,5 @@ export function unknownMessage(der: Uint8Array): PKIMessage | undefined {
   const message = new PKIMessage({ header: loose.header, protection: loose.protection });
   message.headerRaw = loose.headerRaw;
   message.bodyRaw = loose.body;
-  return message;
+  return { message, extraCerts: [...(loose.extraCerts ?? [])] };
 }

@@ -7,7 +7,7 @@ import { createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { UnitError } from "../errors.js";
-import { ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage, ProtectedPart } from "./asn1.js";
+import { DerSequence, ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage, PKIMessageDer, ProtectedPart } from "./asn1.js";
 
 /** The iteration counts the station accepts: below, the secret is too cheap to guess; above, a message buys CPU time. */
 export const PBM_MIN_ITERATIONS = 100;
@@ -111,11 +111,8 @@ export function pbmParameterOf(message: PKIMessage): PBMParameter {
   }
 }
 
-/**
- * Sets the header's protectionAlg to PasswordBasedMac and returns the message with its
- * protection computed over the serialized header and body.
- */
-export function protectWithPbm(message: PKIMessage, secret: Uint8Array, options: PbmOptions = {}): PKIMessage {
+/** The PBM parameters for `options`, checked, and `header` with them as its protectionAlg. */
+function pbmHeader(header: PKIHeader, options: PbmOptions): { params: PBMParameter; header: PKIHeader } {
   const params = new PBMParameter({
     salt: new OctetString(options.salt ?? randomBytes(16)),
     owf: new AlgorithmIdentifier({ algorithm: options.owf ?? OID_SHA256 }),
@@ -123,10 +120,30 @@ export function protectWithPbm(message: PKIMessage, secret: Uint8Array, options:
     mac: new AlgorithmIdentifier({ algorithm: options.mac ?? OID_HMAC_SHA256 }),
   });
   checkParameters(params);
-  const header = new PKIHeader({
-    ...message.header,
-    protectionAlg: new AlgorithmIdentifier({ algorithm: ID_PASSWORD_BASED_MAC, parameters: AsnConvert.serialize(params) }),
-  });
+  return { params, header: new PKIHeader({ ...header, protectionAlg: new AlgorithmIdentifier({ algorithm: ID_PASSWORD_BASED_MAC, parameters: AsnConvert.serialize(params) }) }) };
+}
+
+/**
+ * The DER of a PKIMessage with `header`, the body given as DER, and extraCerts as DER,
+ * PasswordBasedMac-protected (`secret` undefined: unprotected). The body is serialized by the
+ * caller once, for both the MAC and the message; the encoding is PKIMessage's own.
+ */
+export function protectedMessageDer(header: PKIHeader, bodyDer: ArrayBuffer, extraCerts: ArrayBuffer[] | undefined, secret: Uint8Array | undefined, options: PbmOptions = {}): Uint8Array {
+  const extra = extraCerts?.length ? new DerSequence(extraCerts) : undefined;
+  if (!secret) return new Uint8Array(AsnConvert.serialize(new PKIMessageDer({ header: AsnConvert.serialize(header), body: bodyDer, extraCerts: extra })));
+  const protectedHeader = pbmHeader(header, options);
+  const headerDer = AsnConvert.serialize(protectedHeader.header);
+  const part = new Uint8Array(AsnConvert.serialize(new ProtectedPart({ header: headerDer, body: bodyDer })));
+  const mac = pbmMac(protectedHeader.params, secret, part, options.keyCache);
+  return new Uint8Array(AsnConvert.serialize(new PKIMessageDer({ header: headerDer, body: bodyDer, protection: new Uint8Array(mac).buffer, extraCerts: extra })));
+}
+
+/**
+ * Sets the header's protectionAlg to PasswordBasedMac and returns the message with its
+ * protection computed over the serialized header and body.
+ */
+export function protectWithPbm(message: PKIMessage, secret: Uint8Array, options: PbmOptions = {}): PKIMessage {
+  const { params, header } = pbmHeader(message.header, options);
   const unprotected = new PKIMessage({ header, body: message.body, extraCerts: message.extraCerts });
   const mac = pbmMac(params, secret, protectedPartDer(unprotected), options.keyCache);
   return new PKIMessage({ ...unprotected, protection: new Uint8Array(mac).buffer });

@@ -16,8 +16,8 @@ import { x509 } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 import type { KeyRequest, UnitFixture, UnitLink } from "../driver.js";
 import { PKIBody, PKIMessage, PVNO_CMP2000, PVNO_CMP2021, parsePKIMessage, type PKIFailure, type PKIHeader } from "./asn1.js";
-import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody, unknownMessage } from "./messages.js";
-import { protectWithPbm, verifyPbm, type PbmKeyCache } from "./protection.js";
+import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody, looseMessage } from "./messages.js";
+import { protectedMessageDer, verifyPbm, type PbmKeyCache } from "./protection.js";
 import { CmpUnitLink, type PendingAnswer } from "./unit-link.js";
 
 /** A PKIMessage larger than this is refused unread: an ir with a P-521 key is under 2 KiB. */
@@ -50,6 +50,9 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
   private readonly secret: Uint8Array;
   private readonly sender: Name;
   private readonly root: Certificate | undefined;
+  private readonly rootDer: ArrayBuffer | undefined;
+  /** The chain's DER by its PEM: the same factory CA goes into every answer. */
+  private readonly chainDer = new Map<string, ArrayBuffer>();
   private readonly salt = randomBytes(16);
   private readonly keyCache: PbmKeyCache = new Map();
   private readonly now: () => Date;
@@ -65,7 +68,8 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
   private constructor(private readonly o: CmpFixtureOptions) {
     this.secret = o.secret;
     this.sender = AsnConvert.parse(new x509.Name(o.name).toArrayBuffer(), Name);
-    this.root = o.rootPem ? AsnConvert.parse(x509.PemConverter.decodeFirst(o.rootPem), Certificate) : undefined;
+    this.rootDer = o.rootPem ? x509.PemConverter.decodeFirst(o.rootPem) : undefined;
+    this.root = this.rootDer ? AsnConvert.parse(this.rootDer, Certificate) : undefined;
     this.now = o.now ?? (() => new Date());
     this.server = createServer((req, res) => this.handle(req, res));
   }
@@ -111,12 +115,13 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
   }
 
   /** Serializes an answer to `request` with the line's PBM; an answer to a message whose MAC failed goes unprotected (RFC 9483 §3.6.4). */
-  private answer(res: ServerResponse, request: PKIHeader | undefined, body: PKIBody, protect: boolean, extraCerts?: Certificate[]): PKIHeader {
-    let message = new PKIMessage({ header: answerHeader(request, this.sender), body, extraCerts: extraCerts?.length ? extraCerts : undefined });
-    if (protect) message = protectWithPbm(message, this.secret, { salt: this.salt, iterationCount: ANSWER_ITERATIONS, keyCache: this.keyCache });
-    const der = Buffer.from(AsnConvert.serialize(message));
+  /** `body` as a PKIBody, or its DER (an ip/cp); `extraCerts` as DER. */
+  private answer(res: ServerResponse, request: PKIHeader | undefined, body: PKIBody | ArrayBuffer, protect: boolean, extraCerts?: ArrayBuffer[]): PKIHeader {
+    const header = answerHeader(request, this.sender);
+    const bodyDer = body instanceof ArrayBuffer ? body : AsnConvert.serialize(body);
+    const der = protectedMessageDer(header, bodyDer, extraCerts, protect ? this.secret : undefined, { salt: this.salt, iterationCount: ANSWER_ITERATIONS, keyCache: this.keyCache });
     if (!res.headersSent && !res.destroyed) res.writeHead(200, { "content-type": CONTENT_TYPE, "content-length": der.length, "cache-control": "no-cache" }).end(der);
-    return message.header;
+    return header;
   }
 
   private refuse(res: ServerResponse, request: PKIHeader | undefined, failure: PKIFailure, text: string, protect = true): void {
@@ -157,7 +162,7 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     try {
       message = parsePKIMessage(der);
     } catch {
-      const unknown = unknownMessage(der);
+      const unknown = looseMessage(der)?.message;
       if (!unknown) return this.refuse(res, undefined, "badDataFormat", "the request is not a DER PKIMessage (RFC 4210 §5.1)", false);
       // Answered under the MAC when the unit's own MAC holds, so its client can read why.
       this.refuse(res, unknown.header, "badRequest", "the station does not answer this message type: send ir, cr, p10cr, certConf or genm", this.macHolds(unknown));
@@ -225,8 +230,8 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
       request,
       answer: pending,
       timeoutMs: this.o.timeoutMs,
-      certRep: (der) => certRepBody(request.kind, der, this.root),
-      chain: (pems) => pems.map((pem) => AsnConvert.parse(x509.PemConverter.decodeFirst(pem), Certificate)),
+      certRep: (der) => certRepBody(request.kind, der, this.rootDer),
+      chain: (pems) => pems.map((pem) => this.chainDer.get(pem) ?? this.chainDer.set(pem, x509.PemConverter.decodeFirst(pem)).get(pem)!),
     });
     // The same transaction again (its answer was lost): the earlier unit is let go first, so the serial is free for this one.
     const earlier = this.transactions.get(tx);

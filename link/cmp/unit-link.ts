@@ -4,36 +4,25 @@
  * certConf, the link's end answers that with pkiConf, and a refusal with an error message.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { Certificate } from "@peculiar/asn1-x509";
 import { sha256Hex } from "../../core/index.js";
 import { x509 } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 import type { KeyRequest, UnitLink } from "../driver.js";
 import type { HelloResult, InstallResult, StatusResult } from "../protocol.js";
 import { PKIBody, PKI_STATUS, type PKIHeader, type PKIMessage } from "./asn1.js";
-import { errorBody, failureFor, type EnrolRequest } from "./messages.js";
+import { certHash, errorBody, failureFor, type EnrolRequest } from "./messages.js";
 
 /** An HTTP response a unit waits on; `respond` returns the header it was sent with. */
 export interface PendingAnswer {
   header: PKIHeader;
-  respond(body: PKIBody, extraCerts?: Certificate[]): PKIHeader;
+  respond(body: PKIBody | ArrayBuffer, extraCerts?: ArrayBuffer[]): PKIHeader;
 }
 
-/** RFC 9480 §2.10 / RFC 4210 §5.3.18: certHash uses the hash of the certificate's signature algorithm. */
-const SIGNATURE_HASHES: Record<string, string> = {
-  "1.2.840.10045.4.3.2": "sha256",
-  "1.2.840.10045.4.3.3": "sha384",
-  "1.2.840.10045.4.3.4": "sha512",
-  "1.2.840.113549.1.1.11": "sha256",
-  "1.2.840.113549.1.1.12": "sha384",
-  "1.2.840.113549.1.1.13": "sha512",
-};
+/** RFC 9480 §2.10: a certConf's hashAlg (pvno 3) names its hash. */
 const HASH_OIDS: Record<string, string> = { "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384", "2.16.840.1.101.3.4.2.3": "sha512" };
 
 interface AwaitedConfirm {
   der: Uint8Array;
-  certificate: Certificate;
   sentNonce: Buffer;
   resolve(r: InstallResult): void;
   reject(e: Error): void;
@@ -61,8 +50,8 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
       request: EnrolRequest;
       answer: PendingAnswer;
       timeoutMs: number;
-      certRep(der: Uint8Array): PKIBody;
-      chain(chainPems: readonly string[]): Certificate[];
+      certRep(der: Uint8Array): ArrayBuffer;
+      chain(chainPems: readonly string[]): ArrayBuffer[];
     },
   ) {
     this.request = p.answer;
@@ -98,7 +87,7 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
         this.awaited = undefined;
         reject(new UnitError("UNIT_TIMEOUT", `unit ${this.serial} sent no certConf within ${this.p.timeoutMs} ms: its certificate stays issued, unconfirmed`, { serial: this.serial }));
       }, this.p.timeoutMs);
-      this.awaited = { der, certificate: AsnConvert.parse(der, Certificate), sentNonce: Buffer.from(sent.senderNonce!.buffer), resolve, reject, timer };
+      this.awaited = { der, sentNonce: Buffer.from(sent.senderNonce!.buffer), resolve, reject, timer };
     });
   }
 
@@ -128,10 +117,10 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
       awaited.reject(new UnitError("UNIT_REFUSED", `unit ${this.serial} rejected its certificate in certConf (${why.slice(0, 200)}): it stays issued, unconfirmed`, { serial: this.serial, unitCode: "CERT_REJECTED" }));
       return;
     }
-    const hash = (status.hashAlg ? HASH_OIDS[status.hashAlg.algorithm] : undefined) ?? SIGNATURE_HASHES[awaited.certificate.signatureAlgorithm.algorithm] ?? "sha256";
-    const expected = createHash(hash).update(awaited.der).digest();
     const got = Buffer.from(status.certHash.buffer);
-    const same = got.length === expected.length && timingSafeEqual(got, expected);
+    const hash = status.hashAlg ? HASH_OIDS[status.hashAlg.algorithm] : undefined;
+    const expected = hash ? createHash(hash).update(awaited.der).digest() : status.hashAlg ? undefined : certHash(awaited.der);
+    const same = expected !== undefined && got.length === expected.length && timingSafeEqual(got, expected);
     awaited.resolve({ fingerprint: same ? sha256Hex(awaited.der) : got.toString("hex") });
   }
 
