@@ -355,38 +355,6 @@ export class ProtectedPart {
   }
 }
 
-/** A SEQUENCE OF values kept as DER (certificates at hand): put into an answer without being parsed and serialized again. */
-@AsnType({ type: AsnTypeTypes.Sequence, itemType: AsnPropTypes.Any })
-export class DerSequence extends AsnArray<ArrayBuffer> {
-  constructor(items?: ArrayBuffer[]) {
-    super(items);
-    Object.setPrototypeOf(this, DerSequence.prototype);
-  }
-}
-
-/**
- * A PKIMessage from its parts' DER, encoding exactly as PKIMessage does: the station's answers,
- * whose body is serialized once for both its MAC and the message.
- */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class PKIMessageDer {
-  @AsnProp({ type: AsnPropTypes.Any })
-  header: ArrayBuffer = new ArrayBuffer(0);
-
-  @AsnProp({ type: AsnPropTypes.Any })
-  body: ArrayBuffer = new ArrayBuffer(0);
-
-  @AsnProp({ type: AsnPropTypes.BitString, context: 0, optional: true })
-  protection?: ArrayBuffer;
-
-  @AsnProp({ type: DerSequence, context: 1, optional: true })
-  extraCerts?: DerSequence;
-
-  constructor(params: Partial<PKIMessageDer> = {}) {
-    Object.assign(this, params);
-  }
-}
-
 /** RFC 4210 §5.1.3.1: PBMParameter ::= SEQUENCE { salt OCTET STRING, owf AlgorithmIdentifier, iterationCount INTEGER, mac AlgorithmIdentifier } */
 @AsnType({ type: AsnTypeTypes.Sequence })
 export class PBMParameter {

@@ -6,8 +6,8 @@ import { AsnConvert, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes, OctetString }
 import { AlgorithmIdentifier, Certificate, GeneralName, Name } from "@peculiar/asn1-x509";
 import { createHash, randomBytes } from "node:crypto";
 import { x509, type SignedKeyRequest } from "../../pki/index.js";
+import { DerSequence, PKIMessageDer } from "./der.js";
 import {
-  DerSequence,
   ErrorMsgContent,
   GenMsgContent,
   InfoTypeAndValue,
@@ -265,36 +265,21 @@ export function certRepOf(bodyDer: ArrayBuffer): CertRepDer | undefined {
   return { certReqId: response.certReqId, status: response.status, certificate: response.certifiedKeyPair?.certOrEncCert.certificate, caPubs: [...(rep.caPubs ?? [])] };
 }
 
-/** A PKIMessage read with its body left as DER: enough to check its MAC (verifyPbm) and answer it. */
-@AsnType({ type: AsnTypeTypes.Sequence })
-class LooseMessage {
-  @AsnProp({ type: PKIHeader, raw: true })
-  header = new PKIHeader();
-  headerRaw?: ArrayBuffer;
-
-  @AsnProp({ type: AsnPropTypes.Any })
-  body: ArrayBuffer = new ArrayBuffer(0);
-
-  @AsnProp({ type: AsnPropTypes.BitString, context: 0, optional: true })
-  protection?: ArrayBuffer;
-
-  @AsnProp({ type: DerSequence, context: 1, optional: true })
-  extraCerts?: DerSequence;
-}
-
 /**
  * A PKIMessage as header, raw body, protection and extraCerts as DER (for verifyPbm), whatever
  * its body type; undefined if it is no PKIMessage at all.
  */
 export function looseMessage(der: Uint8Array): { message: PKIMessage; extraCerts: ArrayBuffer[] } | undefined {
-  let loose: LooseMessage;
+  let loose: PKIMessageDer;
+  let header: PKIHeader;
   try {
-    loose = AsnConvert.parse(der, LooseMessage);
+    loose = AsnConvert.parse(der, PKIMessageDer);
+    header = AsnConvert.parse(loose.header, PKIHeader);
   } catch {
     return undefined;
   }
-  const message = new PKIMessage({ header: loose.header, protection: loose.protection });
-  message.headerRaw = loose.headerRaw;
+  const message = new PKIMessage({ header, protection: loose.protection });
+  message.headerRaw = loose.header;
   message.bodyRaw = loose.body;
   return { message, extraCerts: [...(loose.extraCerts ?? [])] };
 }

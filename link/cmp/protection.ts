@@ -7,7 +7,8 @@ import { createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { UnitError } from "../errors.js";
-import { DerSequence, ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage, PKIMessageDer, ProtectedPart } from "./asn1.js";
+import { ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage, ProtectedPart } from "./asn1.js";
+import { DerSequence, PKIMessageDer } from "./der.js";
 
 /** The iteration counts the station accepts: below, the secret is too cheap to guess; above, a message buys CPU time. */
 export const PBM_MIN_ITERATIONS = 100;

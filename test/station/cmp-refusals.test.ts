@@ -118,6 +118,14 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
     await refused(["-secret", `pass:${SECRET}`, "-cmd", "rr", "-oldcert", file("one.pem")], /PKIFailureInfo: badRequest; StatusString: "the station does not answer this message type/, { ledgerUnchanged: true });
   });
 
+  it("genm is answered with a genp under the line's MAC, and changes nothing", async () => {
+    const before = stationState(line.home);
+    const r = await opensslCmp([...base, "-secret", `pass:${SECRET}`, "-cmd", "genm"]);
+    expect(r.code, text(r)).toBe(0);
+    expect(text(r)).toMatch(/received GENP/);
+    expect(stationState(line.home)).toEqual(before);
+  });
+
   it("bytes that are no PKIMessage, and one too large: badDataFormat, unprotected", async () => {
     const before = stationState(line.home);
     for (const body of [Buffer.from("not a PKIMessage"), Buffer.alloc(cmp.MAX_CMP_MESSAGE_BYTES + 1, 0x30)]) {
