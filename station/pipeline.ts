@@ -80,6 +80,8 @@ export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext
   let serial: string | undefined;
   /** The unit's certificate is on record: its serial is spent, whatever happens next. */
   let certified = false;
+  /** The unit's intent is on record, or its certificate is being handed again: from here on its failure is the station's to record. */
+  let intended = false;
   /** This unit holds its serial in `inFlight`: its failure is recorded against the serial. */
   let claimed = false;
   try {
@@ -102,6 +104,7 @@ export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext
       if (again.keyFingerprint !== row.keyFingerprint) {
         throw new StationError("SERIAL_PROVISIONED", `serial ${serial} already has a certificate, for another key: a serial gets one certificate; this unit may be a clone`);
       }
+      intended = true;
       if (row.stage === "issued") return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
       return await handAgain(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started);
     }
@@ -130,6 +133,7 @@ export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext
       random: ctx.random,
       step: (step) => {
         lap(STAGE_OF[step]);
+        if (step === "intent") intended = true;
         if (step === "issued") certified = true;
         ctx.reached?.(step, s);
       },
@@ -139,7 +143,10 @@ export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext
     // A damaged store fails the station, not this unit: the line ends with it (exit 5).
     if (isDamagedStore(e)) throw e;
     const f = failure(e);
-    if (claimed) await recordFailure(ctx, serial!, f, !certified);
+    // A request refused before its intent (CMP: anyone with the line's secret may send one)
+    // is answered and not recorded: nothing of it was stored, and a stranger's serials grow no rows.
+    const refusedRequest = link.requestFirst === true && !intended;
+    if (claimed && !refusedRequest) await recordFailure(ctx, serial!, f, !certified);
     link.failed?.(f.code, f.message);
     // So does an HSM that is gone for good (exit 4); the serial nothing was signed for is free again.
     if (stopsTheLine(e)) throw e;
