@@ -64,7 +64,8 @@ export async function runLine(p: {
   const inFlight = new Set<string>();
   const record = (outcome: UnitOutcome) => {
     units++;
-    stopped ??= watch.note(outcome);
+    // A refused CMP request is a stranger's doing, not the line failing: it never stops the line.
+    if (!outcome.refused) stopped ??= watch.note(outcome);
     if (outcome.status === "provisioned") {
       provisioned++;
       if (outcome.resumed) resumed++;

@@ -34,6 +34,8 @@ export interface UnitOutcome {
   /** For a failure: a stable code and a one-line reason. */
   code?: string;
   reason?: string;
+  /** A request the unit sent itself (CMP), refused before anything was stored. */
+  refused?: boolean;
   /** Provisioned earlier and only confirmed now, or delivered again after a crash. */
   resumed?: boolean;
   certificateFingerprint?: string;
@@ -151,7 +153,7 @@ export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext
     // So does an HSM that is gone for good (exit 4); the serial nothing was signed for is free again.
     if (stopsTheLine(e)) throw e;
     ms.total = performance.now() - started;
-    return { serial, status: "failed", code: f.code, reason: f.message, ms };
+    return { serial, status: "failed", code: f.code, reason: f.message, ...(refusedRequest ? { refused: true } : {}), ms };
   } finally {
     if (claimed) inFlight?.delete(serial!);
   }

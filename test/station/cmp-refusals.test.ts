@@ -72,6 +72,13 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
     await refused(ir("XX000001", newKey("k-unallocated")), /PKIFailureInfo: notAuthorized; StatusString: "serial XX000001 is in no imported allocation/);
   });
 
+  it("refusals never stop the line: one serial refused more often than --stop-after-serial-failures (5), then a good unit enrols", async () => {
+    const key = newKey("k-again");
+    for (let i = 0; i < 6; i++) await refused(ir("XX000009", key), /PKIFailureInfo: notAuthorized/);
+    const ok = await opensslCmp([...base, ...ir("SN000009", newKey("k-after")).slice(0, -1), file("nine.pem")]);
+    expect(ok.code, text(ok)).toBe(0);
+  });
+
   it("a serial already provisioned, with another key: duplicateCertReq", async () => {
     await refused(ir("SN000001", newKey("k-clone")), /PKIFailureInfo: duplicateCertReq; StatusString: "serial SN000001 already has a certificate, for another key/);
   });
