@@ -24,6 +24,8 @@ import { CmpUnitLink, type PendingAnswer } from "./unit-link.js";
 export const MAX_CMP_MESSAGE_BYTES = 64 * 1024;
 /** RFC 9483 §3.1 messageTime: a message older (or newer) than this is refused as a replay or a wrong clock. */
 export const CMP_MESSAGE_WINDOW_MS = 10 * 60_000;
+/** Enrolments waiting for a free slot beyond which a request is answered systemUnavail: each holds an open HTTP request. */
+export const MAX_WAITING_ENROLMENTS = 1024;
 /** The paths RFC 9483 §6.1 (/.well-known/cmp, with an optional /p/LABEL) and OpenSSL's `-server HOST:PORT/pkix/` use. */
 const PATHS = /^\/(?:\.well-known\/cmp(?:\/p\/[A-Za-z0-9_.-]{1,64})?|pkix)\/?$/;
 const CONTENT_TYPE = "application/pkixcmp";
@@ -221,6 +223,7 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
   private enrol(message: PKIMessage, res: ServerResponse): void {
     const request = enrolRequestOf(message);
     if (this.stopped) throw new CmpRefusal("systemUnavail", "the line is stopping: enrol again at the next run");
+    if (this.queue.length >= MAX_WAITING_ENROLMENTS) throw new CmpRefusal("systemUnavail", `${MAX_WAITING_ENROLMENTS} units already wait for a slot: enrol again in a moment`);
     const tx = Buffer.from(message.header.transactionID!.buffer).toString("hex");
     const pending: PendingAnswer = {
       header: message.header,
