@@ -7,8 +7,8 @@ import { createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node
 import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
 import { AlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { UnitError } from "../errors.js";
-import { ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage, ProtectedPart } from "./asn1.js";
-import { DerSequence, PKIMessageDer } from "./der.js";
+import { ID_PASSWORD_BASED_MAC, PBMParameter, PKIHeader, PKIMessage } from "./asn1.js";
+import { pkiMessageDer, protectedPartDer as partDer } from "./der.js";
 
 /** The iteration counts the station accepts: below, the secret is too cheap to guess; above, a message buys CPU time. */
 export const PBM_MIN_ITERATIONS = 100;
@@ -95,7 +95,7 @@ function pbmMac(p: PBMParameter, secret: Uint8Array, protectedPart: Uint8Array, 
 function protectedPartDer(message: PKIMessage): Uint8Array {
   const header = message.headerRaw ?? AsnConvert.serialize(message.header);
   const body = message.bodyRaw ?? AsnConvert.serialize(message.body);
-  return new Uint8Array(AsnConvert.serialize(new ProtectedPart({ header, body })));
+  return partDer(new Uint8Array(header), new Uint8Array(body));
 }
 
 /** The PBMParameter of a message's protectionAlg, or a typed refusal if it is not PasswordBasedMac. */
@@ -130,13 +130,13 @@ function pbmHeader(header: PKIHeader, options: PbmOptions): { params: PBMParamet
  * caller once, for both the MAC and the message; the encoding is PKIMessage's own.
  */
 export function protectedMessageDer(header: PKIHeader, bodyDer: ArrayBuffer, extraCerts: ArrayBuffer[] | undefined, secret: Uint8Array | undefined, options: PbmOptions = {}): Uint8Array {
-  const extra = extraCerts?.length ? new DerSequence(extraCerts) : undefined;
-  if (!secret) return new Uint8Array(AsnConvert.serialize(new PKIMessageDer({ header: AsnConvert.serialize(header), body: bodyDer, extraCerts: extra })));
+  const body = new Uint8Array(bodyDer);
+  const extra = extraCerts?.map((c) => new Uint8Array(c));
+  if (!secret) return pkiMessageDer(new Uint8Array(AsnConvert.serialize(header)), body, undefined, extra);
   const protectedHeader = pbmHeader(header, options);
-  const headerDer = AsnConvert.serialize(protectedHeader.header);
-  const part = new Uint8Array(AsnConvert.serialize(new ProtectedPart({ header: headerDer, body: bodyDer })));
-  const mac = pbmMac(protectedHeader.params, secret, part, options.keyCache);
-  return new Uint8Array(AsnConvert.serialize(new PKIMessageDer({ header: headerDer, body: bodyDer, protection: new Uint8Array(mac).buffer, extraCerts: extra })));
+  const headerDer = new Uint8Array(AsnConvert.serialize(protectedHeader.header));
+  const mac = pbmMac(protectedHeader.params, secret, partDer(headerDer, body), options.keyCache);
+  return pkiMessageDer(headerDer, body, mac, extra);
 }
 
 /**

@@ -194,6 +194,18 @@ describe("CMP structures we build", () => {
     }
   });
 
+  it("DER(ProtectedPart) made from its parts is the schema's, at every length form (short, 1, 2 and 3 length octets)", () => {
+    const octets = (n: number) => {
+      // An OCTET STRING of n content octets as a stand-in DER value.
+      return new Uint8Array(AsnConvert.serialize(new OctetString(Buffer.alloc(n, 5))));
+    };
+    for (const [h, b] of [[3, 10], [60, 70], [100, 200], [300, 70_000]] as const) {
+      const header = octets(h);
+      const body = octets(b);
+      expect(cmp.protectedPartDer(header, body)).toEqual(Buffer.from(AsnConvert.serialize(new cmp.ProtectedPart({ header: header.slice().buffer, body: body.slice().buffer }))));
+    }
+  });
+
   it("an error message names its PKIFailureInfo bits, and pkiconf and certConf round-trip", () => {
     const error = new cmp.ErrorMsgContent({
       pKIStatusInfo: new cmp.PKIStatusInfo({ status: cmp.PKI_STATUS.rejection, statusString: new cmp.PKIFreeText(["serial not allocated"]), failInfo: cmp.PKIFailureInfo.of("badRequest", "duplicateCertReq") }),
