@@ -113,6 +113,7 @@ const FAILURES: Record<string, PKIFailure> = {
   SERIAL_BUSY: "duplicateCertReq",
   KEY_REUSED: "duplicateCertReq",
   UNIT_TIMEOUT: "systemUnavail",
+  LINE_STOPPED: "systemUnavail",
   HSM_UNREACHABLE: "systemUnavail",
 };
 

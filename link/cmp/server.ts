@@ -116,8 +116,10 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  /** Serializes an answer to `request` with the line's PBM; an answer to a message whose MAC failed goes unprotected (RFC 9483 §3.6.4). */
-  /** `body` as a PKIBody, or its DER (an ip/cp); `extraCerts` as DER. */
+  /**
+   * Sends an answer to `request` under the line's PBM (an answer to a message whose MAC failed
+   * goes unprotected, RFC 9483 §3.6.4); `body` as a PKIBody or as its DER (an ip/cp), `extraCerts` as DER.
+   */
   private answer(res: ServerResponse, request: PKIHeader | undefined, body: PKIBody | ArrayBuffer, protect: boolean, extraCerts?: ArrayBuffer[]): PKIHeader {
     const header = answerHeader(request, this.sender);
     const bodyDer = body instanceof ArrayBuffer ? body : AsnConvert.serialize(body);
