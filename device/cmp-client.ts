@@ -44,7 +44,7 @@ export class CmpClient {
     const sender = new GeneralName({ directoryName: p10cr.certificationRequestInfo.subject });
     const transactionID = new OctetString(randomBytes(16));
     const first = await this.exchange(sender, transactionID, undefined, new cmp.PKIBody({ p10cr }));
-    const rep = cmp.certRepOf(first.message.bodyRaw!);
+    const rep = first.rep;
     if (!rep || rep.status.status !== cmp.PKI_STATUS.accepted || !rep.certificate) {
       throw new DeviceError("CMP_PROTOCOL", "the station answered the p10cr without a certificate: check the station's CMP endpoint");
     }
@@ -61,12 +61,12 @@ export class CmpClient {
     if (refusal !== undefined) status.statusInfo = new cmp.PKIStatusInfo({ status: cmp.PKI_STATUS.rejection, statusString: new cmp.PKIFreeText([String((refusal as Error).message ?? refusal).slice(0, 200)]) });
     const conf = await this.exchange(sender, transactionID, first.message.header.senderNonce, new cmp.PKIBody({ certConf: new cmp.CertConfirmContent([status]) }));
     if (refusal !== undefined) throw refusal;
-    if (cmp.parsePKIMessage(conf.bytes).body.pkiconf === undefined) throw new DeviceError("CMP_PROTOCOL", "the station did not answer the certConf with pkiConf");
+    if (conf.message.body.pkiconf === undefined) throw new DeviceError("CMP_PROTOCOL", "the station did not answer the certConf with pkiConf");
     return { certificatePem, chainPems };
   }
 
   /** One request and its checked answer: the MAC, the transaction, our nonce back; a CMP error becomes CMP_REFUSED. */
-  private async exchange(sender: GeneralName, transactionID: OctetString, recipNonce: OctetString | undefined, body: cmp.PKIBody): Promise<{ message: cmp.PKIMessage; extraCerts: ArrayBuffer[]; bytes: Uint8Array }> {
+  private async exchange(sender: GeneralName, transactionID: OctetString, recipNonce: OctetString | undefined, body: cmp.PKIBody): Promise<{ message: cmp.PKIMessage; extraCerts: ArrayBuffer[]; rep?: cmp.CertRepDer }> {
     const senderNonce = new OctetString(randomBytes(16));
     const header = new cmp.PKIHeader({
       sender,
@@ -91,20 +91,20 @@ export class CmpClient {
     } catch (e) {
       throw new DeviceError("CMP_UNREACHABLE", `the station's CMP endpoint ${this.o.url} did not answer (${(e as Error).message}): check the URL and that the station runs with --cmp`, { cause: e });
     }
-    // The body stays DER (certRepOf reads an ip/cp without parsing its certificates); a small body is parsed whole.
-    const answer = cmp.looseMessage(bytes);
-    if (!answer) throw new DeviceError("CMP_PROTOCOL", "the station's answer is not a PKIMessage");
-    if (cmp.certRepOf(answer.message.bodyRaw!) === undefined) {
-      const error = cmp.parsePKIMessage(bytes).body.error?.pKIStatusInfo;
-      // Reported before its MAC is checked (a wrong secret gets an unprotected error): it changes nothing on the unit.
-      if (error) throw new DeviceError("CMP_REFUSED", `the station refused (${error.failInfo?.failures().join(", ") ?? "no failure info"}): ${error.statusString?.join("; ") ?? ""}`);
-    }
-    cmp.verifyPbm(answer.message, this.o.secret, this.keyCache);
-    const answered = answer.message.header;
+    // An ip/cp is read with its certificates left as DER (certRepOf); any other body is small and parsed whole.
+    const loose = cmp.looseMessage(bytes);
+    if (!loose) throw new DeviceError("CMP_PROTOCOL", "the station's answer is not a PKIMessage");
+    const rep = cmp.certRepOf(loose.message.bodyRaw!);
+    const message = rep ? loose.message : cmp.parsePKIMessage(bytes);
+    const error = message.body.error?.pKIStatusInfo;
+    // Reported before its MAC is checked (a wrong secret gets an unprotected error): it changes nothing on the unit.
+    if (error) throw new DeviceError("CMP_REFUSED", `the station refused (${error.failInfo?.failures().join(", ") ?? "no failure info"}): ${error.statusString?.join("; ") ?? ""}`);
+    cmp.verifyPbm(message, this.o.secret, this.keyCache);
+    const answered = message.header;
     const same = (a: OctetString | undefined, b: OctetString) => a !== undefined && a.byteLength === b.byteLength && timingSafeEqual(Buffer.from(a.buffer), Buffer.from(b.buffer));
     if (!same(answered.transactionID, transactionID) || !same(answered.recipNonce, senderNonce)) {
       throw new DeviceError("CMP_PROTOCOL", "the station's answer is not for this request (transactionID or recipNonce differ)");
     }
-    return { ...answer, bytes };
+    return { message, extraCerts: loose.extraCerts, rep };
   }
 }
