@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { cmpBenchmark } from "./cmp.js";
 import { dashboardBenchmark } from "./dashboard.js";
 import { directoryBenchmark } from "./directory.js";
 import { directoryPgBenchmark } from "./directory-pg.js";
@@ -25,7 +26,7 @@ import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.
-const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark, directoryPgBenchmark, hsmLinkBenchmark, dashboardBenchmark, vouchersBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark, directoryPgBenchmark, hsmLinkBenchmark, dashboardBenchmark, vouchersBenchmark, cmpBenchmark];
 
 function formatValue(f: Figure): string {
   const digits = f.digits ?? 0;

@@ -55,3 +55,11 @@ export function stopSignal(): { stopped: Promise<NodeJS.Signals>; dispose: () =>
   });
   return { stopped, dispose };
 }
+
+/** A line's CMP secret (`option` names the option that needs it): the first line of the file, at least 8 bytes. */
+export function readCmpSecret(option: string, file: string | undefined): Uint8Array {
+  if (!file) throw new CoreError("OPTION_INVALID", `${option} needs --cmp-secret-file F: the line's CMP secret, as the units give openssl cmp -secret`);
+  const secret = readInputFile(file, "the CMP secret file").toString("utf8").split(/\r?\n/)[0] ?? "";
+  if (Buffer.byteLength(secret) < 8) throw new CoreError("OPTION_INVALID", `${file}'s first line is shorter than 8 bytes: a CMP secret must be at least 8`);
+  return new Uint8Array(Buffer.from(secret));
+}

@@ -12,13 +12,18 @@ import { errorClass } from "../core/index.js";
  * - VOUCHER_NOT_FOR_UNIT, OWNER_NOT_PINNED, INFO_SIGNATURE, INFO_UNSIGNED: an SZTP bootstrap
  *   refused (RFC 8572 §5.4-5.6): a voucher for another IDevID issuer, an owner the voucher
  *   does not pin, conveyed information not signed by the owner, or unsigned when signing is required.
+ * - CMP_UNREACHABLE, CMP_REFUSED, CMP_PROTOCOL: enrolling over CMP, the station did not answer,
+ *   refused the unit (its PKIFailureInfo in the message), or answered what RFC 9483 does not.
  */
 export type DeviceErrorCode = "UNIT_STATE" | "UNIT_UNKNOWN" | "UNIT_NOT_READY" | "KEY_IN_TOKEN" | "KEYSTORE_OPTIONS" | "UNIT_KEY" | "UNIT_TOKEN_NEEDED"
   | "SERIAL_NOT_PRINTABLE"
   | "VOUCHER_NOT_FOR_UNIT"
   | "OWNER_NOT_PINNED"
   | "INFO_SIGNATURE"
-  | "INFO_UNSIGNED";
+  | "INFO_UNSIGNED"
+  | "CMP_UNREACHABLE"
+  | "CMP_REFUSED"
+  | "CMP_PROTOCOL";
 
 export class DeviceError extends errorClass<DeviceErrorCode>("DeviceError", {
   UNIT_STATE: "state",
@@ -33,4 +38,7 @@ export class DeviceError extends errorClass<DeviceErrorCode>("DeviceError", {
   OWNER_NOT_PINNED: "verify",
   INFO_SIGNATURE: "verify",
   INFO_UNSIGNED: "verify",
+  CMP_UNREACHABLE: "unavailable",
+  CMP_REFUSED: "input",
+  CMP_PROTOCOL: "input",
 }) {}

@@ -6,3 +6,4 @@ export { InstallChecker, Refusal, type Installer } from "./install-check.js";
 export { exportUnitPart, type UnitPart } from "./export.js";
 export { decryptForUnit, type UnitDecryptOptions, type UnitDecryptResult } from "./decrypt.js";
 export { bootstrapUnit, type BootstrapOptions, type BootstrapResult } from "./bootstrap.js";
+export { CmpClient, type CmpClientOptions, type CmpEnrolled } from "./cmp-client.js";

@@ -1,5 +1,5 @@
 export { UnitError, type UnitErrorCode } from "./errors.js";
-export type { UnitLink, UnitFixture } from "./driver.js";
+export type { UnitLink, UnitFixture, KeyRequest } from "./driver.js";
 export {
   PROTOCOL_VERSION,
   MAX_FRAME_BYTES,
@@ -33,3 +33,4 @@ export {
 export { TcpFixture, DEFAULT_UNIT_TIMEOUT_MS, type TcpFixtureOptions } from "./tcp.js";
 /** RFC 4210/4211 CMP structures and PasswordBasedMac protection, for the CMP endpoint (issue 19). */
 export * as cmp from "./cmp/index.js";
+export { MergedFixture } from "./merge.js";

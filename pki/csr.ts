@@ -79,7 +79,8 @@ interface ParsedCsr {
   keyAlgorithm: { algorithm: string; parameters?: Buffer };
   keyBits: Buffer;
   spki: Buffer;
-  subject: NameDer;
+  /** The subject's serialNumber values; throws if one is not a string. */
+  subjectSerials(): string[];
   signatureAlgorithm: { algorithm: string; parameters?: Buffer };
   signature: Buffer;
 }
@@ -107,7 +108,7 @@ function parse(input: string | Uint8Array): ParsedCsr {
       keyAlgorithm: { algorithm: oid(key.algorithm.algorithm), parameters: key.algorithm.parameters },
       keyBits: key.subjectPublicKey.data,
       spki: der.subarray(...spki!),
-      subject: csr.info.subject,
+      subjectSerials: () => serialNumbers(csr.info.subject),
       signatureAlgorithm: { algorithm: oid(csr.signatureAlgorithm.algorithm), parameters: csr.signatureAlgorithm.parameters },
       signature: csr.signature.data,
     };
@@ -215,7 +216,46 @@ async function selfSignatureVerifies(csr: ParsedCsr, key: KeyObject): Promise<bo
  */
 export async function checkCsr(input: string | Uint8Array, expectedSerial: string): Promise<CheckedCsr> {
   assertSerialSyntax(expectedSerial);
-  const csr = parse(input);
+  return checkParsed(parse(input), expectedSerial);
+}
+
+/**
+ * A request that is not PKCS#10 but proves possession the same way: a signature by the
+ * requested key over `signed` (CRMF's signature POP over DER(CertRequest), RFC 4211 §4.1).
+ * Every field is attacker-controlled.
+ */
+export interface SignedKeyRequest {
+  signed: Uint8Array;
+  /** The requested key's DER SubjectPublicKeyInfo. */
+  spki: Uint8Array;
+  signatureAlgorithm: { algorithm: string; parameters?: Uint8Array };
+  signature: Uint8Array;
+  /** The requested subject's serialNumber values. */
+  subjectSerials: string[];
+}
+
+/** checkCsr's checks (key type and size, proof of possession, the subject's serial) on a CRMF-style request. */
+export async function checkSignedKeyRequest(request: SignedKeyRequest, expectedSerial: string): Promise<CheckedCsr> {
+  assertSerialSyntax(expectedSerial);
+  let parsed: ParsedCsr;
+  try {
+    const spki = AsnConvert.parse(request.spki, SubjectPublicKeyInfo);
+    parsed = {
+      info: Buffer.from(request.signed),
+      keyAlgorithm: { algorithm: spki.algorithm.algorithm, parameters: spki.algorithm.parameters ? Buffer.from(spki.algorithm.parameters) : undefined },
+      keyBits: Buffer.from(spki.subjectPublicKey),
+      spki: Buffer.from(request.spki),
+      subjectSerials: () => request.subjectSerials,
+      signatureAlgorithm: { algorithm: request.signatureAlgorithm.algorithm, parameters: request.signatureAlgorithm.parameters ? Buffer.from(request.signatureAlgorithm.parameters) : undefined },
+      signature: Buffer.from(request.signature),
+    };
+  } catch (e) {
+    throw new PkiError("CSR_INVALID", "the request's public key is not a SubjectPublicKeyInfo: have the unit send its key as X.509 SPKI", { cause: e });
+  }
+  return checkParsed(parsed, expectedSerial);
+}
+
+async function checkParsed(csr: ParsedCsr, expectedSerial: string): Promise<CheckedCsr> {
 
   let keyType: CheckedCsr["keyType"];
   let spki: Uint8Array<ArrayBuffer>;
@@ -254,7 +294,7 @@ export async function checkCsr(input: string | Uint8Array, expectedSerial: strin
 
   let serials: string[];
   try {
-    serials = serialNumbers(csr.subject);
+    serials = csr.subjectSerials();
   } catch (e) {
     throw new PkiError("CSR_INVALID", "the CSR's subject serialNumber is not a string: have the unit make a CSR with serialNumber=its serial", { cause: e });
   }

@@ -14,7 +14,7 @@ export {
   type EndEntityPurpose,
 } from "./profiles.js";
 export { IdevidIssuer, type IssuedIdevid, type IdevidProfile, type IdevidRequest } from "./idevid-issuer.js";
-export { checkCsr, type CheckedCsr } from "./csr.js";
+export { checkCsr, checkSignedKeyRequest, type CheckedCsr, type SignedKeyRequest } from "./csr.js";
 export { CertificateModel, attributes, decodeWhole, directoryString, ecdsaSignatureDer, oid, serialNumbers, type CertificateDer } from "./der-models.js";
 export { addMasa, type MasaTokens } from "./masa.js";
 export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult, type KeyTokens } from "./ceremony.js";

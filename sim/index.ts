@@ -3,3 +3,4 @@ export { UnitSimulator, SIM_HOST, type UnitSimulatorOptions, type SimKeystoreOpt
 export { SIM_LIMITS, type SerialRange, type SerialList } from "./options.js";
 export { startSimulatorProcess, type SimulatorProcess, type SimProcessOptions } from "./process.js";
 export { UNIT_FAULTS, parseFaultSpec, type UnitFault, type FaultSpec } from "./faults.js";
+export { enrolOverCmp, type CmpUnitsOptions, type CmpUnitsResult } from "./cmp.js";

@@ -35,6 +35,51 @@ export type UnitSimulatorOptions = (SerialRange | SerialList) & {
 };
 
 /**
+ * The simulated units' context from the options: their line, faults, identity, trusted root,
+ * flash and keystore (the caller closes the last two); a one-line SimError for bad options.
+ */
+export function openSimContext(options: UnitSimulatorOptions): { ctx: SimContext; faults: Map<string, Set<UnitFault>>; slowMs: number } {
+  const line = "serials" in options ? listLine(options) : rangeLine(options);
+  const slowMs = wholeNumber("slow-ms", options.slowMs ?? 1000, 0, SIM_LIMITS.maxSlowMs);
+  const model = options.model ?? "Simulated Unit";
+  const firmware = options.firmware ?? "idmint-sim 1";
+  const hwType = options.hwType ?? DEFAULT_HW_TYPE_OID;
+  if (!isPlainText(model)) throw optionError(`model "${safeText(String(model), 40)}" is not valid: give 1-128 printable characters`);
+  if (!isPlainText(firmware)) throw optionError(`firmware "${safeText(String(firmware), 40)}" is not valid: give 1-128 printable characters`);
+  if (typeof hwType !== "string" || !OID_SYNTAX.test(hwType)) throw optionError(`hwType "${safeText(String(hwType), 40)}" is not an OID: write it like 1.3.6.1.4.1.32473.1.1`);
+
+  const faults = new Map<string, Set<UnitFault>>();
+  for (const { serial, fault } of options.faults ?? []) {
+    if (!(UNIT_FAULTS as readonly string[]).includes(fault)) throw optionError(`fault kind "${fault}" is unknown: use one of ${UNIT_FAULTS.join(", ")}`);
+    if (line.indexOf(serial) === undefined) {
+      throw optionError(`a fault names serial ${safeText(serial, 70)}, which this simulator does not serve (${line.serialAt(0)} to ${line.serialAt(line.count - 1)})`);
+    }
+    faults.set(serial, (faults.get(serial) ?? new Set()).add(fault));
+  }
+
+  const root = parseCertificate(options.root, "the vendor root");
+  if (root.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
+    throw optionError(`the vendor root (${root.subject}) is not a CA certificate: give the vendor root certificate (HOME/pki/root.pem)`, "SIM_INPUT");
+  }
+  try {
+    mkdirSync(options.unitsDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw optionError(`cannot create the units directory ${options.unitsDir} (${(e as NodeJS.ErrnoException).code ?? "error"}): give a writable home`, "SIM_INPUT");
+  }
+
+  const flash = UnitFlash.open(options.unitsDir);
+  let keystore: UnitKeystore;
+  try {
+    keystore = options.keystore?.kind === "pkcs11" ? Pkcs11Keystore.open(options.keystore) : new SoftKeystore();
+  } catch (e) {
+    flash.close();
+    throw e;
+  }
+  const ctx: SimContext = { keystore, flash, clock: options.clock ?? systemClock, identity: { model, hwType, firmware }, lastKey: new Map(), provisionedKey: new Map(), line, installs: new InstallChecker(root) };
+  return { ctx, faults, slowMs };
+}
+
+/**
  * A factory line of simulated units behind a TCP fixture on 127.0.0.1: each accepted
  * connection is the next unit in line order (a serial range, or an explicit list), until
  * `count` units have been handed out (a unit whose connection closed is served again only
@@ -76,44 +121,9 @@ export class UnitSimulator {
 
   /** Checks the options, opens the keystore and listens; rejects with a one-line SimError (or the device, pki or hsm error) otherwise. */
   static async start(options: UnitSimulatorOptions): Promise<UnitSimulator> {
-    const line = "serials" in options ? listLine(options) : rangeLine(options);
     const port = wholeNumber("port", options.port ?? 0, 0, 65535);
-    const slowMs = wholeNumber("slow-ms", options.slowMs ?? 1000, 0, SIM_LIMITS.maxSlowMs);
-    const model = options.model ?? "Simulated Unit";
-    const firmware = options.firmware ?? "idmint-sim 1";
-    const hwType = options.hwType ?? DEFAULT_HW_TYPE_OID;
-    if (!isPlainText(model)) throw optionError(`model "${safeText(String(model), 40)}" is not valid: give 1-128 printable characters`);
-    if (!isPlainText(firmware)) throw optionError(`firmware "${safeText(String(firmware), 40)}" is not valid: give 1-128 printable characters`);
-    if (typeof hwType !== "string" || !OID_SYNTAX.test(hwType)) throw optionError(`hwType "${safeText(String(hwType), 40)}" is not an OID: write it like 1.3.6.1.4.1.32473.1.1`);
-
-    const faults = new Map<string, Set<UnitFault>>();
-    for (const { serial, fault } of options.faults ?? []) {
-      if (!(UNIT_FAULTS as readonly string[]).includes(fault)) throw optionError(`fault kind "${fault}" is unknown: use one of ${UNIT_FAULTS.join(", ")}`);
-      if (line.indexOf(serial) === undefined) {
-        throw optionError(`a fault names serial ${safeText(serial, 70)}, which this simulator does not serve (${line.serialAt(0)} to ${line.serialAt(line.count - 1)})`);
-      }
-      faults.set(serial, (faults.get(serial) ?? new Set()).add(fault));
-    }
-
-    const root = parseCertificate(options.root, "the vendor root");
-    if (root.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
-      throw optionError(`the vendor root (${root.subject}) is not a CA certificate: give the vendor root certificate (HOME/pki/root.pem)`, "SIM_INPUT");
-    }
-    try {
-      mkdirSync(options.unitsDir, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw optionError(`cannot create the units directory ${options.unitsDir} (${(e as NodeJS.ErrnoException).code ?? "error"}): give a writable home`, "SIM_INPUT");
-    }
-
-    const flash = UnitFlash.open(options.unitsDir);
-    let keystore: UnitKeystore;
-    try {
-      keystore = options.keystore?.kind === "pkcs11" ? Pkcs11Keystore.open(options.keystore) : new SoftKeystore();
-    } catch (e) {
-      flash.close();
-      throw e;
-    }
-    const ctx: SimContext = { keystore, flash, clock: options.clock ?? systemClock, identity: { model, hwType, firmware }, lastKey: new Map(), provisionedKey: new Map(), line, installs: new InstallChecker(root) };
+    const { ctx, faults, slowMs } = openSimContext(options);
+    const { keystore, flash } = ctx;
     let sim: UnitSimulator | undefined;
     const server = createServer({ noDelay: true }, (socket) => {
       if (sim) sim.accept(socket);

@@ -1,4 +1,4 @@
-import type { UnitFixture } from "../link/index.js";
+import type { KeyRequest, UnitFixture } from "../link/index.js";
 import { StationError } from "./errors.js";
 import type { SlotWatch } from "./live.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
@@ -40,7 +40,7 @@ function percentile(sorted: number[], p: number): number {
  * StopRules) does. Reports each unit through `onUnit` as it ends (library code never prints).
  */
 export async function runLine(p: {
-  fixture: UnitFixture;
+  fixture: UnitFixture<KeyRequest>;
   slots: number;
   ctx: LineContext;
   onUnit?: (o: UnitOutcome) => void;
@@ -64,7 +64,8 @@ export async function runLine(p: {
   const inFlight = new Set<string>();
   const record = (outcome: UnitOutcome) => {
     units++;
-    stopped ??= watch.note(outcome);
+    // A refused CMP request is a stranger's doing, not the line failing: it never stops the line.
+    if (!outcome.refused) stopped ??= watch.note(outcome);
     if (outcome.status === "provisioned") {
       provisioned++;
       if (outcome.resumed) resumed++;

@@ -1,7 +1,7 @@
 import { isDamagedStore, isIdmintError, type Random } from "../core/index.js";
 import { stopsTheLine } from "../hsm/index.js";
-import { assertSerialSyntax, checkCsr, type IdevidIssuer } from "../pki/index.js";
-import type { UnitKeyAlgorithm, UnitLink } from "../link/index.js";
+import { assertSerialSyntax, checkCsr, checkSignedKeyRequest, type CheckedCsr, type IdevidIssuer } from "../pki/index.js";
+import type { KeyRequest, UnitKeyAlgorithm, UnitLink } from "../link/index.js";
 import type { GroupCommitter } from "./commits.js";
 import { StationError } from "./errors.js";
 import { issueCertificate, type IssueStep } from "./issue.js";
@@ -34,6 +34,8 @@ export interface UnitOutcome {
   /** For a failure: a stable code and a one-line reason. */
   code?: string;
   reason?: string;
+  /** A request the unit sent itself (CMP), refused before anything was stored. */
+  refused?: boolean;
   /** Provisioned earlier and only confirmed now, or delivered again after a crash. */
   resumed?: boolean;
   certificateFingerprint?: string;
@@ -67,7 +69,7 @@ function failure(e: unknown): UnitFailure {
  * (a clone, or a fixture reporting one unit twice), before it costs a signature, and nothing
  * is recorded against the serial, whose row is the other unit's.
  */
-export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { slotFree?: () => void; inFlight?: Set<string> } = {}): Promise<UnitOutcome> {
+export async function provisionUnit(link: UnitLink<KeyRequest>, ctx: LineContext, slot: { slotFree?: () => void; inFlight?: Set<string> } = {}): Promise<UnitOutcome> {
   const { slotFree, inFlight } = slot;
   const ms: UnitOutcome["ms"] = {};
   const started = performance.now();
@@ -80,6 +82,8 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
   let serial: string | undefined;
   /** The unit's certificate is on record: its serial is spent, whatever happens next. */
   let certified = false;
+  /** The unit's intent is on record, or its certificate is being handed again: from here on its failure is the station's to record. */
+  let intended = false;
   /** This unit holds its serial in `inFlight`: its failure is recorded against the serial. */
   let claimed = false;
   try {
@@ -96,6 +100,16 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
 
     const row = ctx.units.get(serial);
     certified = row?.stage === "delivered" || row?.stage === "issued";
+    // A unit that came with its request (CMP) and asks again after a lost answer or a crash: the same key gets the same certificate.
+    if (certified && link.requestFirst && row?.certificate) {
+      const again = await checkKeyRequest(await link.genkey(ctx.keyAlgorithm), serial);
+      if (again.keyFingerprint !== row.keyFingerprint) {
+        throw new StationError("SERIAL_PROVISIONED", `serial ${serial} already has a certificate, for another key: a serial gets one certificate; this unit may be a clone`);
+      }
+      intended = true;
+      if (row.stage === "issued") return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
+      return await handAgain(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started);
+    }
     if (row?.stage === "delivered") return await confirmDelivered(link, serial, row.certificateFingerprint ?? "", ms, started);
     if (row?.stage === "issued" && row.certificate) {
       return await deliver(link, ctx, serial, row.certificate, row.certificateFingerprint ?? "", ms, started, lap, true, slotFree);
@@ -105,10 +119,10 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
     // The serial is checked and reserved in the intent's commit, once the unit's CSR is in
     // hand: one commit fewer per unit than reserving first, and still before anything is
     // signed. A refused serial costs the unit no more than a key it never uses.
-    const { csr } = await link.genkey(ctx.keyAlgorithm);
+    const request = await link.genkey(ctx.keyAlgorithm);
     lap("genkey");
     ctx.reached?.("genkey", serial);
-    const checked = await checkCsr(csr, serial);
+    const checked = await checkKeyRequest(request, serial);
     lap("check");
 
     // Invariants 1, 2 and 4 (issue.ts): the serial's reservation, the key and the ledger's
@@ -121,6 +135,7 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
       random: ctx.random,
       step: (step) => {
         lap(STAGE_OF[step]);
+        if (step === "intent") intended = true;
         if (step === "issued") certified = true;
         ctx.reached?.(step, s);
       },
@@ -130,18 +145,22 @@ export async function provisionUnit(link: UnitLink, ctx: LineContext, slot: { sl
     // A damaged store fails the station, not this unit: the line ends with it (exit 5).
     if (isDamagedStore(e)) throw e;
     const f = failure(e);
-    if (claimed) await recordFailure(ctx, serial!, f, !certified);
+    // A request refused before its intent (CMP: anyone with the line's secret may send one)
+    // is answered and not recorded: nothing of it was stored, and a stranger's serials grow no rows.
+    const refusedRequest = link.requestFirst === true && !intended;
+    if (claimed && !refusedRequest) await recordFailure(ctx, serial!, f, !certified);
+    link.failed?.(f.code, f.message);
     // So does an HSM that is gone for good (exit 4); the serial nothing was signed for is free again.
     if (stopsTheLine(e)) throw e;
     ms.total = performance.now() - started;
-    return { serial, status: "failed", code: f.code, reason: f.message, ms };
+    return { serial, status: "failed", code: f.code, reason: f.message, ...(refusedRequest ? { refused: true } : {}), ms };
   } finally {
     if (claimed) inFlight?.delete(serial!);
   }
 }
 
 async function deliver(
-  link: UnitLink,
+  link: UnitLink<KeyRequest>,
   ctx: LineContext,
   serial: string,
   pem: string,
@@ -163,13 +182,29 @@ async function deliver(
   // (HOME/certs/SERIAL.pem is on disk before the record: see the store writer.)
   slotFree?.();
   await ctx.commits.commit({ op: "delivered", serial, pem, fingerprint });
+  link.delivered?.();
   ctx.reached?.("delivered", serial);
   ms.total = performance.now() - started;
   return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed, ms };
 }
 
+function checkKeyRequest(request: KeyRequest, serial: string): Promise<CheckedCsr> {
+  return "csr" in request ? checkCsr(request.csr, serial) : checkSignedKeyRequest(request.signedRequest, serial);
+}
+
+/** A delivered unit that asked again with its certificate's key (its answer was lost): the certificate again, nothing recorded anew. */
+async function handAgain(link: UnitLink<KeyRequest>, ctx: LineContext, serial: string, pem: string, fingerprint: string, ms: UnitOutcome["ms"], started: number): Promise<UnitOutcome> {
+  const ack = await link.install(pem, ctx.ca.chainPems, { last: true });
+  if (ack.fingerprint !== fingerprint) {
+    throw new StationError("INSTALL_MISMATCH", `unit ${serial} acknowledged certificate ${ack.fingerprint.slice(0, 16)}…, not the one it was given: check the unit`);
+  }
+  link.delivered?.();
+  ms.total = performance.now() - started;
+  return { serial, status: "provisioned", certificateFingerprint: fingerprint, resumed: true, ms };
+}
+
 /** A unit presenting a serial that is already delivered: the same unit again, or a clone. */
-async function confirmDelivered(link: UnitLink, serial: string, fingerprint: string, ms: UnitOutcome["ms"], started: number): Promise<UnitOutcome> {
+async function confirmDelivered(link: UnitLink<KeyRequest>, serial: string, fingerprint: string, ms: UnitOutcome["ms"], started: number): Promise<UnitOutcome> {
   const st = await link.status();
   ms.total = performance.now() - started;
   if (st.state === "provisioned" && st.fingerprint === fingerprint) {

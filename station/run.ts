@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { removeLeftoverTemporaries, systemRandom, type Clock, type Home, type IdmintConfig } from "../core/index.js";
 import { DirectoryClient } from "../directory/client/index.js";
 import { withHsm, type Hsm, type HsmOutageStats, type HsmStatus, type Signer } from "../hsm/index.js";
-import { TcpFixture, type UnitFixture, type UnitKeyAlgorithm } from "../link/index.js";
+import { MergedFixture, TcpFixture, cmp, type KeyRequest, type UnitFixture, type UnitKeyAlgorithm } from "../link/index.js";
 import { IdevidIssuer, parseCertificate } from "../pki/index.js";
 import type { AllocationStatus } from "../serials/index.js";
 import { SIM_HOST, startSimulatorProcess, type FaultSpec, type SimKeystoreOptions, type SimulatorProcess } from "../sim/index.js";
@@ -31,7 +31,10 @@ export interface StationRunOptions {
   clock: Clock;
   /** IDMINT_NOW, if set: the store writer stamps its changes with it. */
   fixedNow?: string;
-  source: UnitSource;
+  /** Units the station drives; with `cmp`, may be absent (the units come to the station). */
+  source?: UnitSource;
+  /** Units that enrol themselves over CMP (RFC 9483) on this HTTP endpoint, until `until` settles. */
+  cmp?: { host: string; port: number; secret: Uint8Array; until?: Promise<unknown>; onListening?(url: string): void };
   slots: number;
   keyAlgorithm: UnitKeyAlgorithm;
   timeoutMs: number;
@@ -177,21 +180,26 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, live:
   const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH, onEvent: (e) => live.upload(e) });
 
   let sim: SimulatorProcess | undefined;
-  let fixture: UnitFixture | undefined;
+  // Every fixture opened, closed on every path (each close is idempotent).
+  const parts: UnitFixture<KeyRequest>[] = [];
   let commits: GroupCommitter | undefined;
-  const closeParts = () => closeAll([() => commits?.close(), () => fixture?.close(), () => sim?.close()]);
+  const closeParts = () => closeAll([() => commits?.close(), ...parts.map((part) => () => part.close()), () => sim?.close()]);
   let summary: LineSummary;
   try {
-    if ("sim" in o.source) {
+    if (o.source && "sim" in o.source) {
       sim = await startSimulator(o, o.source.sim, stores, units);
-      fixture = new TcpFixture(SIM_HOST, sim.port, { timeoutMs: o.timeoutMs });
-    } else {
-      fixture = new TcpFixture(o.source.fixture.host, o.source.fixture.port, { timeoutMs: o.timeoutMs });
+      parts.push(new TcpFixture(SIM_HOST, sim.port, { timeoutMs: o.timeoutMs }));
+    } else if (o.source) {
+      parts.push(new TcpFixture(o.source.fixture.host, o.source.fixture.port, { timeoutMs: o.timeoutMs }));
     }
+    if (o.cmp) parts.push(await startCmp(o, o.cmp));
+    const fixture = parts.length === 1 ? parts[0]! : new MergedFixture(parts);
     commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir: home.certsDir });
     const ctx: LineContext = { commits, units, ca: { issuer, chainPems: [caPem] }, keyAlgorithm: o.keyAlgorithm, random: systemRandom, reached: o.reached };
-    o.onStart?.({ total: sim?.count, simulatorPid: sim?.pid });
-    live.started(sim?.count);
+    // Units enrolling over CMP come as they come: no total is known then.
+    const total = o.cmp ? undefined : sim?.count;
+    o.onStart?.({ total, simulatorPid: sim?.pid });
+    live.started(total);
     // The directory is fed in the background; it being down never stops the line.
     const background = stationSigner ? uploader(stationSigner) : undefined;
     const uploading = background?.runInBackground(UPLOAD_INTERVAL_MS, () => undefined);
@@ -216,6 +224,22 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, live:
     .flush(Math.max(0, o.directory!.waitMs))
     .catch((e: Error) => ({ error: e.message }));
   return { summary, uploads };
+}
+
+/** The CMP endpoint (link/cmp): it takes units until `until` settles, then the line ends once their enrolments are done. */
+async function startCmp(o: StationRunOptions, c: NonNullable<StationRunOptions["cmp"]>): Promise<cmp.CmpFixture> {
+  const endpoint = await cmp.CmpFixture.listen({
+    host: c.host,
+    port: c.port,
+    secret: c.secret,
+    name: `CN=${o.config.station.id}`,
+    rootPem: readFileSync(o.home.pkiFile("root"), "utf8"),
+    timeoutMs: o.timeoutMs,
+  });
+  void c.until?.then(() => endpoint.stop());
+  const host = c.host.includes(":") ? `[${c.host}]` : c.host;
+  c.onListening?.(`http://${host}:${endpoint.port}/.well-known/cmp`);
+  return endpoint;
 }
 
 /** Closes each part in turn even if one fails; the first failure is thrown once all are closed. */

@@ -120,6 +120,7 @@ export class UnitStore {
       failedIssued: db.prepare("UPDATE units SET failure_code = ?, failure_message = ?, failure_repeats = 0, updated_at = ? WHERE serial = ?"),
       failedAgain: db.prepare("UPDATE units SET failure_repeats = failure_repeats + 1, updated_at = ? WHERE serial = ? AND failure_code = ?"),
       enqueue: db.prepare("INSERT OR IGNORE INTO outbox (serial, certificate, queued_at) VALUES (?, ?, ?)"),
+      unconfirmed: db.prepare("SELECT serial FROM units WHERE stage = 'issued' ORDER BY serial").pluck(),
       inFlight: db.prepare("SELECT serial FROM units WHERE stage IN ('reserved', 'keyed', 'intent', 'issued') ORDER BY serial").pluck(),
       counts: db.prepare("SELECT stage, COUNT(*) AS n FROM units GROUP BY stage"),
       pending: db.prepare("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND refused IS NULL").pluck(),
@@ -185,6 +186,11 @@ export class UnitStore {
     const r = this.stmts.failed.run(serial, code, message, this.now());
     if (r.changes === 0) this.stmts.failedIssued.run(code, message, this.now(), serial);
     return false;
+  }
+
+  /** Serials whose certificate is issued (the ledger says so) but their unit never acknowledged it (a CMP unit that sent no certConf). */
+  unconfirmed(): string[] {
+    return this.stmts.unconfirmed.all() as string[];
   }
 
   /** Serials a killed run left half-way, lowest first: a new run resumes these first. */

@@ -4,8 +4,8 @@ import { startDashboard, startDashboardProcess, type DashboardProcess } from "..
 import { withHsm } from "../../hsm/index.js";
 import { signDocument } from "../../serials/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
-import { clockOf, homeOf, hsmOptions, stopSignal } from "../context.js";
+import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, UnitStore, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { clockOf, homeOf, hsmOptions, readCmpSecret, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
 import { progress } from "../progress.js";
@@ -61,20 +61,23 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
           const station = stationIdentity(home, config);
           // The --out is claimed before the checkpoint is signed and recorded.
           const doc = await withClaimedOutputs([["--out", args.out]], async ([out]) => {
-            const signed = await withStation(home, clockOf(io), ({ ledger, serials }) =>
+            const signed = await withStation(home, clockOf(io), ({ db, ledger, serials }) =>
               withHsm(hsmOptions(config, io), async (hsm) => {
                 const signer = hsm.signer(config.keys.station);
                 const checkpoint = await ledger.checkpoint(signer, station.origin);
                 const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
-                return signDocument(usage, signer, station.certificatePem);
+                return { document: await signDocument(usage, signer, station.certificatePem), unconfirmed: new UnitStore(db, clockOf(io)).unconfirmed() };
               }),
             );
-            out.write(JSON.stringify(signed, null, 2) + "\n");
+            out.write(JSON.stringify(signed.document, null, 2) + "\n");
             return signed;
           });
-          const counts = doc.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
-          report(io, args, { out: args.out, allocations: doc.payload.allocations.length, provisioned: counts, ledgerEntries: doc.payload.ledger.length }, () => [
-            `usage report for ${config.station.id}: ${doc.payload.allocations.length} allocations, ${counts} provisioned, ${doc.payload.ledger.length} ledger entries`,
+          const { unconfirmed } = doc;
+          const counts = doc.document.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
+          const { payload } = doc.document;
+          report(io, args, { out: args.out, allocations: payload.allocations.length, provisioned: counts, unconfirmed, ledgerEntries: payload.ledger.length }, () => [
+            `usage report for ${config.station.id}: ${payload.allocations.length} allocations, ${counts} provisioned, ${payload.ledger.length} ledger entries`,
+            ...(unconfirmed.length ? [`${unconfirmed.length} unconfirmed (issued, the unit never acknowledged it, e.g. no CMP certConf): ${unconfirmed.slice(0, 10).join(", ")}${unconfirmed.length > 10 ? ", ..." : ""}`] : []),
             `written to ${args.out}`,
           ]);
         },
@@ -99,13 +102,20 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("hsm-wait", { type: "number", default: DEFAULT_HSM_WAIT_S, describe: "seconds the line waits for an HSM that went away (its units wait, none fails) before it stops (exit 4)" })
             .option("dashboard", { type: "number", describe: "also serve the line's dashboard on this port, in a process of its own (see station dashboard)" })
             .option("dashboard-listen", { type: "string", default: "127.0.0.1", describe: "--dashboard: the address it listens on" })
+            .option("cmp", { type: "number", describe: "also let units enrol themselves over CMP (RFC 9483, e.g. openssl cmp) on this HTTP port (0: any); runs until SIGINT/SIGTERM" })
+            .option("cmp-secret-file", { type: "string", describe: "--cmp: the line's bootstrap secret (PasswordBasedMac), the file's first line" })
+            .option("cmp-listen", { type: "string", default: "127.0.0.1", describe: "--cmp: the address it listens on" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
+            .example("$0 station run --cmp 8080 --cmp-secret-file line.secret", "units enrol with openssl cmp -server 127.0.0.1:8080/pkix/ until Ctrl-C")
             .example("$0 station run --fixture 10.0.0.5:7000 --dashboard 8080", "the line, with its page on http://127.0.0.1:8080")
             .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
-          if ((args.sim === undefined) === (args.fixture === undefined)) throw new CoreError("OPTION_INVALID", "give exactly one of --sim N or --fixture HOST:PORT");
+          if (args.sim !== undefined && args.fixture !== undefined) throw new CoreError("OPTION_INVALID", "give one of --sim N or --fixture HOST:PORT, not both");
+          if (args.sim === undefined && args.fixture === undefined && args.cmp === undefined) throw new CoreError("OPTION_INVALID", "give --sim N, --fixture HOST:PORT or --cmp PORT");
+          if (args.cmp !== undefined && (!Number.isInteger(args.cmp) || args.cmp < 0 || args.cmp > 65535)) throw new CoreError("OPTION_INVALID", `--cmp ${String(args.cmp)} is not a TCP port: give 0-65535`);
+          const cmpSecret = args.cmp === undefined ? undefined : readCmpSecret("--cmp", args.cmpSecretFile);
           if (!Number.isInteger(args.slots) || args.slots < 1 || args.slots > 64) throw new CoreError("OPTION_INVALID", "--slots must be a whole number from 1 to 64");
           if (!Number.isInteger(args.timeoutMs) || args.timeoutMs < 100) throw new CoreError("OPTION_INVALID", "--timeout-ms must be a whole number of at least 100");
           if (![args.stopAfterFailures, args.stopAfterSerialFailures].every((n) => Number.isInteger(n) && n >= 1)) throw new CoreError("OPTION_INVALID", "--stop-after-failures and --stop-after-serial-failures must be whole numbers of at least 1");
@@ -122,13 +132,15 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             io.err(`dashboard on ${dashboard.url} (pid ${dashboard.pid})\n`);
             void dashboard.crashed.then((how) => io.err(`${how}; the line goes on without it\n`));
           }
+          const stopping = cmpSecret ? stopSignal() : undefined;
           const run = await runStation({
             home,
             config,
             env: io.env,
             clock: clockOf(io),
             fixedNow: io.env.IDMINT_NOW,
-            source: target ? { fixture: target } : { sim: { count: args.sim!, keystore: args.keystore, faults, slowMs: args.slowMs } },
+            source: target ? { fixture: target } : args.sim !== undefined ? { sim: { count: args.sim, keystore: args.keystore, faults, slowMs: args.slowMs } } : undefined,
+            cmp: cmpSecret && { host: args.cmpListen, port: args.cmp!, secret: cmpSecret, until: stopping!.stopped, onListening: (url) => io.err(`CMP endpoint on ${url}\n`) },
             slots: args.slots,
             keyAlgorithm: args.alg,
             timeoutMs: args.timeoutMs,
@@ -140,6 +152,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             onStart: ({ total }) => (bar = progress(io, { total, json: args.json, label: "units" })),
             onUnit: (o) => bar?.tick(o.status === "provisioned", unitLine(o)),
           }).finally(async () => {
+            stopping?.dispose();
             bar?.done();
             await dashboard?.close();
           });

@@ -4,8 +4,8 @@ import { assertFileWithinLimit } from "../../cms/index.js";
 import { CoreError, DEFAULT_HW_TYPE_OID, assertNewOutput, readInputFile, writeOutputFile, type IdmintConfig } from "../../core/index.js";
 import { findSoftHsmModule } from "../../hsm/index.js";
 import { decryptForUnit, exportUnitPart, unitsDbPath, type UnitPart } from "../../device/index.js";
-import { SimError, UNIT_FAULTS, UnitSimulator, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
-import { homeOf, stopSignal, unitTokenOf } from "../context.js";
+import { SimError, UNIT_FAULTS, UnitSimulator, enrolOverCmp, parseFaultSpec, type SimKeystoreOptions } from "../../sim/index.js";
+import { homeOf, readCmpSecret, stopSignal, unitTokenOf } from "../context.js";
 import { bootstrapCommand } from "./unit-bootstrap.js";
 import { report, type GlobalArgs, type Io } from "../io.js";
 
@@ -17,7 +17,12 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
         "serve simulated units on 127.0.0.1 until SIGINT/SIGTERM: each TCP connection is the next unit, in serial order; after the last, connections are told NO_MORE_UNITS",
         (c) =>
           c
-            .option("port", { type: "number", demandOption: true, describe: "TCP port on 127.0.0.1; 0 picks a free one (printed when ready)" })
+            .option("port", { type: "number", describe: "--link tcp: TCP port on 127.0.0.1; 0 picks a free one (printed when ready)" })
+            .option("link", { choices: ["tcp", "cmp"] as const, default: "tcp" as const, describe: "tcp: serve the units to a station's fixture slots; cmp: the units enrol themselves at --station over CMP (p10cr), then the command ends" })
+            .option("station", { type: "string", describe: "--link cmp: the station's CMP endpoint, e.g. http://127.0.0.1:8080/.well-known/cmp" })
+            .option("cmp-secret-file", { type: "string", describe: "--link cmp: the line's CMP secret (the file's first line)" })
+            .option("concurrency", { type: "number", default: 8, describe: "--link cmp: units enrolling at once" })
+            .option("timeout-ms", { type: "number", default: 30_000, describe: "--link cmp: how long a unit waits for each answer" })
             .option("count", { type: "number", demandOption: true, describe: "how many units the line holds (1-1000000)" })
             .option("prefix", { type: "string", demandOption: true, describe: "serial prefix (A-Z a-z 0-9 . -), e.g. SN" })
             .option("start", { type: "number", demandOption: true, describe: "number of the first serial" })
@@ -32,7 +37,8 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
             .option("slow-ms", { type: "number", default: 1000, describe: "delay of every answer of a unit with the slow fault" })
             .option("root", { type: "string", describe: "vendor root certificate the units trust (default HOME/pki/root.pem)" })
             .example("$0 unit sim --port 4700 --count 100 --prefix SN --start 1", "100 units SN000001..SN000100 on 127.0.0.1:4700, their keys and certificates in HOME/units/units.db")
-            .example("$0 unit sim --port 0 --count 3 --prefix SN --start 1 --fault SN000002=duplicate-key --json", "any free port, printed as JSON; SN000002 reuses SN000001's key"),
+            .example("$0 unit sim --port 0 --count 3 --prefix SN --start 1 --fault SN000002=duplicate-key --json", "any free port, printed as JSON; SN000002 reuses SN000001's key")
+            .example("$0 unit sim --link cmp --station http://127.0.0.1:8080/.well-known/cmp --cmp-secret-file line.secret --count 100 --prefix SN --start 1", "100 units enrol over CMP, 8 at a time"),
         async (args) => {
           const home = homeOf(args, io);
           const faults = (args.fault ?? []).map(parseFaultSpec);
@@ -58,6 +64,20 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
           }
           const root = readInputFile(rootPath, "the vendor root certificate");
 
+          const hwType = args["hw-type"] ?? config?.profile.hwTypeOid;
+          if (args.link === "cmp") {
+            if (!args.station) throw new SimError("SIM_OPTIONS", "--link cmp needs --station URL, the station's CMP endpoint (station run --cmp prints it)");
+            if (!Number.isInteger(args.concurrency) || args.concurrency < 1 || args.concurrency > 256) throw new SimError("SIM_OPTIONS", "--concurrency must be a whole number from 1 to 256");
+            const secret = readCmpSecret("--link cmp", args["cmp-secret-file"]);
+            const line = { unitsDir: home.unitsDir, root, count: args.count, prefix: args.prefix, start: args.start, width: args.width, model: args.model, firmware: args.firmware, hwType, keystore, faults };
+            const result = await enrolOverCmp(line, { url: args.station, secret, concurrency: args.concurrency, timeoutMs: args["timeout-ms"] });
+            report(io, args, result, () => [
+              `${result.enrolled} units enrolled over CMP in ${result.seconds.toFixed(1)} s, ${result.failed} failed`,
+              ...Object.entries(result.failures).map(([code, n]) => `  ${n} failed with ${code}`),
+            ]);
+            return;
+          }
+          if (args.port === undefined) throw new SimError("SIM_OPTIONS", "--link tcp needs --port P (0 for any free port)");
           // Handlers first: a SIGTERM that arrives while starting still ends in a clean close.
           const signal = stopSignal();
           let sim: UnitSimulator;
@@ -71,7 +91,7 @@ export function unitCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs> 
               width: args.width,
               model: args.model,
               firmware: args.firmware,
-              hwType: args["hw-type"] ?? config?.profile.hwTypeOid,
+              hwType,
               keystore,
               faults,
               slowMs: args["slow-ms"],

@@ -176,6 +176,36 @@ describe("CMP structures we build", () => {
     expect(dump.code).toBe(0);
   });
 
+  it.skipIf(!HAS_CMP)("an answer built from DER parts (protectedMessageDer) is byte for byte the PKIMessage protectWithPbm makes", () => {
+    const certDer = join(dir, "issued-2.der");
+    expect(openssl(["req", "-x509", "-key", key, "-subj", "/serialNumber=SN000001/CN=SN000001", "-days", "1", "-outform", "DER", "-out", certDer]).code).toBe(0);
+    const der = new Uint8Array(readFileSync(certDer));
+    const certificate = AsnConvert.parse(der, Certificate);
+    const options = { salt: Buffer.alloc(16, 7), iterationCount: 1000 };
+    for (const kind of ["ir", "p10cr"] as const) {
+      const rep = new cmp.CertRepMessage({
+        caPubs: [certificate],
+        response: [new cmp.CertResponse({ certReqId: kind === "ir" ? 0 : -1, status: new cmp.PKIStatusInfo({ status: cmp.PKI_STATUS.accepted }), certifiedKeyPair: new cmp.CertifiedKeyPair({ certOrEncCert: new cmp.CertOrEncCert({ certificate }) }) })],
+      });
+      const h = header();
+      const expected = AsnConvert.serialize(cmp.protectWithPbm(new cmp.PKIMessage({ header: h, body: new cmp.PKIBody(kind === "ir" ? { ip: rep } : { cp: rep }), extraCerts: [certificate] }), Buffer.from("s3cret"), options));
+      const built = cmp.protectedMessageDer(h, cmp.certRepBody(kind, der, der.slice().buffer), [der.slice().buffer], Buffer.from("s3cret"), options);
+      expect(Buffer.from(built)).toEqual(Buffer.from(expected));
+    }
+  });
+
+  it("DER(ProtectedPart) made from its parts is the schema's, at every length form (short, 1, 2 and 3 length octets)", () => {
+    const octets = (n: number) => {
+      // An OCTET STRING of n content octets as a stand-in DER value.
+      return new Uint8Array(AsnConvert.serialize(new OctetString(Buffer.alloc(n, 5))));
+    };
+    for (const [h, b] of [[3, 10], [60, 70], [100, 200], [300, 70_000]] as const) {
+      const header = octets(h);
+      const body = octets(b);
+      expect(cmp.protectedPartDer(header, body)).toEqual(Buffer.from(AsnConvert.serialize(new cmp.ProtectedPart({ header: header.slice().buffer, body: body.slice().buffer }))));
+    }
+  });
+
   it("an error message names its PKIFailureInfo bits, and pkiconf and certConf round-trip", () => {
     const error = new cmp.ErrorMsgContent({
       pKIStatusInfo: new cmp.PKIStatusInfo({ status: cmp.PKI_STATUS.rejection, statusString: new cmp.PKIFreeText(["serial not allocated"]), failInfo: cmp.PKIFailureInfo.of("badRequest", "duplicateCertReq") }),
