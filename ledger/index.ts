@@ -8,3 +8,5 @@ export { hashLeaf, hashChildren, emptyRoot, rootFromLeafHashes, inclusionProof, 
 export { verifyInclusion, verifyConsistency, MAX_INCLUSION_PATH, MAX_CONSISTENCY_PATH } from "./merkle-verify.js";
 export { MerkleFrontier, TreeBuilder } from "./frontier.js";
 export { openExtract, type LedgerExtract } from "./extract.js";
+export { writeTiles, type TilesWritten, type WriteTilesParams } from "./tiles.js";
+export { TileHasher, tilePath, tileIndexPath, encodeBundle, decodeBundle, TILE_WIDTH, type Tile } from "./tile-hasher.js";

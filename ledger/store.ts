@@ -75,6 +75,7 @@ export class Ledger {
       next: db.prepare("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM ledger_entries").pluck(),
       insert: db.prepare("INSERT INTO ledger_entries (idx, body, leaf_hash, type, serial) VALUES (?, ?, ?, ?, ?)"),
       body: db.prepare("SELECT body FROM ledger_entries WHERE idx = ?").pluck(),
+      bodyRange: db.prepare("SELECT body FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx").pluck(),
       leafRange: db.prepare("SELECT leaf_hash FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx").pluck(),
       latest: db.prepare("SELECT * FROM ledger_checkpoints ORDER BY id DESC LIMIT 1"),
       all: db.prepare("SELECT * FROM ledger_checkpoints ORDER BY id"),
@@ -126,6 +127,11 @@ export class Ledger {
   latestOfType(type: LedgerEvent["type"]): LedgerEntry | undefined {
     const body = this.stmts.latestOfType.get(type) as Buffer | undefined;
     return body && decodeEntry(body);
+  }
+
+  /** The canonical bytes of entries [from, to), streamed in index order. */
+  bodies(from: number, to: number): IterableIterator<Buffer> {
+    return this.stmts.bodyRange.iterate(from, to) as IterableIterator<Buffer>;
   }
 
   leafHashes(from: number, to: number): Hash[] {
