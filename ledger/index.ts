@@ -10,3 +10,4 @@ export { MerkleFrontier, TreeBuilder } from "./frontier.js";
 export { openExtract, type LedgerExtract } from "./extract.js";
 export { writeTiles, type TilesWritten, type WriteTilesParams } from "./tiles.js";
 export { TileHasher, tilePath, tileIndexPath, encodeBundle, decodeBundle, TILE_WIDTH, type Tile } from "./tile-hasher.js";
+export { tileSource, tiledEntries, type TileSource } from "./tile-reader.js";

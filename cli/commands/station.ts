@@ -2,9 +2,10 @@ import type { Argv } from "yargs";
 import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
-import { signDocument } from "../../serials/index.js";
+import { signDocument, type SerialFate, type UsageReport, type UsageReportV2 } from "../../serials/index.js";
+import { writeTiles } from "../../ledger/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildTiledUsageReport, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
@@ -41,6 +42,10 @@ function unitLine(o: UnitOutcome): string {
   return `${serial} FAILED ${o.code}: ${o.reason}`;
 }
 
+// A report carrying its ledger costs about 1.65 KB a unit and is parsed whole: past this many
+// entries (some 20 MB) the report must name its checkpoint and hand the ledger over as tiles.
+const WHOLE_LEDGER_LIMIT = 50_000;
+
 function dashboardPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `the dashboard port ${String(port)} is not a TCP port: give 0-65535`);
 }
@@ -54,7 +59,9 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         (c) =>
           c
             .option("out", { type: "string", demandOption: true, describe: "where to write the report (must not exist)" })
-            .example("$0 station report --out station-1-report.json", "hand in this station's report"),
+            .option("tiles", { type: "string", describe: "a report that stays small: each fate names its ledger entry, and the ledger goes as C2SP tiles into this folder (`ledger tiles`)" })
+            .example("$0 station report --out station-1-report.json --tiles ./tiles/station-1", "hand in this station's report with its ledger as tiles")
+            .example("$0 station report --out station-1-report.json", "one file carrying the whole ledger (small stations)"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
@@ -64,17 +71,23 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             const signed = await withStation(home, clockOf(io), ({ ledger, serials }) =>
               withHsm(hsmOptions(config, io), async (hsm) => {
                 const signer = hsm.signer(config.keys.station);
+                if (!args.tiles && ledger.size() > WHOLE_LEDGER_LIMIT) {
+                  throw new CoreError("OPTION_INVALID", `the ledger holds ${ledger.size()} entries, too many to carry inside one report (at most ${WHOLE_LEDGER_LIMIT}): add --tiles DIR`);
+                }
                 const checkpoint = await ledger.checkpoint(signer, station.origin);
-                const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
-                return signDocument(usage, signer, station.certificatePem);
+                const built = { store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) };
+                if (!args.tiles) return signDocument(buildUsageReport(built), signer, station.certificatePem);
+                writeTiles({ outDir: args.tiles, origin: station.origin, stationSpki: station.spki, checkpointNote: checkpoint.note, bodies: (from, to) => ledger.bodies(from, to) });
+                return signDocument<UsageReport | UsageReportV2>(buildTiledUsageReport(built), signer, station.certificatePem);
               }),
             );
-            out.write(JSON.stringify(signed, null, 2) + "\n");
-            return signed;
+            out.write(JSON.stringify(signed) + "\n");
+            return signed.payload;
           });
-          const counts = doc.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
-          report(io, args, { out: args.out, allocations: doc.payload.allocations.length, provisioned: counts, ledgerEntries: doc.payload.ledger.length }, () => [
-            `usage report for ${config.station.id}: ${doc.payload.allocations.length} allocations, ${counts} provisioned, ${doc.payload.ledger.length} ledger entries`,
+          const counts = doc.allocations.map((a) => Object.values<SerialFate | string>(a.serials).filter((f) => (typeof f === "string" ? f.startsWith("provisioned") : f.state === "provisioned")).length).reduce((x, y) => x + y, 0);
+          const ledgerEntries = "ledger" in doc ? doc.ledger.length : undefined;
+          report(io, args, { out: args.out, format: doc.format, allocations: doc.allocations.length, provisioned: counts, ...(ledgerEntries === undefined ? { tiles: args.tiles } : { ledgerEntries }) }, () => [
+            `usage report for ${config.station.id}: ${doc.allocations.length} allocations, ${counts} provisioned, ${ledgerEntries === undefined ? `ledger as tiles in ${args.tiles}` : `${ledgerEntries} ledger entries`}`,
             `written to ${args.out}`,
           ]);
         },
