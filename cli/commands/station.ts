@@ -112,9 +112,12 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("hsm-wait", { type: "number", default: DEFAULT_HSM_WAIT_S, describe: "seconds the line waits for an HSM that went away (its units wait, none fails) before it stops (exit 4)" })
             .option("dashboard", { type: "number", describe: "also serve the line's dashboard on this port, in a process of its own (see station dashboard)" })
             .option("dashboard-listen", { type: "string", default: "127.0.0.1", describe: "--dashboard: the address it listens on" })
+            .option("certs-dir", { type: "string", describe: "where each unit's certificate is copied as SERIAL.pem (default HOME/certs)" })
+            .option("cert-files", { type: "boolean", default: true, describe: "copy each certificate to a file; --no-cert-files for very long runs (they stay in station.db and go to the directory)" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
             .example("$0 station run --fixture 10.0.0.5:7000 --dashboard 8080", "the line, with its page on http://127.0.0.1:8080")
-            .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
+            .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture")
+            .example("$0 station run --fixture 10.0.0.5:7000 --directory https://dir.example --no-cert-files", "a million-unit order: no file per unit"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
@@ -147,6 +150,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             timeoutMs: args.timeoutMs,
             directory: args.directory ? { url: args.directory, waitMs: Math.max(0, args.uploadWait) * 1000 } : undefined,
             reached,
+            certsDir: args.certFiles ? (args.certsDir ?? home.certsDir) : false,
             stop: { failuresInARow: args.stopAfterFailures, serialFailures: args.stopAfterSerialFailures },
             hsmWaitMs: args.hsmWait * 1000,
             onHsmStatus: (status) => showHsmStatus(io, args.json, status, bar),
@@ -163,7 +167,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
             ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
             ...(hsm.outages > 0 ? [`  the HSM was unreachable ${hsm.outages} times, ${hsm.outageSeconds} s in all; the units waited (${hsm.signaturesRetried} signatures asked for again)`] : []),
-            `certificates in ${home.certsDir}; ${run.pendingUploads} waiting for upload`,
+            `${args.certFiles ? `certificates in ${args.certsDir ?? home.certsDir}` : "certificates in station.db (no files)"}; ${run.pendingUploads} waiting for upload`,
             ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
           ]);
         },
