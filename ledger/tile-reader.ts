@@ -77,7 +77,7 @@ async function assertSameLog(source: TileSource, checkpoint: Checkpoint, log: { 
     throw new LedgerError("TILE_MISMATCH", `${source.location} holds the tiles of another log (its checkpoint is not signed by ${log.origin}): the tiles were altered or belong to another log; get them from the station`, { cause: e });
   }
   if (theirs.size < checkpoint.size) {
-    throw new LedgerError("TILE_MISSING", `${source.location} holds tiles up to ${theirs.size} entries, older than the checkpoint of size ${checkpoint.size} being read: run \`idmint ledger tiles\` at the station again`);
+    throw new LedgerError("TILE_MISSING", `${source.location} holds tiles up to ${theirs.size} entries, older than the checkpoint of size ${checkpoint.size} being read: run \`idmint ledger tiles\` at the station again and copy them`);
   }
 }
 

@@ -4,17 +4,15 @@ import { join } from "node:path";
 import { Home } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
 import { signDocument, type UsageReportV2 } from "../../serials/index.js";
-import { lineHome, oneLineError, run, scratch, type Run } from "../helpers.js";
+import { idmintInProcess, lineHome, oneLineError, run, scratch, type Run } from "../helpers.js";
+import { must } from "../directory/fixture.js";
+import { startDirectory } from "../../directory/index.js";
+import { parseCertificate } from "../../pki/index.js";
 
 const s = scratch("tiled-report");
 const file = (name: string) => join(s.dir, name);
 let line: ReturnType<typeof lineHome>;
 let other: ReturnType<typeof lineHome>;
-
-const must = (r: Run, what: string): Run => {
-  if (r.code !== 0) throw new Error(`${what}: ${r.stderr}`);
-  return r;
-};
 
 beforeAll(() => {
   line = lineHome(s.dir, "line", 10);
@@ -107,5 +105,39 @@ describe("usage reports that name their checkpoint, reconciled from tiles", () =
     const whole = line.cli("serials", "reconcile", "--allocation", line.allocation, "--report", file("whole.json"), "--json");
     expect(whole.code, whole.stderr).toBe(0);
     expect(statSync(file("whole.json")).size).toBeGreaterThan(statSync(file("report.json")).size);
+  });
+
+  it("reconciles from the directory, which serves each station's tiles beside their checkpoint, the tiles cacheable for good", async () => {
+    const served = file("served");
+    run("mkdir", ["-p", served]);
+    run("cp", ["-r", file("tiles"), join(served, "station-1")]);
+    const home = new Home(line.home);
+    const dir = await startDirectory({
+      dbPath: file("directory.db"),
+      root: parseCertificate(readFileSync(home.pkiFile("root"), "utf8"), "root"),
+      factoryCas: [parseCertificate(readFileSync(home.pkiFile("factory-ca"), "utf8"), "factory-ca")],
+      port: 0,
+      tilesDir: served,
+    });
+    try {
+      const prefix = `${dir.url}/stations/station-1/tiles`;
+      const size = Number(readFileSync(join(file("tiles"), "checkpoint"), "utf8").split("\n")[1]);
+      const tile = await fetch(`${prefix}/tile/0/000.p/${size}`);
+      expect(tile.status).toBe(200);
+      expect(tile.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+      expect(Buffer.from(await tile.arrayBuffer()).equals(readFileSync(join(file("tiles"), `tile/0/000.p/${size}`)))).toBe(true);
+      const checkpoint = await fetch(`${prefix}/checkpoint`);
+      expect(checkpoint.headers.get("cache-control")).toBe("no-cache");
+      expect(await checkpoint.text()).toBe(readFileSync(join(file("tiles"), "checkpoint"), "utf8"));
+      for (const bad of ["tile/0/../../x", "tile/0/0", "tile/64/000", "tile/0/000.p/256"]) expect((await fetch(`${prefix}/${bad}`)).status, bad).toBe(404);
+      expect((await fetch(`${dir.url}/stations/station-2/tiles/tile/0/000`)).status).toBe(404);
+
+      // In this process: a spawned, synchronously awaited one would block the server it reads from.
+      const r = await idmintInProcess(["--home", line.home, "serials", "reconcile", "--allocation", line.allocation, "--report", file("report.json"), "--tiles", prefix, "--json"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, provisioned: 4, anomalies: [] });
+    } finally {
+      await dir.close();
+    }
   });
 });
