@@ -129,9 +129,9 @@ export class Ledger {
     return body && decodeEntry(body);
   }
 
-  /** The canonical bytes of entries [from, to), streamed in index order. */
-  bodies(from: number, to: number): IterableIterator<Buffer> {
-    return this.stmts.bodyRange.iterate(from, to) as IterableIterator<Buffer>;
+  /** The canonical bytes of entries [from, to), streamed in index order, a page of rows at a time (faster than row by row). */
+  *bodies(from: number, to: number): Generator<Buffer> {
+    for (let at = from; at < to; at += 4096) yield* this.stmts.bodyRange.all(at, Math.min(to, at + 4096)) as Buffer[];
   }
 
   leafHashes(from: number, to: number): Hash[] {
