@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "no
 import { join } from "node:path";
 import { Home, openDb, systemClock } from "../../core/index.js";
 import { Hsm } from "../../hsm/index.js";
-import { Ledger, decodeBundle, stationOrigin, tileIndexPath, tilePath, verifyBundle, type InclusionBundle, type LedgerEvent } from "../../ledger/index.js";
+import { randomBytes } from "node:crypto";
+import { Ledger, TileHasher, decodeBundle, emptyRoot, rootFromLeafHashes, stationOrigin, tileIndexPath, tilePath, verifyBundle, type InclusionBundle, type LedgerEvent } from "../../ledger/index.js";
 import { idmintInProcess, oneLineError, run, scratch, type Run } from "../helpers.js";
 
 const s = scratch("tiles");
@@ -59,6 +60,24 @@ describe("C2SP tile paths", () => {
     expect(tilePath(0, 273, 112)).toBe("tile/0/273.p/112");
     expect(tilePath("entries", 1234067)).toBe("tile/entries/x001/x234/067");
     expect(tilePath(1, 5, 256)).toBe("tile/1/005");
+  });
+});
+
+describe("TileHasher", () => {
+  it("hashes to the RFC 9162 root at every size around the tile edges, also when resumed from its partial tiles", () => {
+    const leaves = Array.from({ length: 66_000 }, () => new Uint8Array(randomBytes(32)));
+    for (const size of [0, 1, 2, 3, 255, 256, 257, 511, 512, 513, 65_535, 65_536, 65_537, 66_000]) {
+      const whole = new TileHasher();
+      for (let i = 0; i < size; i++) whole.add(leaves[i]!);
+      const expected = Buffer.from(rootFromLeafHashes(leaves, 0, size));
+      expect(Buffer.from(whole.root(emptyRoot())).equals(expected), `size ${size}`).toBe(true);
+      const half = Math.floor(size / 2);
+      const first = new TileHasher();
+      for (let i = 0; i < half; i++) first.add(leaves[i]!);
+      const resumed = new TileHasher(half, first.partials());
+      for (let i = half; i < size; i++) resumed.add(leaves[i]!);
+      expect(Buffer.from(resumed.root(emptyRoot())).equals(expected), `size ${size} resumed at ${half}`).toBe(true);
+    }
   });
 });
 
