@@ -14,6 +14,8 @@ export interface TileSource {
 
 // A bundle holds at most 256 entries of at most 65535 bytes each, plus their lengths.
 const MAX_BUNDLE = TILE_WIDTH * (2 + 0xffff);
+// One tile or bundle; a server that stops answering ends the read instead of hanging it.
+const FETCH_TIMEOUT_MS = 30_000;
 
 export function tileSource(location: string): TileSource {
   if (/^https?:\/\//.test(location)) {
@@ -23,7 +25,7 @@ export function tileSource(location: string): TileSource {
       async read(path) {
         let res: Response;
         try {
-          res = await fetch(`${prefix}/${path}`);
+          res = await fetch(`${prefix}/${path}`, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
         } catch (e) {
           throw new LedgerError("TILES_UNREACHABLE", `${prefix}/${path} could not be fetched (${(e as Error).message}): check the URL and that the server is up`, { cause: e });
         }
