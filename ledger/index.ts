@@ -2,7 +2,7 @@ export { LedgerError, type LedgerErrorCode } from "./errors.js";
 export { Ledger, type StoredCheckpoint, type AppendedEntry } from "./store.js";
 export { encodeEntry, decodeEntry, EVENT_TYPES, type LedgerEntry, type LedgerEvent, type LedgerEventType } from "./entry.js";
 export { signCheckpoint, openCheckpoint, stationOrigin, noteKeyId, type Checkpoint } from "./checkpoint.js";
-export { verifyLedger, type LedgerReport } from "./verify.js";
+export { verifyLedger, entryRows, type LedgerReport } from "./verify.js";
 export { proveEntry, verifyBundle, type InclusionBundle } from "./proof.js";
 export { hashLeaf, hashChildren, emptyRoot, rootFromLeafHashes, inclusionProof, inclusionProofs, consistencyProof, type Hash } from "./merkle.js";
 export { verifyInclusion, verifyConsistency, MAX_INCLUSION_PATH, MAX_CONSISTENCY_PATH } from "./merkle-verify.js";
