@@ -29,13 +29,15 @@ export interface UsageReport {
  * A report that stays small (format 2): each serial's fate as "STATE@INDEX", the index of the
  * ledger entry that made it so ("unused" alone when none did), and the signed checkpoint the
  * indices are in. The ledger itself travels as C2SP tiles (`idmint ledger tiles`), which the
- * vendor reads entry by entry against that checkpoint.
+ * vendor reads entry by entry against that checkpoint. The fates are one text of lines
+ * `SERIAL FATE`, not an object: canonicalizing and parsing an object of a million keys cost
+ * more memory than the rest of reconciliation together.
  */
 export interface UsageReportV2 {
   format: "idmint-usage-report/2";
   station: string;
   generatedAt: string;
-  allocations: Array<{ allocationId: string; digest: string; serials: Record<string, string> }>;
+  allocations: Array<{ allocationId: string; digest: string; fates: string }>;
   checkpoint: string;
 }
 
@@ -105,7 +107,8 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
   const replay = new FateReplay();
   for (const { index, event } of evidence.entries) replay.add(index, event);
   const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
-  return compareFates(allocation, stationId, replay, evidence.size, anomalies, section?.serials, (s, claimed: SerialFate, ledger) => {
+  const table = section?.serials && new Map(Object.entries(section.serials));
+  return compareFates(allocation, stationId, replay, evidence.size, anomalies, table, (s, claimed: SerialFate, ledger) => {
     if (claimed.state !== ledger.state) return `the report says ${s} is ${claimed.state}, its ledger says ${ledger.state}`;
     if (claimed.state === "provisioned" && !replay.wasIssued(s, claimed.certificateFingerprint)) return `the report names a certificate for ${s} that its ledger never issued`;
     return undefined;
@@ -119,13 +122,31 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
  */
 export function reconcileTiled(allocation: Allocation, report: UsageReportV2, stationId: string, replay: FateReplay, checkpointSize: number): Reconciliation {
   const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
-  return compareFates(allocation, stationId, replay, checkpointSize, [], section?.serials, (s, claimed: string, ledger) => {
-    const m = /^(provisioned|scrapped|reserved)@(0|[1-9]\d{0,15})$|^unused$/.exec(String(claimed));
+  const anomalies: Anomaly[] = [];
+  const table = section && fateLines(String(section.fates), anomalies);
+  return compareFates(allocation, stationId, replay, checkpointSize, anomalies, table, (s, claimed: string, ledger) => {
+    const m = /^(provisioned|scrapped|reserved)@(0|[1-9]\d{0,15})$|^unused$/.exec(claimed);
     const state = m ? (m[1] ?? "unused") : undefined;
     if (state !== ledger.state) return `the report says ${s} is ${String(claimed)}, its ledger says ${ledger.state}`;
     if (m?.[2] !== undefined && Number(m[2]) !== ledger.at) return `the report proves ${s} ${state} by ledger entry ${m[2]}, but entry ${ledger.at ?? "(none)"} made it so`;
     return undefined;
   });
+}
+
+/** The lines `SERIAL FATE` of a format-2 section, read without splitting the whole text at once. */
+function fateLines(text: string, anomalies: Anomaly[]): Map<string, string> {
+  const claims = new Map<string, string>();
+  for (let at = 0; at < text.length; ) {
+    let end = text.indexOf("\n", at);
+    if (end === -1) end = text.length;
+    const line = text.slice(at, end);
+    at = end + 1;
+    const space = line.indexOf(" ");
+    const serial = space > 0 ? line.slice(0, space) : "";
+    if (!serial || claims.has(serial)) anomalies.push({ kind: "report-disagrees", ...(serial ? { serial } : {}), detail: serial ? `the report accounts for ${serial} twice` : `the report has a malformed fate line "${line.slice(0, 80)}"` });
+    else claims.set(serial, line.slice(space + 1));
+  }
+  return claims;
 }
 
 function compareFates<C>(
@@ -134,7 +155,7 @@ function compareFates<C>(
   replay: FateReplay,
   checkpointSize: number,
   anomalies: Anomaly[],
-  table: Record<string, C> | undefined,
+  table: ReadonlyMap<string, C> | undefined,
   disagreement: (serial: string, claimed: C, ledger: { state: FateState; at?: number }) => string | undefined,
 ): Reconciliation {
   if (allocation.station !== stationId) {
@@ -142,10 +163,10 @@ function compareFates<C>(
   }
   const allocated = expandSerials(allocation);
   const inAllocation = new Set(allocated);
-  const claims: Record<string, C> = table ?? {};
+  const claims: ReadonlyMap<string, C> = table ?? new Map();
   if (!table) anomalies.push({ kind: "unaccounted", detail: `the report has no section for allocation ${allocation.allocationId}` });
 
-  for (const s of Object.keys(claims)) {
+  for (const s of claims.keys()) {
     if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the report lists ${s} under ${allocation.allocationId}, which does not hold it` });
   }
   let certifiedUnderAllocation = 0;
@@ -182,7 +203,7 @@ function compareFates<C>(
   for (const s of allocated) {
     const fromLedger = replay.fate(s);
     totals[fromLedger.state]++;
-    const claimed = Object.hasOwn(claims, s) ? claims[s] : undefined;
+    const claimed = claims.get(s);
     if (claimed === undefined) {
       if (table) anomalies.push({ kind: "unaccounted", serial: s, detail: `the report does not account for ${s}` });
       continue;

@@ -38,13 +38,19 @@ const PROVEN_BY: Partial<Record<string, LedgerEventType>> = { provisioned: "cert
  * bytes a serial, where format 1 carried some 1.65 KB of ledger per unit.
  */
 export function buildTiledUsageReport(p: { store: SerialStore; ledger: Ledger; checkpoint: StoredCheckpoint; stationId: string; clock: Clock }): UsageReportV2 {
-  const allocations = new Map<string, UsageReportV2["allocations"][number]>();
-  for (const a of p.store.allocationDocuments()) allocations.set(a.allocationId, { ...a, serials: {} });
+  const lines = new Map<string, string[]>();
+  for (const a of p.store.allocationDocuments()) lines.set(a.allocationId, []);
   for (const s of p.store.eachSerial()) {
     const type = PROVEN_BY[s.state];
     const at = type ? p.ledger.findBySerial(s.serial, type) : undefined;
     const state = s.state === "provisioned" || s.state === "scrapped" || s.state === "reserved" ? s.state : "unused";
-    allocations.get(s.allocationId)!.serials[s.serial] = at === undefined ? state : `${state}@${at}`;
+    lines.get(s.allocationId)!.push(at === undefined ? `${s.serial} ${state}` : `${s.serial} ${state}@${at}`);
   }
-  return { format: "idmint-usage-report/2", station: p.stationId, generatedAt: p.clock.now().toISOString(), allocations: [...allocations.values()], checkpoint: p.checkpoint.note };
+  return {
+    format: "idmint-usage-report/2",
+    station: p.stationId,
+    generatedAt: p.clock.now().toISOString(),
+    allocations: p.store.allocationDocuments().map((a) => ({ ...a, fates: lines.get(a.allocationId)!.join("\n") })),
+    checkpoint: p.checkpoint.note,
+  };
 }

@@ -2,7 +2,7 @@ import type { Argv } from "yargs";
 import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
-import { signDocument, type SerialFate, type UsageReport, type UsageReportV2 } from "../../serials/index.js";
+import { signDocument, type UsageReport, type UsageReportV2 } from "../../serials/index.js";
 import { writeTiles } from "../../ledger/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
 import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildTiledUsageReport, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
@@ -84,7 +84,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             out.write(JSON.stringify(signed) + "\n");
             return signed.payload;
           });
-          const counts = doc.allocations.map((a) => Object.values<SerialFate | string>(a.serials).filter((f) => (typeof f === "string" ? f.startsWith("provisioned") : f.state === "provisioned")).length).reduce((x, y) => x + y, 0);
+          const counts = doc.allocations.map((a) => ("fates" in a ? (a.fates.match(/ provisioned@/g) ?? []).length : Object.values(a.serials).filter((f) => f.state === "provisioned").length)).reduce((x, y) => x + y, 0);
           const ledgerEntries = "ledger" in doc ? doc.ledger.length : undefined;
           report(io, args, { out: args.out, format: doc.format, allocations: doc.allocations.length, provisioned: counts, ...(ledgerEntries === undefined ? { tiles: args.tiles } : { ledgerEntries }) }, () => [
             `usage report for ${config.station.id}: ${doc.allocations.length} allocations, ${counts} provisioned, ${ledgerEntries === undefined ? `ledger as tiles in ${args.tiles}` : `${ledgerEntries} ledger entries`}`,

@@ -26,6 +26,11 @@ afterAll(() => s.cleanup());
 
 const reconcile = (report: string, tiles: string): Run => line.cli("serials", "reconcile", "--allocation", line.allocation, "--report", report, "--tiles", tiles, "--json");
 
+/** The report's fates by serial (its lines `SERIAL FATE`). */
+function fatesOf(report: UsageReportV2): Record<string, string> {
+  return Object.fromEntries(report.allocations[0]!.fates.split("\n").map((l) => l.split(" ") as [string, string]));
+}
+
 /** A copy of the tiles folder with one change. */
 function tilesWith(name: string, change: (dir: string) => void): string {
   const dir = file(name);
@@ -39,7 +44,7 @@ describe("usage reports that name their checkpoint, reconciled from tiles", () =
     const doc = JSON.parse(readFileSync(file("report.json"), "utf8")) as { payload: UsageReportV2 };
     expect(doc.payload.format).toBe("idmint-usage-report/2");
     expect(doc.payload).not.toHaveProperty("ledger");
-    const fates = doc.payload.allocations[0]!.serials;
+    const fates = fatesOf(doc.payload);
     expect(fates["SN000001"]).toMatch(/^provisioned@\d+$/);
     expect(fates["SN000007"]).toMatch(/^scrapped@\d+$/);
     expect(fates["SN000010"]).toBe("unused");
@@ -77,10 +82,11 @@ describe("usage reports that name their checkpoint, reconciled from tiles", () =
 
   it("catches a station that signs a report naming the wrong entry or the wrong fate", async () => {
     const doc = JSON.parse(readFileSync(file("report.json"), "utf8")) as { payload: UsageReportV2 };
-    const fates = doc.payload.allocations[0]!.serials;
+    const fates = fatesOf(doc.payload);
     const at = Number(fates["SN000001"]!.split("@")[1]);
     fates["SN000001"] = `provisioned@${at - 1}`;
     fates["SN000002"] = "unused";
+    doc.payload.allocations[0]!.fates = Object.entries(fates).map(([serial, fate]) => `${serial} ${fate}`).join("\n");
     const home = new Home(line.home);
     const config = home.readConfig();
     const hsm = Hsm.open({ module: config.hsm.module, softhsmConf: config.hsm.softhsmConf });
