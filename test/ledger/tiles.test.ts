@@ -153,6 +153,17 @@ describe("idmint ledger tiles", () => {
     if (go.ok) expect(go.check(tiles, 20).code).toBe(0);
   }, 120_000);
 
+  it("station report refuses to carry a ledger of more than 50,000 entries inside the report, and hands it over as tiles", async () => {
+    const whole = await cli("station", "report", "--out", join(s.dir, "whole.json"));
+    expect(whole.code).toBe(2);
+    expect(oneLineError(whole)).toMatch(/too many to carry inside one report .*add --tiles DIR/);
+    expect(existsSync(join(s.dir, "whole.json"))).toBe(false);
+    const r = await cli("station", "report", "--out", join(s.dir, "small.json"), "--tiles", tiles, "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ format: "idmint-usage-report/2", tiles });
+    expect(statSync(join(s.dir, "small.json")).size).toBeLessThan(10_000);
+  });
+
   it("refuses a folder holding another log's tiles, and a folder whose partial tiles were removed", async () => {
     const foreign = join(s.dir, "foreign");
     mkdirSync(foreign);
