@@ -14,7 +14,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { withHsm } from "../hsm/index.js";
 import { expandSerials, signDocument } from "../serials/index.js";
-import { MB, databaseMb, memory, perSecond } from "./measure.js";
+import { MB, databaseMb, memory, perSecond, processCpuMs } from "./measure.js";
 import { setUpLineHome } from "./line-home.js";
 import { runSimLine } from "./station-line.js";
 import { TokenInspector } from "./token-inspector.js";
@@ -25,6 +25,9 @@ const BIN = fileURLToPath(new URL("../bin/idmint.js", import.meta.url));
 interface Sample {
   units: number;
   perS: number;
+  /** CPU per unit in this tenth: flat even when other load on the machine moves units/s. */
+  stationCpuMs: number;
+  simulatorCpuMs: number;
   stationRssMb: number;
   simulatorRssMb: number;
   dbMb: number;
@@ -72,11 +75,16 @@ export const soakBenchmark: Benchmark = {
       let simulatorPid = 0;
       let done = 0;
       let from = 0;
+      let cpuFrom = { station: 0, simulator: 0 };
+      const cpu = () => ({ station: processCpuMs(process.pid), simulator: processCpuMs(simulatorPid) });
       const sample = () => {
         const now = performance.now();
+        const used = cpu();
         samples.push({
           units: done,
           perS: perSecond(tenth, now - from),
+          stationCpuMs: (used.station - cpuFrom.station) / tenth,
+          simulatorCpuMs: (used.simulator - cpuFrom.simulator) / tenth,
           stationRssMb: memory().rssMb,
           simulatorRssMb: rssMb(simulatorPid),
           dbMb: sizeMb(home.stationDbPath),
@@ -87,11 +95,12 @@ export const soakBenchmark: Benchmark = {
         });
         const s = samples[samples.length - 1]!;
         ctx.log(
-          `${s.units}/${count} units, ${s.perS.toFixed(0)} units/s this tenth, RSS station ${s.stationRssMb.toFixed(0)} MB simulator ${s.simulatorRssMb.toFixed(0)} MB, ` +
+          `${s.units}/${count} units, ${s.perS.toFixed(0)} units/s this tenth (CPU per unit: station ${s.stationCpuMs.toFixed(2)} ms, simulator ${s.simulatorCpuMs.toFixed(2)} ms), RSS station ${s.stationRssMb.toFixed(0)} MB simulator ${s.simulatorRssMb.toFixed(0)} MB, ` +
             `station.db ${s.dbMb.toFixed(1)} MB + WAL ${s.walMb.toFixed(1)} MB, factory-ca token objects ${s.tokenObjects}, fds station ${s.stationFds} simulator ${s.simulatorFds}`,
         );
         // The sampling (the token inspector probes every session handle) is not the line's time.
         from = performance.now();
+        cpuFrom = cpu();
       };
       await runSimLine(
         home,
@@ -102,6 +111,7 @@ export const soakBenchmark: Benchmark = {
           beforeUnits: (pid) => {
             simulatorPid = pid;
             from = performance.now();
+            cpuFrom = cpu();
           },
           onUnit: () => {
             if (++done % tenth === 0 && done <= 10 * tenth) sample();
@@ -142,6 +152,8 @@ export const soakBenchmark: Benchmark = {
       ...figures,
       ...samples.flatMap((s, i): Figure[] => [
         { key: `soak.t${i + 1}.per_s`, label: `soak: units/s in tenth ${i + 1} (to ${s.units} units)`, value: s.perS, unit: "units/s", digits: 1 },
+        { key: `soak.t${i + 1}.station_cpu_ms`, label: `soak: station CPU per unit in tenth ${i + 1}`, value: s.stationCpuMs, unit: "ms", digits: 2 },
+        { key: `soak.t${i + 1}.simulator_cpu_ms`, label: `soak: simulator CPU per unit in tenth ${i + 1}`, value: s.simulatorCpuMs, unit: "ms", digits: 2 },
         { key: `soak.t${i + 1}.station_rss_mb`, label: `soak: station RSS after tenth ${i + 1}`, value: s.stationRssMb, unit: "MB", digits: 0 },
         { key: `soak.t${i + 1}.simulator_rss_mb`, label: `soak: simulator RSS after tenth ${i + 1}`, value: s.simulatorRssMb, unit: "MB", digits: 0 },
         { key: `soak.t${i + 1}.db_mb`, label: `soak: station.db after tenth ${i + 1}`, value: s.dbMb, unit: "MB", digits: 1 },
@@ -150,6 +162,7 @@ export const soakBenchmark: Benchmark = {
         { key: `soak.t${i + 1}.fds`, label: `soak: open fds station / simulator after tenth ${i + 1}`, value: s.stationFds + s.simulatorFds / 1000, unit: "st.sim", digits: 3 },
       ]),
       { key: "soak.per_s_spread", label: "soak: units/s spread over tenths 2..10 ((max-min)/min)", value: spread(steady.map((s) => s.perS)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
+      { key: "soak.cpu_spread", label: "soak: station CPU per unit, spread over tenths 2..10", value: spread(steady.map((s) => s.stationCpuMs)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
       { key: "soak.rss_spread", label: "soak: station RSS spread over tenths 2..10", value: spread(steady.map((s) => s.stationRssMb)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
       { key: "soak.db_kb_per_unit", label: "soak: station.db + WAL per unit at the end", value: (databaseMb(home.stationDbPath) * 1024) / count, unit: "KB", digits: 2 },
       { key: "soak.report_mb", label: "soak: station report --tiles, size", value: reportMb, unit: "MB", digits: 1, target: { op: "<=", value: (100 * count) / 1_000_000 } },
