@@ -22,6 +22,7 @@ import {
   hashLeaf,
   stationOrigin,
   verifyLedger,
+  entryRows,
   type LedgerEvent,
 } from "../ledger/index.js";
 import { databaseMb, median, perSecond } from "./measure.js";
@@ -202,9 +203,8 @@ function measureVerify(ctx: BenchContext, path: string, total: number, checkpoin
   const verifyMs: number[] = [];
   const scanMs: number[] = [];
   const treeMs: number[] = [];
-  // Verify's own query, so the floor is exactly the rows verify has to read.
-  const SCAN = "SELECT idx, body FROM ledger_entries ORDER BY idx";
-  const rowsOf = (db: Db) => db.prepare(SCAN).raw().iterate() as IterableIterator<[number, Buffer]>;
+  // Verify's own read, so the floor is exactly the rows verify has to read, read the same way.
+  const rowsOf = (db: Db) => entryRows(db);
   const expectRows = (what: string, n: number) => {
     if (n !== total) throw new Error(`${what} read ${n} entries, expected ${total}`);
   };

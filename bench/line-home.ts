@@ -13,6 +13,8 @@ const STATION_ID = "station-1";
 export interface LineHome {
   home: Home;
   config: IdmintConfig;
+  /** The allocation imported (unsigned: sign it to hand it to `serials reconcile`). */
+  allocation: Allocation;
   figures: Figure[];
 }
 
@@ -52,6 +54,7 @@ export async function setUpLineHome(ctx: BenchContext, serialCount: number): Pro
   return {
     home,
     config,
+    allocation,
     figures: [
       { key: "setup.hsm_init_ms", label: "setup: initEmbeddedHsm (5 SoftHSM tokens)", value: t1 - t0, unit: "ms", digits: 0 },
       { key: "setup.ceremony_ms", label: "setup: initCa (key ceremony, 4 certificates)", value: t2 - t1, unit: "ms", digits: 0 },

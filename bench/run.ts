@@ -20,13 +20,14 @@ import { directoryPgBenchmark } from "./directory-pg.js";
 import { hsmLinkBenchmark } from "./hsm-link.js";
 import { ledgerBenchmark } from "./ledger.js";
 import { memory } from "./measure.js";
+import { soakBenchmark } from "./soak.js";
 import { stationBenchmark } from "./station.js";
 import { vouchersBenchmark } from "./vouchers.js";
 import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // An explicit list rather than a directory scan, so a helper file in bench/ is never mistaken
 // for a benchmark and every benchmark is type-checked against the interface above.
-const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark, directoryPgBenchmark, hsmLinkBenchmark, dashboardBenchmark, vouchersBenchmark, cmpBenchmark];
+const BENCHMARKS: readonly Benchmark[] = [ledgerBenchmark, stationBenchmark, directoryBenchmark, directoryPgBenchmark, hsmLinkBenchmark, dashboardBenchmark, vouchersBenchmark, cmpBenchmark, soakBenchmark];
 
 function formatValue(f: Figure): string {
   const digits = f.digits ?? 0;

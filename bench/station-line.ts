@@ -5,7 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { systemClock, type Home, type IdmintConfig } from "../core/index.js";
-import { runStation, type LineSummary, type TimedStage } from "../station/index.js";
+import { runStation, type LineSummary, type StationRunOptions, type TimedStage } from "../station/index.js";
 import { perSecond, processCpuMs } from "./measure.js";
 import type { Figure } from "./types.js";
 
@@ -16,7 +16,7 @@ const STAGES: readonly TimedStage[] = ["hello", "genkey", "check", "intent", "si
 
 export interface LineHooks {
   /** Called with the line's HSM open, its CA signer made and the simulator started, before the first unit. */
-  beforeUnits?(): void;
+  beforeUnits?(simulatorPid: number): void;
   /** Called as the last unit ends, with the line's HSM and simulator still open. */
   afterUnits?(): void;
   onUnit?(): void;
@@ -36,7 +36,7 @@ export interface SimLineResult extends LineSummary {
  * (the simulator process, the writer thread and their JIT start cold with every run) and
  * `measured` covers the units after them, in the same run.
  */
-export async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}, warmup = 0): Promise<SimLineResult> {
+export async function runSimLine(home: Home, config: IdmintConfig, count: number, slots: number, hooks: LineHooks = {}, warmup = 0, options: Pick<StationRunOptions, "certsDir"> = {}): Promise<SimLineResult> {
   let simulatorPid = 0;
   const mark = () => ({ at: performance.now(), station: processCpuMs(process.pid), simulator: processCpuMs(simulatorPid) });
   let from: ReturnType<typeof mark> | undefined;
@@ -51,10 +51,11 @@ export async function runSimLine(home: Home, config: IdmintConfig, count: number
     slots,
     keyAlgorithm: "EC-P256",
     timeoutMs: UNIT_TIMEOUT_MS,
+    ...options,
     onStart: (line) => {
       if (line.total !== count) throw new Error(`only ${line.total} serials are left for a line of ${count}: the allocation is too small`);
       simulatorPid = line.simulatorPid!;
-      hooks.beforeUnits?.();
+      hooks.beforeUnits?.(simulatorPid);
       from = mark();
     },
     onUnit: () => {

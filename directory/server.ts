@@ -10,6 +10,7 @@ import { DirectoryError, Refusal } from "./errors.js";
 import { openDirectoryStore, type DirectoryStore, type PublishedCertificate } from "./store.js";
 import { acceptUpload, type TrustAnchors, type UploadContext } from "./upload.js";
 import { SIGNATURE_HEADER } from "./wire.js";
+import { registerTileRoutes } from "./tiles.js";
 
 export interface DirectoryLoggerOptions {
   /** pino level: "info" logs every request, "warn" only refusals and failures. */
@@ -41,6 +42,8 @@ export interface DirectoryOptions {
   /** Published certificates kept in memory for .crt/.der reads (0: none). */
   certificateCacheEntries?: number;
   clock?: Clock;
+  /** Serve each station's C2SP tiles from DIR/STATION/ at /stations/STATION/tiles/ (see tiles.ts). */
+  tilesDir?: string;
 }
 
 export interface RunningDirectory {
@@ -327,6 +330,7 @@ export async function startDirectory(options: DirectoryOptions): Promise<Running
   // Preloaded oldest first, so the newest certificates are the last to be evicted.
   if (cacheEntries > 0) for (const c of (await store.recentCertificates(cacheEntries)).reverse()) cache.set(c.serial, { der: Buffer.from(c.der), etag: `"${c.fingerprint}"` });
   routes(app, store, ctx, bodyLimitBytes, cache);
+  if (options.tilesDir) registerTileRoutes(app, options.tilesDir);
 
   const host = options.host ?? DIRECTORY_DEFAULTS.host;
   try {

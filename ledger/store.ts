@@ -30,6 +30,9 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+// Rows read per query when streaming the ledger.
+const PAGE = 4096;
+
 export interface StoredCheckpoint {
   id: number;
   size: number;
@@ -75,6 +78,7 @@ export class Ledger {
       next: db.prepare("SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM ledger_entries").pluck(),
       insert: db.prepare("INSERT INTO ledger_entries (idx, body, leaf_hash, type, serial) VALUES (?, ?, ?, ?, ?)"),
       body: db.prepare("SELECT body FROM ledger_entries WHERE idx = ?").pluck(),
+      bodyRange: db.prepare("SELECT body FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx").pluck(),
       leafRange: db.prepare("SELECT leaf_hash FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx").pluck(),
       latest: db.prepare("SELECT * FROM ledger_checkpoints ORDER BY id DESC LIMIT 1"),
       all: db.prepare("SELECT * FROM ledger_checkpoints ORDER BY id"),
@@ -128,6 +132,11 @@ export class Ledger {
     return body && decodeEntry(body);
   }
 
+  /** The canonical bytes of entries [from, to), streamed in index order, a page of rows at a time (faster than row by row). */
+  *bodies(from: number, to: number): Generator<Buffer> {
+    for (let at = from; at < to; at += PAGE) yield* this.stmts.bodyRange.all(at, Math.min(to, at + PAGE)) as Buffer[];
+  }
+
   leafHashes(from: number, to: number): Hash[] {
     return (this.stmts.leafRange.all(from, to) as Buffer[]).map((b) => new Uint8Array(b));
   }
@@ -150,7 +159,8 @@ export class Ledger {
     const size = this.size();
     if (last && last.size === size) return toStored(last);
     const frontier = last ? MerkleFrontier.fromJSON(JSON.parse(last.frontier)) : new MerkleFrontier();
-    for (const h of this.leafHashes(frontier.size, size)) frontier.append(h);
+    // A page of leaf hashes at a time: a first checkpoint over millions of entries must not hold them all.
+    for (let at = frontier.size; at < size; at += PAGE) for (const h of this.stmts.leafRange.all(at, Math.min(size, at + PAGE)) as Buffer[]) frontier.append(h);
     if (frontier.size !== size) {
       throw new LedgerError("ENTRY_MISSING", `the ledger has ${frontier.size} entries below index ${size}: run \`idmint ledger verify\``);
     }

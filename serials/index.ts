@@ -7,10 +7,13 @@ export {
   openAllocation,
   openUsageReport,
   reconcile,
+  reconcileTiled,
   type UsageReport,
+  type UsageReportV2,
   type SerialFate,
   type LedgerEvidence,
   type Anomaly,
   type AnomalyKind,
   type Reconciliation,
 } from "./report.js";
+export { FateReplay, type ReplayedEvent, type FateState } from "./replay.js";

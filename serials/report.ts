@@ -2,6 +2,7 @@ import { x509 } from "../pki/index.js";
 import { expandSerials, validateAllocation, type Allocation } from "./allocation.js";
 import { openDocument } from "./document.js";
 import { SerialsError } from "./errors.js";
+import { FateReplay, type FateState } from "./replay.js";
 
 export type SerialFate =
   | { state: "provisioned"; certificateFingerprint: string }
@@ -24,6 +25,22 @@ export interface UsageReport {
   ledger: string[];
 }
 
+/**
+ * A report that stays small (format 2): each serial's fate as "STATE@INDEX", the index of the
+ * ledger entry that made it so ("unused" alone when none did), and the signed checkpoint the
+ * indices are in. The ledger itself travels as C2SP tiles (`idmint ledger tiles`), which the
+ * vendor reads entry by entry against that checkpoint. The fates are one text of lines
+ * `SERIAL FATE`, not an object: canonicalizing and parsing an object of a million keys cost
+ * more memory than the rest of reconciliation together.
+ */
+export interface UsageReportV2 {
+  format: "idmint-usage-report/2";
+  station: string;
+  generatedAt: string;
+  allocations: Array<{ allocationId: string; digest: string; fates: string }>;
+  checkpoint: string;
+}
+
 /** The ledger as the vendor opened it from the report (see ledger's openExtract). */
 export interface LedgerEvidence {
   matchesCheckpoint: boolean;
@@ -37,9 +54,10 @@ export async function openAllocation(doc: unknown, root: x509.X509Certificate, a
   return { allocation: payload, serials: validateAllocation(payload) };
 }
 
-export async function openUsageReport(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ report: UsageReport; stationId: string; stationSpki: Uint8Array }> {
-  const { payload: report, signer } = await openDocument<UsageReport>(doc, root, "station", "the usage report", at);
-  if (report.format !== "idmint-usage-report/1" || !Array.isArray(report.allocations) || !Array.isArray(report.ledger) || typeof report.checkpoint !== "string") {
+export async function openUsageReport(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ report: UsageReport | UsageReportV2; stationId: string; stationSpki: Uint8Array }> {
+  const { payload: report, signer } = await openDocument<UsageReport | UsageReportV2>(doc, root, "station", "the usage report", at);
+  const v1 = report.format === "idmint-usage-report/1" && Array.isArray(report.ledger);
+  if (!(v1 || report.format === "idmint-usage-report/2") || !Array.isArray(report.allocations) || typeof report.checkpoint !== "string") {
     throw new SerialsError("REPORT_INVALID", "the usage report is malformed: give the file `idmint station report` wrote");
   }
   const stationId = signer.subjectName.getField("CN")[0] ?? "";
@@ -76,88 +94,106 @@ export interface Reconciliation {
 }
 
 /**
- * `idmint serials reconcile`, once both documents and the report's ledger are opened:
- * derives each serial's fate from the ledger and lists every way the report, the ledger
- * and the allocation disagree (allocated = provisioned + scrapped + reserved + unused).
+ * `idmint serials reconcile` of a whole-ledger report (format 1), once both documents and the
+ * report's ledger are opened: replays the ledger and lists every way the report, the ledger and
+ * the allocation disagree (allocated = provisioned + scrapped + reserved + unused).
  */
 export function reconcile(allocation: Allocation, report: UsageReport, stationId: string, evidence: LedgerEvidence): Reconciliation {
-  if (allocation.station !== stationId) {
-    throw new SerialsError("ALLOCATION_STATION", `the report is from station ${stationId} but the allocation is for ${allocation.station}: reconcile a report with its own station's allocation`);
-  }
   const anomalies: Anomaly[] = [];
   if (!evidence.matchesCheckpoint) {
     anomalies.push({ kind: "report-disagrees", detail: `the report's ${report.ledger.length} ledger entries do not hash to its signed checkpoint (size ${evidence.size}): the ledger in the report was altered` });
   }
   for (const i of evidence.malformed) anomalies.push({ kind: "report-disagrees", detail: `ledger entry ${i} in the report is malformed` });
+  const replay = new FateReplay();
+  for (const { index, event } of evidence.entries) replay.add(index, event);
+  const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
+  const table = section?.serials && new Map(Object.entries(section.serials));
+  return compareFates(allocation, stationId, replay, evidence.size, anomalies, table, (s, claimed: SerialFate, ledger) => {
+    if (claimed.state !== ledger.state) return `the report says ${s} is ${claimed.state}, its ledger says ${ledger.state}`;
+    if (claimed.state === "provisioned" && !replay.wasIssued(s, claimed.certificateFingerprint)) return `the report names a certificate for ${s} that its ledger never issued`;
+    return undefined;
+  });
+}
 
-  // Replays the ledger: each serial's state is what its last entry made it.
-  const fate = new Map<string, SerialFate["state"]>();
-  const issued = new Map<string, Set<string>>();
-  const reservedUnder = new Map<string, string>();
-  const imported = new Set<string>();
-  const lab = new Map<string, string>();
-  // Serials the CA was asked to sign for (an intent names each signature), and by which key.
-  const certified = new Set<string>();
-  const serialsOfKey = new Map<string, Set<string>>();
-  for (const { event: ev } of evidence.entries) {
-    if (ev.type === "allocation.imported" && ev.allocationId) imported.add(ev.allocationId);
-    const s = ev.serial;
-    if (!s) continue;
-    if (ev.type === "signing.intent") {
-      certified.add(s);
-      if (ev.keyFingerprint) serialsOfKey.set(ev.keyFingerprint, (serialsOfKey.get(ev.keyFingerprint) ?? new Set()).add(s));
-    } else if (ev.type === "serial.outside-allocation") {
-      lab.set(s, ev.reason ?? "");
-    } else if (ev.type === "serial.reserved") {
-      if (ev.allocationId) reservedUnder.set(s, ev.allocationId);
-      if (!fate.has(s) || fate.get(s) === "unused") fate.set(s, "reserved");
-    } else if (ev.type === "serial.released") {
-      if (fate.get(s) === "reserved") fate.set(s, "unused");
-    } else if (ev.type === "certificate.issued") {
-      certified.add(s);
-      issued.set(s, (issued.get(s) ?? new Set()).add(ev.certificateFingerprint ?? ""));
-      if (fate.get(s) !== "scrapped") fate.set(s, "provisioned");
-    } else if (ev.type === "serial.scrapped") {
-      fate.set(s, "scrapped");
-    }
+/**
+ * `idmint serials reconcile` of a report that names its checkpoint (format 2): `replay` holds
+ * the station's ledger read from its tiles (checked against that checkpoint), and each fate the
+ * report claims must be what the ledger made of the serial, by the very entry it names.
+ */
+export function reconcileTiled(allocation: Allocation, report: UsageReportV2, stationId: string, replay: FateReplay, checkpointSize: number): Reconciliation {
+  const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
+  const anomalies: Anomaly[] = [];
+  const table = section && fateLines(String(section.fates), anomalies);
+  return compareFates(allocation, stationId, replay, checkpointSize, anomalies, table, (s, claimed: string, ledger) => {
+    const m = /^(provisioned|scrapped|reserved)@(0|[1-9]\d{0,15})$|^unused$/.exec(claimed);
+    const state = m ? (m[1] ?? "unused") : undefined;
+    if (state !== ledger.state) return `the report says ${s} is ${String(claimed)}, its ledger says ${ledger.state}`;
+    if (m?.[2] !== undefined && Number(m[2]) !== ledger.at) return `the report proves ${s} ${state} by ledger entry ${m[2]}, but entry ${ledger.at ?? "(none)"} made it so`;
+    return undefined;
+  });
+}
+
+/** The lines `SERIAL FATE` of a format-2 section, read without splitting the whole text at once. */
+function fateLines(text: string, anomalies: Anomaly[]): Map<string, string> {
+  const claims = new Map<string, string>();
+  for (let at = 0; at < text.length; ) {
+    let end = text.indexOf("\n", at);
+    if (end === -1) end = text.length;
+    const line = text.slice(at, end);
+    at = end + 1;
+    const space = line.indexOf(" ");
+    const serial = space > 0 ? line.slice(0, space) : "";
+    if (!serial || claims.has(serial)) anomalies.push({ kind: "report-disagrees", ...(serial ? { serial } : {}), detail: serial ? `the report accounts for ${serial} twice` : `the report has a malformed fate line "${line.slice(0, 80)}"` });
+    else claims.set(serial, line.slice(space + 1));
   }
+  return claims;
+}
 
+function compareFates<C>(
+  allocation: Allocation,
+  stationId: string,
+  replay: FateReplay,
+  checkpointSize: number,
+  anomalies: Anomaly[],
+  table: ReadonlyMap<string, C> | undefined,
+  disagreement: (serial: string, claimed: C, ledger: { state: FateState; at?: number }) => string | undefined,
+): Reconciliation {
+  if (allocation.station !== stationId) {
+    throw new SerialsError("ALLOCATION_STATION", `the report is from station ${stationId} but the allocation is for ${allocation.station}: reconcile a report with its own station's allocation`);
+  }
   const allocated = expandSerials(allocation);
   const inAllocation = new Set(allocated);
-  const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
-  const table: Record<string, SerialFate> = section?.serials ?? {};
-  if (!section) anomalies.push({ kind: "unaccounted", detail: `the report has no section for allocation ${allocation.allocationId}` });
+  const claims: ReadonlyMap<string, C> = table ?? new Map();
+  if (!table) anomalies.push({ kind: "unaccounted", detail: `the report has no section for allocation ${allocation.allocationId}` });
 
-  for (const s of Object.keys(table)) {
+  for (const s of claims.keys()) {
     if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the report lists ${s} under ${allocation.allocationId}, which does not hold it` });
   }
   let certifiedUnderAllocation = 0;
-  for (const [s, allocationId] of reservedUnder) {
+  for (const [s, allocationId] of replay.reservations()) {
     if (allocationId !== allocation.allocationId) continue;
     if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger reserved ${s} under ${allocation.allocationId}, which does not hold it` });
-    if (issued.has(s)) certifiedUnderAllocation++;
+    if (replay.certificates(s) > 0) certifiedUnderAllocation++;
   }
   // Invariant 1: whatever was certified outside this allocation must have been reserved under another one the station imported.
-  for (const s of certified) {
+  for (const s of replay.certified()) {
     if (inAllocation.has(s)) continue;
-    const under = reservedUnder.get(s);
-    if (lab.has(s)) {
-      anomalies.push({ kind: "lab-unit", serial: s, detail: `${s} was certified outside every allocation as a lab unit ("${lab.get(s)}")` });
-    } else if (under === undefined || !imported.has(under)) {
+    const under = replay.reservedUnder(s);
+    if (replay.lab.has(s)) {
+      anomalies.push({ kind: "lab-unit", serial: s, detail: `${s} was certified outside every allocation as a lab unit ("${replay.lab.get(s)}")` });
+    } else if (under === undefined || !replay.imported.has(under)) {
       anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger certifies ${s}, which no allocation the station imported holds` });
     }
   }
-  for (const [s, fingerprints] of issued) {
-    if (fingerprints.size > 1 && (inAllocation.has(s) || reservedUnder.get(s) === allocation.allocationId)) {
-      anomalies.push({ kind: "issued-twice", serial: s, detail: `${s} received ${fingerprints.size} different certificates` });
+  for (const s of replay.issuedSerials()) {
+    const n = replay.certificates(s);
+    if (n > 1 && (inAllocation.has(s) || replay.reservedUnder(s) === allocation.allocationId)) {
+      anomalies.push({ kind: "issued-twice", serial: s, detail: `${s} received ${n} different certificates` });
     }
   }
   // Invariant 4: a key the station was asked to certify under two serials (a weak RNG or a cloned key it let through).
-  for (const [key, serials] of serialsOfKey) {
-    if (serials.size > 1) {
-      const named = [...serials].sort();
-      anomalies.push({ kind: "key-reused", serial: named[0], detail: `one public key (SHA-256 ${key.slice(0, 16)}…) was certified under ${named.length} serials: ${named.join(", ")}` });
-    }
+  for (const [key, named] of replay.reusedKeys()) {
+    anomalies.push({ kind: "key-reused", serial: named[0], detail: `one public key (SHA-256 ${key.slice(0, 16)}…) was certified under ${named.length} serials: ${named.join(", ")}` });
   }
   if (certifiedUnderAllocation > allocation.count) {
     anomalies.push({ kind: "count-exceeded", detail: `${certifiedUnderAllocation} units were certified under ${allocation.allocationId}, which allows ${allocation.count}` });
@@ -165,18 +201,15 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
 
   const totals = { provisioned: 0, scrapped: 0, reserved: 0, unused: 0 };
   for (const s of allocated) {
-    const fromLedger = fate.get(s) ?? "unused";
-    totals[fromLedger]++;
-    const claimed = table[s];
-    if (!claimed) {
-      if (section) anomalies.push({ kind: "unaccounted", serial: s, detail: `the report does not account for ${s}` });
+    const fromLedger = replay.fate(s);
+    totals[fromLedger.state]++;
+    const claimed = claims.get(s);
+    if (claimed === undefined) {
+      if (table) anomalies.push({ kind: "unaccounted", serial: s, detail: `the report does not account for ${s}` });
       continue;
     }
-    if (claimed.state !== fromLedger) {
-      anomalies.push({ kind: "report-disagrees", serial: s, detail: `the report says ${s} is ${claimed.state}, its ledger says ${fromLedger}` });
-    } else if (claimed.state === "provisioned" && !issued.get(s)?.has(claimed.certificateFingerprint)) {
-      anomalies.push({ kind: "report-disagrees", serial: s, detail: `the report names a certificate for ${s} that its ledger never issued` });
-    }
+    const detail = disagreement(s, claimed, fromLedger);
+    if (detail) anomalies.push({ kind: "report-disagrees", serial: s, detail });
   }
-  return { allocationId: allocation.allocationId, station: stationId, allocated: allocated.length, ...totals, checkpointSize: evidence.size, anomalies };
+  return { allocationId: allocation.allocationId, station: stationId, allocated: allocated.length, ...totals, checkpointSize, anomalies };
 }

@@ -256,6 +256,13 @@ export class SerialStore {
   }
 
   /** Every serial of every allocation, for the usage report. */
+  /** Every serial, streamed (a million-unit station's table does not fit comfortably in memory as rows). */
+  eachSerial(): IterableIterator<SerialRow> {
+    return this.db
+      .prepare("SELECT serial, allocation_id AS allocationId, state, owner, certificate_fingerprint AS certificateFingerprint, reason FROM serials ORDER BY allocation_id, serial")
+      .iterate() as IterableIterator<SerialRow>;
+  }
+
   serials(): SerialRow[] {
     return this.db
       .prepare("SELECT serial, allocation_id AS allocationId, state, owner, certificate_fingerprint AS certificateFingerprint, reason FROM serials ORDER BY allocation_id, serial")

@@ -2,7 +2,8 @@
 # Makes sure the system packages idmint needs are present: SoftHSM2 (the embedded default HSM),
 # OpenSSL (interop checks), OpenSC's pkcs11-tool (token inspection in tests), p11-kit's server
 # and client module (the tests reach SoftHSM through them as a network HSM would be reached),
-# a headless Chromium (the dashboard's browser tests) and PostgreSQL (the directory's store at scale).
+# a headless Chromium (the dashboard's browser tests), PostgreSQL (the directory's store at
+# scale) and Go with golang.org/x/mod (the tiles' independent check by sumdb/tlog).
 # Installs them with apt-get when run as root; otherwise says what to install and stops.
 set -euo pipefail
 
@@ -19,6 +20,9 @@ done
 compgen -G "/usr/lib/*-linux-gnu/pkcs11/p11-kit-client.so" >/dev/null || missing+=(p11-kit-modules)
 # The dashboard's browser tests drive Debian's headless Chromium (playwright-core, never `playwright install`).
 { command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1; } || missing+=(chromium-headless-shell)
+# The ledger tiles are checked by Go's golang.org/x/mod/sumdb/tlog, offline in GOPATH mode.
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ] || missing+=(golang-golang-x-mod-dev)
 
 # The directory's PostgreSQL store is tested on a throw-away cluster (test/postgres.ts), never a running server.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

@@ -1,4 +1,4 @@
-export { buildUsageReport } from "./report.js";
+export { buildUsageReport, buildTiledUsageReport } from "./report.js";
 export { StationError, type StationErrorCode } from "./errors.js";
 export { acquireRunLock } from "./lock.js";
 export { GroupCommitter } from "./commits.js";

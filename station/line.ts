@@ -3,6 +3,7 @@ import { StationError } from "./errors.js";
 import type { SlotWatch } from "./live.js";
 import { provisionUnit, type LineContext, type TimedStage, type UnitOutcome } from "./pipeline.js";
 import { DEFAULT_STOP_RULES, FailureWatch, type StopRules } from "./stop.js";
+import { StageTimes } from "./stage-times.js";
 
 /**
  * Units in a row that fail before their hello (silence, garbage, a hang-up) after which a
@@ -28,11 +29,6 @@ export interface LineSummary {
   stages: Partial<Record<TimedStage, { p50: number; p99: number }>>;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 /**
  * Runs the line: K slots, each taking the next unit from the fixture until it has none.
  * A failed unit never stops the line; only a fixture that cannot be reached, one that
@@ -50,9 +46,9 @@ export async function runLine(p: {
 }): Promise<LineSummary> {
   const started = performance.now();
   const before = p.ctx.commits.stats;
-  // Only counts and stage times are kept, not the outcomes: a long run must not grow memory.
+  // Only counts and stage times (bounded, see StageTimes) are kept, not the outcomes: a long run must not grow memory.
   const stageNames = ["hello", "genkey", "check", "intent", "sign", "store", "install", "total"] as const;
-  const times = new Map<TimedStage, number[]>(stageNames.map((n) => [n, []]));
+  const times = new Map<TimedStage, StageTimes>(stageNames.map((n) => [n, new StageTimes()]));
   const failures: Record<string, number> = {};
   let units = 0;
   let provisioned = 0;
@@ -73,7 +69,7 @@ export async function runLine(p: {
       const code = outcome.code ?? "UNKNOWN";
       failures[code] = (failures[code] ?? 0) + 1;
     }
-    for (const [stage, ms] of Object.entries(outcome.ms) as Array<[TimedStage, number]>) times.get(stage)?.push(ms);
+    for (const [stage, ms] of Object.entries(outcome.ms) as Array<[TimedStage, number]>) times.get(stage)?.add(ms);
     p.onUnit?.(outcome);
   };
   // Units whose slot is free again but whose delivery is still being recorded.
@@ -125,8 +121,8 @@ export async function runLine(p: {
   const seconds = (performance.now() - started) / 1000;
   const stages: LineSummary["stages"] = {};
   for (const stage of stageNames) {
-    const values = times.get(stage)!.sort((a, b) => a - b);
-    if (values.length) stages[stage] = { p50: Number(percentile(values, 50).toFixed(3)), p99: Number(percentile(values, 99).toFixed(3)) };
+    const t = times.get(stage)!;
+    if (t.count) stages[stage] = { p50: Number(t.percentile(50).toFixed(3)), p99: Number(t.percentile(99).toFixed(3)) };
   }
   const after = p.ctx.commits.stats;
   const commits = after.commits - before.commits;

@@ -50,6 +50,8 @@ export interface StationRunOptions {
   /** Once the line starts: how many units it will see, if known, and the simulator's pid, if any. */
   onStart?(line: { total?: number; simulatorPid?: number }): void;
   onUnit?(outcome: UnitOutcome): void;
+  /** Where each unit's certificate is copied as SERIAL.pem (HOME/certs by default); false for no copies. */
+  certsDir?: string | false;
 }
 
 export interface StationRunResult {
@@ -173,9 +175,12 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, live:
   const { home, config } = o;
   const caPem = readFileSync(home.pkiFile("factory-ca"), "utf8");
   const issuer = new IdevidIssuer({ issuer: { signer: caSigner, certificate: parseCertificate(caPem, home.pkiFile("factory-ca")) }, profile: config.profile, clock: o.clock, random: systemRandom });
-  mkdirSync(home.certsDir, { recursive: true });
-  // The caller holds the station's run lock: a temporary here is a killed run's half-published copy.
-  removeLeftoverTemporaries(home.certsDir);
+  const certsDir = o.certsDir === false ? undefined : (o.certsDir ?? home.certsDir);
+  if (certsDir) {
+    mkdirSync(certsDir, { recursive: true });
+    // The caller holds the station's run lock: a temporary here is a killed run's half-published copy.
+    removeLeftoverTemporaries(certsDir);
+  }
   const units = new UnitStore(stores.db, o.clock);
   const uploader = (signer: Signer) => stationUploader({ home, config, clock: o.clock, stores, signer, directory: o.directory!.url, batchSize: UPLOAD_BATCH, onEvent: (e) => live.upload(e) });
 
@@ -194,7 +199,7 @@ async function runWithSigners(o: StationRunOptions, stores: StationStores, live:
     }
     if (o.cmp) parts.push(await startCmp(o, o.cmp));
     const fixture = parts.length === 1 ? parts[0]! : new MergedFixture(parts);
-    commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir: home.certsDir });
+    commits = new GroupCommitter({ dbPath: home.stationDbPath, owner: `station:${config.station.id}`, now: o.fixedNow, certsDir });
     const ctx: LineContext = { commits, units, ca: { issuer, chainPems: [caPem] }, keyAlgorithm: o.keyAlgorithm, random: systemRandom, reached: o.reached };
     // Units enrolling over CMP come as they come: no total is known then.
     const total = o.cmp ? undefined : sim?.count;

@@ -42,6 +42,8 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
             .option("root", { type: "string", describe: "the pinned vendor root (default HOME/pki/root.pem)" })
             .option("factory-ca", { type: "string", array: true, describe: "factory CA certificates whose IDevIDs may be published (default HOME/pki/factory-ca.pem)" })
             .option("log-level", { choices: LOG_LEVELS, default: "info" as const, describe: "JSON log lines on stderr from this level up" })
+            .option("tiles", { type: "string", describe: "serve each station's ledger tiles from DIR/STATION/ (its `ledger tiles --out` folder) at /stations/STATION/tiles/" })
+            .example("$0 directory serve --port 8080 --tiles ./station-tiles", "also serve the stations' ledgers as C2SP tiles")
             .example("$0 directory serve --port 8443 --host 0.0.0.0 --tls-cert dir.pem --tls-key dir.key", "serve HTTPS on every interface")
             .example("IDMINT_DIRECTORY_DB=postgres://dir@db1/idmint $0 directory serve --port 8080", "one of several replicas on one PostgreSQL database"),
         async (args) => {
@@ -59,7 +61,7 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
           let store: DirectoryStore | undefined;
           try {
             store = await openStore(location);
-            const dir = await startDirectory({ store, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io) });
+            const dir = await startDirectory({ store, root, factoryCas, port, host: args.host, tls, logger, clock: clockOf(io), tilesDir: args.tiles });
             if (args.json) io.out(JSON.stringify({ url: dir.url, port: dir.port, db: describeStore(location) }) + "\n");
             else io.out(`listening on ${dir.url}\n`);
             const signal = await stopped;

@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { existsSync } from "node:fs";
 import { CoreError, assertNewOutput, openDb, readInputFile, writeOutputFile } from "../../core/index.js";
-import { LedgerError, proveEntry, verifyBundle, verifyLedger, type InclusionBundle } from "../../ledger/index.js";
+import { LedgerError, proveEntry, verifyBundle, verifyLedger, writeTiles, type InclusionBundle } from "../../ledger/index.js";
 import { PkiError, checkChain, parseCertificate } from "../../pki/index.js";
 import { clockOf, homeOf, hsmOptions } from "../context.js";
 import { stationIdentity, withLedger } from "../../station/index.js";
@@ -48,6 +48,34 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           const station = stationIdentity(home, config);
           const cp = await withLedger(home, clockOf(io), (ledger) => withHsm(hsmOptions(config, io), (hsm) => ledger.checkpoint(hsm.signer(config.keys.station), station.origin)), { mustExist: true });
           report(io, args, { id: cp.id, size: cp.size, root: b64(cp.root), note: cp.note }, () => [`checkpoint ${cp.id}: size ${cp.size}, root ${b64(cp.root)}`, "", cp.note.trimEnd()]);
+        },
+      )
+      .command(
+        "tiles",
+        "publish the ledger up to its latest checkpoint as C2SP tlog-tiles (hash tiles, entry bundles, checkpoint); only new tiles are written",
+        (c) =>
+          c
+            .option("out", { type: "string", demandOption: true, describe: "the tiles folder (made if missing; a later run adds to it)" })
+            .example("$0 ledger tiles --out ./tiles/station-1", "write or bring up to date station-1's tiles"),
+        async (args) => {
+          const home = homeOf(args, io);
+          const config = home.readConfig();
+          const station = stationIdentity(home, config);
+          const r = await withLedger(
+            home,
+            clockOf(io),
+            (ledger) => {
+              const latest = ledger.latestCheckpoint();
+              if (!latest) throw new LedgerError("NO_CHECKPOINT", "the ledger has no checkpoint yet: run `idmint ledger checkpoint` first");
+              return writeTiles({ outDir: args.out, origin: station.origin, stationSpki: station.spki, checkpointNote: latest.note, bodies: (from, to) => ledger.bodies(from, to) });
+            },
+            { mustExist: true },
+          );
+          report(io, args, { out: args.out, origin: station.origin, ...r }, () => [
+            r.size === r.previousSize
+              ? `tiles in ${args.out} already cover the latest checkpoint (size ${r.size}); nothing written`
+              : `tiles of ${station.origin} in ${args.out}: size ${r.previousSize} -> ${r.size}, ${r.fullTiles} full and ${r.partialTiles} partial hash tiles, ${r.bundles} entry bundles written`,
+          ]);
         },
       )
       .command(
@@ -111,6 +139,6 @@ export function ledgerCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArgs
           ]);
         },
       )
-      .demandCommand(1, "name a subcommand: verify, checkpoint, prove or verify-proof"),
+      .demandCommand(1, "name a subcommand: verify, checkpoint, tiles, prove or verify-proof"),
   );
 }

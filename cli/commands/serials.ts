@@ -1,6 +1,7 @@
 import type { Argv } from "yargs";
 import { CoreError, EXIT_CODES, openDb, readInputFile, readJsonFile, systemRandom, withClaimedOutputs } from "../../core/index.js";
 import { openExtract, stationOrigin } from "../../ledger/index.js";
+import { reconcileFromTiles } from "../reconcile-tiles.js";
 import { SerialsError, VendorRegister, openAllocation, openUsageReport, reconcile, type Allocation, type SerialRange, type SignedDocument } from "../../serials/index.js";
 import { UnitStore, withStation } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions, pinnedRoot } from "../context.js";
@@ -153,15 +154,23 @@ export function serialsCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("allocation", { type: "string", demandOption: true, describe: "the signed allocation list" })
             .option("report", { type: "string", demandOption: true, describe: "the station's signed usage report" })
             .option("root", { type: "string", describe: "the vendor root certificate (default HOME/pki/root.pem)" })
-            .example("$0 serials reconcile --allocation po7.json --report station-1-report.json", "reconcile order PO-7"),
+            .option("tiles", { type: "string", describe: "for a report that names its checkpoint: the station's ledger tiles, a folder or a directory URL" })
+            .example("$0 serials reconcile --allocation po7.json --report station-1-report.json", "reconcile order PO-7")
+            .example("$0 serials reconcile --allocation po7.json --report r.json --tiles https://dir.example/stations/station-1", "the same, reading the ledger as tiles from the directory"),
         async (args) => {
           const home = homeOf(args, io);
           const root = pinnedRoot(home, args.root);
           const at = clockOf(io).now();
           const { allocation } = await openAllocation(readJsonFile(args.allocation, "allocation list") as SignedDocument<Allocation>, root, at);
           const { report: usage, stationId, stationSpki } = await openUsageReport(readJsonFile(args.report, "usage report"), root, at);
-          const extract = openExtract(usage.ledger.map((b) => Buffer.from(String(b), "base64")), usage.checkpoint, stationOrigin(stationId), stationSpki);
-          const r = reconcile(allocation, usage, stationId, { matchesCheckpoint: extract.matchesCheckpoint, size: extract.checkpoint.size, malformed: extract.malformed, entries: extract.entries });
+          let r;
+          if (usage.format === "idmint-usage-report/1") {
+            const extract = openExtract(usage.ledger.map((b) => Buffer.from(String(b), "base64")), usage.checkpoint, stationOrigin(stationId), stationSpki);
+            r = reconcile(allocation, usage, stationId, { matchesCheckpoint: extract.matchesCheckpoint, size: extract.checkpoint.size, malformed: extract.malformed, entries: extract.entries });
+          } else {
+            if (!args.tiles) throw new CoreError("OPTION_INVALID", "this report names its checkpoint and leaves the ledger in tiles: give --tiles with the station's tiles folder or URL");
+            r = await reconcileFromTiles(allocation, usage, stationId, stationSpki, args.tiles);
+          }
           report(io, args, { ok: r.anomalies.length === 0, ...r }, () => [
             `${r.allocationId} at ${r.station}: ${r.allocated} allocated = ${r.provisioned} provisioned + ${r.scrapped} scrapped + ${r.reserved} reserved + ${r.unused} unused (ledger checkpoint size ${r.checkpointSize})`,
             ...(r.anomalies.length === 0 ? ["no anomaly"] : r.anomalies.map((a) => `ANOMALY ${a.kind}: ${a.detail}`)),

@@ -2,9 +2,10 @@ import type { Argv } from "yargs";
 import { CoreError, EXIT_CODES, withClaimedOutputs } from "../../core/index.js";
 import { startDashboard, startDashboardProcess, type DashboardProcess } from "../../dashboard/index.js";
 import { withHsm } from "../../hsm/index.js";
-import { signDocument } from "../../serials/index.js";
+import { signDocument, type UsageReport, type UsageReportV2 } from "../../serials/index.js";
+import { writeTiles } from "../../ledger/index.js";
 import { parseFaultSpec } from "../../sim/index.js";
-import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, UnitStore, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
+import { DEFAULT_HSM_WAIT_S, DEFAULT_STOP_RULES, STEPS, buildTiledUsageReport, buildUsageReport, runStation, stationIdentity, stationUploader, withStation, UnitStore, type LineContext, type Step, type UnitOutcome } from "../../station/index.js";
 import { clockOf, homeOf, hsmOptions, readCmpSecret, stopSignal } from "../context.js";
 import { ReportedFailure, report, type GlobalArgs, type Io } from "../io.js";
 import { showHsmStatus } from "../hsm-status.js";
@@ -41,6 +42,10 @@ function unitLine(o: UnitOutcome): string {
   return `${serial} FAILED ${o.code}: ${o.reason}`;
 }
 
+// A report carrying its ledger costs about 1.65 KB a unit and is parsed whole: past this many
+// entries (some 20 MB) the report must name its checkpoint and hand the ledger over as tiles.
+const WHOLE_LEDGER_LIMIT = 50_000;
+
 function dashboardPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CoreError("OPTION_INVALID", `the dashboard port ${String(port)} is not a TCP port: give 0-65535`);
 }
@@ -54,7 +59,9 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
         (c) =>
           c
             .option("out", { type: "string", demandOption: true, describe: "where to write the report (must not exist)" })
-            .example("$0 station report --out station-1-report.json", "hand in this station's report"),
+            .option("tiles", { type: "string", describe: "a report that stays small: each fate names its ledger entry, and the ledger goes as C2SP tiles into this folder (`ledger tiles`)" })
+            .example("$0 station report --out station-1-report.json --tiles ./tiles/station-1", "hand in this station's report with its ledger as tiles")
+            .example("$0 station report --out station-1-report.json", "one file carrying the whole ledger (small stations)"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
@@ -64,19 +71,25 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             const signed = await withStation(home, clockOf(io), ({ db, ledger, serials }) =>
               withHsm(hsmOptions(config, io), async (hsm) => {
                 const signer = hsm.signer(config.keys.station);
+                if (!args.tiles && ledger.size() > WHOLE_LEDGER_LIMIT) {
+                  throw new CoreError("OPTION_INVALID", `the ledger holds ${ledger.size()} entries, too many to carry inside one report (at most ${WHOLE_LEDGER_LIMIT}): add --tiles DIR`);
+                }
                 const checkpoint = await ledger.checkpoint(signer, station.origin);
-                const usage = buildUsageReport({ store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) });
-                return { document: await signDocument(usage, signer, station.certificatePem), unconfirmed: new UnitStore(db, clockOf(io)).unconfirmed() };
+                const built = { store: serials, ledger, checkpoint, stationId: config.station.id, clock: clockOf(io) };
+                const unconfirmed = new UnitStore(db, clockOf(io)).unconfirmed();
+                if (!args.tiles) return { document: await signDocument<UsageReport | UsageReportV2>(buildUsageReport(built), signer, station.certificatePem), unconfirmed };
+                writeTiles({ outDir: args.tiles, origin: station.origin, stationSpki: station.spki, checkpointNote: checkpoint.note, bodies: (from, to) => ledger.bodies(from, to) });
+                return { document: await signDocument<UsageReport | UsageReportV2>(buildTiledUsageReport(built), signer, station.certificatePem), unconfirmed };
               }),
             );
-            out.write(JSON.stringify(signed.document, null, 2) + "\n");
-            return signed;
+            out.write(JSON.stringify(signed.document) + "\n");
+            return { payload: signed.document.payload, unconfirmed: signed.unconfirmed };
           });
           const { unconfirmed } = doc;
-          const counts = doc.document.payload.allocations.map((a) => Object.values(a.serials).filter((f) => f.state === "provisioned").length).reduce((x, y) => x + y, 0);
-          const { payload } = doc.document;
-          report(io, args, { out: args.out, allocations: payload.allocations.length, provisioned: counts, unconfirmed, ledgerEntries: payload.ledger.length }, () => [
-            `usage report for ${config.station.id}: ${payload.allocations.length} allocations, ${counts} provisioned, ${payload.ledger.length} ledger entries`,
+          const counts = doc.payload.allocations.map((a) => ("fates" in a ? (a.fates.match(/ provisioned@/g) ?? []).length : Object.values(a.serials).filter((f) => f.state === "provisioned").length)).reduce((x, y) => x + y, 0);
+          const ledgerEntries = "ledger" in doc.payload ? doc.payload.ledger.length : undefined;
+          report(io, args, { out: args.out, format: doc.payload.format, allocations: doc.payload.allocations.length, provisioned: counts, unconfirmed, ...(ledgerEntries === undefined ? { tiles: args.tiles } : { ledgerEntries }) }, () => [
+            `usage report for ${config.station.id}: ${doc.payload.allocations.length} allocations, ${counts} provisioned, ${ledgerEntries === undefined ? `ledger as tiles in ${args.tiles}` : `${ledgerEntries} ledger entries`}`,
             ...(unconfirmed.length ? [`${unconfirmed.length} unconfirmed (issued, the unit never acknowledged it, e.g. no CMP certConf): ${unconfirmed.slice(0, 10).join(", ")}${unconfirmed.length > 10 ? ", ..." : ""}`] : []),
             `written to ${args.out}`,
           ]);
@@ -105,10 +118,13 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             .option("cmp", { type: "number", describe: "also let units enrol themselves over CMP (RFC 9483, e.g. openssl cmp) on this HTTP port (0: any); runs until SIGINT/SIGTERM" })
             .option("cmp-secret-file", { type: "string", describe: "--cmp: the line's bootstrap secret (PasswordBasedMac), the file's first line" })
             .option("cmp-listen", { type: "string", default: "127.0.0.1", describe: "--cmp: the address it listens on" })
+            .option("certs-dir", { type: "string", describe: "where each unit's certificate is copied as SERIAL.pem (default HOME/certs)" })
+            .option("cert-files", { type: "boolean", default: true, describe: "copy each certificate to a file; --no-cert-files for very long runs (they stay in station.db and go to the directory)" })
             .example("$0 station run --sim 200 --slots 8", "provision 200 simulated units, 8 at a time")
             .example("$0 station run --cmp 8080 --cmp-secret-file line.secret", "units enrol with openssl cmp -server 127.0.0.1:8080/pkix/ until Ctrl-C")
             .example("$0 station run --fixture 10.0.0.5:7000 --dashboard 8080", "the line, with its page on http://127.0.0.1:8080")
-            .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture"),
+            .example("$0 station run --fixture 10.0.0.5:7000", "provision the units behind a real fixture")
+            .example("$0 station run --fixture 10.0.0.5:7000 --directory https://dir.example --no-cert-files", "a million-unit order: no file per unit"),
         async (args) => {
           const home = homeOf(args, io);
           const config = home.readConfig();
@@ -146,6 +162,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             timeoutMs: args.timeoutMs,
             directory: args.directory ? { url: args.directory, waitMs: Math.max(0, args.uploadWait) * 1000 } : undefined,
             reached,
+            certsDir: args.certFiles ? (args.certsDir ?? home.certsDir) : false,
             stop: { failuresInARow: args.stopAfterFailures, serialFailures: args.stopAfterSerialFailures },
             hsmWaitMs: args.hsmWait * 1000,
             onHsmStatus: (status) => showHsmStatus(io, args.json, status, bar),
@@ -163,7 +180,7 @@ export function stationCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalArg
             `${summary.units} units in ${summary.seconds.toFixed(1)} s (${summary.unitsPerSecond} units/s): ${summary.provisioned} provisioned${summary.resumed ? ` (${summary.resumed} resumed)` : ""}, ${summary.failed} failed`,
             ...Object.entries(summary.failures).map(([code, n]) => `  ${n} failed with ${code}`),
             ...(hsm.outages > 0 ? [`  the HSM was unreachable ${hsm.outages} times, ${hsm.outageSeconds} s in all; the units waited (${hsm.signaturesRetried} signatures asked for again)`] : []),
-            `certificates in ${home.certsDir}; ${run.pendingUploads} waiting for upload`,
+            `${args.certFiles ? `certificates in ${args.certsDir ?? home.certsDir}` : "certificates in station.db (no files)"}; ${run.pendingUploads} waiting for upload`,
             ...(summaryUploads && "error" in summaryUploads ? [`upload stopped: ${summaryUploads.error}`] : summaryUploads ? uploadLines(summaryUploads) : []),
           ]);
         },
