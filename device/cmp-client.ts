@@ -78,6 +78,7 @@ export class CmpClient {
       recipNonce,
     });
     const request = cmp.protectWithPbm(new cmp.PKIMessage({ header, body }), this.o.secret, { iterationCount: ITERATIONS });
+    let status: number;
     let bytes: Uint8Array;
     try {
       const res = await fetch(this.o.url, {
@@ -86,11 +87,13 @@ export class CmpClient {
         body: new Uint8Array(AsnConvert.serialize(request)),
         signal: AbortSignal.timeout(this.o.timeoutMs),
       });
-      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      status = res.status;
       bytes = new Uint8Array(await res.arrayBuffer());
     } catch (e) {
       throw new DeviceError("CMP_UNREACHABLE", `the station's CMP endpoint ${this.o.url} did not answer (${(e as Error).message}): check the URL and that the station runs with --cmp`, { cause: e });
     }
+    // RFC 6712: every PKIMessage, refusals included, comes with 200; anything else is not a CMP endpoint.
+    if (status !== 200) throw new DeviceError("CMP_UNREACHABLE", `${this.o.url} answered HTTP ${status}, not CMP: check the URL (the station serves /.well-known/cmp and /pkix/) and that the station runs with --cmp`);
     // An ip/cp is read with its certificates left as DER (certRepOf); any other body is small and parsed whole.
     const loose = cmp.looseMessage(bytes);
     if (!loose) throw new DeviceError("CMP_PROTOCOL", "the station's answer is not a PKIMessage");
