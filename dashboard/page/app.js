@@ -92,7 +92,6 @@ function renderSlots(live) {
       return card;
     }),
   );
-  tick();
 }
 
 /** Elapsed times in whole seconds, moved with the routine frame (see ROUTINE_MS). */
@@ -184,6 +183,7 @@ function render(st) {
       ...(st.storeError ? [row("store", st.storeError)] : []),
     ]);
   });
+  tick();
 }
 
 // A status with nothing new (a stopped line) is not drawn again: a screen left open costs nothing.
@@ -220,5 +220,4 @@ setInterval(() => {
   const st = pending;
   pending = undefined;
   render(st);
-  tick();
 }, ROUTINE_MS);
