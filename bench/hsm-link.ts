@@ -12,15 +12,13 @@ import type { IdmintConfig } from "../core/index.js";
 import { startHsmLink, type HsmLink, type LinkStats } from "../test/fixtures/hsm-link.js";
 import { P11KIT_MISSING, startP11KitServer, type P11KitServer } from "../test/fixtures/p11kit.js";
 import { setUpLineHome } from "./line-home.js";
-import { startBystander, type Bystander } from "./loop-bystander.js";
+import { LOOP_RESOLUTION_MS, loopDelayMs, startBystander, type Bystander } from "./loop-bystander.js";
 import { median } from "./measure.js";
 import { runSimLine } from "./station-line.js";
 import type { BenchContext, Benchmark, Figure } from "./types.js";
 
 // The station process's JIT, the first certificate build and the first WAL frames are paid before any case starts.
 const WARMUP_UNITS = 300;
-// The sampling period of the event-loop delay histogram; a sample is how long one period took.
-const LOOP_RESOLUTION_MS = 1;
 const DELAYS_MS = [0, 1, 5] as const;
 
 interface Case {
@@ -86,14 +84,13 @@ async function runCase(ctx: BenchContext, c: Case, config: IdmintConfig, home: P
     );
     const link = await c.link?.stats();
     const idle = await bystander.read();
-    const loop = (ns: number) => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
     const result: CaseResult = {
       perS: line.measured.perS,
       wholeRunPerS: line.units / line.seconds,
       stationCpuMs: line.measured.stationCpuMsPerUnit,
-      loopP50Ms: loop(histogram.percentile(50)),
-      loopP99Ms: loop(histogram.percentile(99)),
-      loopMaxMs: loop(histogram.max),
+      loopP50Ms: loopDelayMs(histogram.percentile(50)),
+      loopP99Ms: loopDelayMs(histogram.percentile(99)),
+      loopMaxMs: loopDelayMs(histogram.max),
       bystanderP99Ms: idle.p99Ms,
       signP50Ms: line.stages.sign?.p50 ?? Number.NaN,
       signP99Ms: line.stages.sign?.p99 ?? Number.NaN,

@@ -6,10 +6,16 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 
+/** The sampling period of every event-loop delay histogram here; a sample is how long one period took. */
+export const LOOP_RESOLUTION_MS = 1;
+
+/** A histogram's nanoseconds as delay: less the sampling period, i.e. how late a timer of that period fired. */
+export const loopDelayMs = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS);
+
 // Plain CommonJS in the child: nothing to load but perf_hooks, so it starts in ~40 ms.
 const CHILD = `
 const { monitorEventLoopDelay } = require("node:perf_hooks");
-const h = monitorEventLoopDelay({ resolution: 1 });
+const h = monitorEventLoopDelay({ resolution: ${LOOP_RESOLUTION_MS} });
 h.enable();
 process.on("message", (m) => {
   if (m === "reset") return void h.reset();
@@ -34,13 +40,12 @@ export interface Bystander {
 export async function startBystander(): Promise<Bystander> {
   const child = spawn(process.execPath, ["-e", CHILD], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
   await once(child, "spawn");
-  const delay = (ns: number) => Math.max(0, ns / 1e6 - 1);
   return {
     reset: () => void child.send("reset"),
     async read() {
       child.send("read");
       const [m] = (await once(child, "message")) as [{ p99Ns: number; maxNs: number }];
-      return { p99Ms: delay(m.p99Ns), maxMs: delay(m.maxNs) };
+      return { p99Ms: loopDelayMs(m.p99Ns), maxMs: loopDelayMs(m.maxNs) };
     },
     async close() {
       if (child.exitCode !== null) return;
