@@ -37,10 +37,16 @@ export function formatSerial(prefix: string, n: number, width: number): string {
 }
 
 export function expandSerials(a: Pick<Allocation, "ranges" | "serials">): string[] {
-  if (a.serials) return [...a.serials];
-  const out: string[] = [];
-  for (const r of a.ranges ?? []) for (let i = 0; i < r.count; i++) out.push(formatSerial(r.prefix, r.start + i, r.width));
-  return out;
+  return [...allocationSerials(a)];
+}
+
+/** The allocation's serials one at a time: a million-serial range need not be a list in memory. */
+export function* allocationSerials(a: Pick<Allocation, "ranges" | "serials">): IterableIterator<string> {
+  if (a.serials) {
+    yield* a.serials;
+    return;
+  }
+  for (const r of a.ranges ?? []) for (let i = 0; i < r.count; i++) yield formatSerial(r.prefix, r.start + i, r.width);
 }
 
 export function allocationDigest(a: Allocation): string {

@@ -1,5 +1,5 @@
 import { x509 } from "../pki/index.js";
-import { expandSerials, validateAllocation, type Allocation } from "./allocation.js";
+import { allocationSerials, validateAllocation, type Allocation } from "./allocation.js";
 import { openDocument } from "./document.js";
 import { SerialsError } from "./errors.js";
 import { FateReplay, type FateState } from "./replay.js";
@@ -107,10 +107,10 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
   const replay = new FateReplay();
   for (const { index, event } of evidence.entries) replay.add(index, event);
   const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
-  const table = section?.serials && new Map(Object.entries(section.serials));
-  return compareFates(allocation, stationId, replay, evidence.size, anomalies, table, (s, claimed: SerialFate, ledger) => {
+  const claims = section?.serials && Object.entries(section.serials);
+  return compareFates(allocation, stationId, replay, evidence.size, anomalies, claims, (s, id, claimed: SerialFate, ledger) => {
     if (claimed.state !== ledger.state) return `the report says ${s} is ${claimed.state}, its ledger says ${ledger.state}`;
-    if (claimed.state === "provisioned" && !replay.wasIssued(s, claimed.certificateFingerprint)) return `the report names a certificate for ${s} that its ledger never issued`;
+    if (claimed.state === "provisioned" && !replay.wasIssued(id, claimed.certificateFingerprint)) return `the report names a certificate for ${s} that its ledger never issued`;
     return undefined;
   });
 }
@@ -123,8 +123,8 @@ export function reconcile(allocation: Allocation, report: UsageReport, stationId
 export function reconcileTiled(allocation: Allocation, report: UsageReportV2, stationId: string, replay: FateReplay, checkpointSize: number): Reconciliation {
   const section = report.allocations.find((a) => a?.allocationId === allocation.allocationId);
   const anomalies: Anomaly[] = [];
-  const table = section && fateLines(String(section.fates), anomalies);
-  return compareFates(allocation, stationId, replay, checkpointSize, anomalies, table, (s, claimed: string, ledger) => {
+  const claims = section && fateLines(String(section.fates), anomalies);
+  return compareFates(allocation, stationId, replay, checkpointSize, anomalies, claims, (s, _id, claimed: string, ledger) => {
     const m = /^(provisioned|scrapped|reserved)@(0|[1-9]\d{0,15})$|^unused$/.exec(claimed);
     const state = m ? (m[1] ?? "unused") : undefined;
     if (state !== ledger.state) return `the report says ${s} is ${String(claimed)}, its ledger says ${ledger.state}`;
@@ -133,61 +133,98 @@ export function reconcileTiled(allocation: Allocation, report: UsageReportV2, st
   });
 }
 
-/** The lines `SERIAL FATE` of a format-2 section, read without splitting the whole text at once. */
-function fateLines(text: string, anomalies: Anomaly[]): Map<string, string> {
-  const claims = new Map<string, string>();
+/** The lines `SERIAL FATE` of a format-2 section, one at a time: the text is never split whole. */
+function* fateLines(text: string, anomalies: Anomaly[]): IterableIterator<[string, string]> {
   for (let at = 0; at < text.length; ) {
     let end = text.indexOf("\n", at);
     if (end === -1) end = text.length;
     const line = text.slice(at, end);
     at = end + 1;
     const space = line.indexOf(" ");
-    const serial = space > 0 ? line.slice(0, space) : "";
-    if (!serial || claims.has(serial)) anomalies.push({ kind: "report-disagrees", ...(serial ? { serial } : {}), detail: serial ? `the report accounts for ${serial} twice` : `the report has a malformed fate line "${line.slice(0, 80)}"` });
-    else claims.set(serial, line.slice(space + 1));
+    if (space > 0) yield [line.slice(0, space), line.slice(space + 1)];
+    else anomalies.push({ kind: "report-disagrees", detail: `the report has a malformed fate line "${line.slice(0, 80)}"` });
   }
-  return claims;
 }
 
+// Marks per serial id in compareFates.
+const ALLOCATED = 1;
+const CLAIMED = 2;
+
+/**
+ * Every way the report's claims, the replayed ledger and the allocation disagree. Streams: the
+ * claims are read once and compared as they come, and what is kept per serial is two bits by
+ * the replay's serial id, so a million-serial report adds a megabyte, not a map of a million.
+ */
 function compareFates<C>(
   allocation: Allocation,
   stationId: string,
   replay: FateReplay,
   checkpointSize: number,
   anomalies: Anomaly[],
-  table: ReadonlyMap<string, C> | undefined,
-  disagreement: (serial: string, claimed: C, ledger: { state: FateState; at?: number }) => string | undefined,
+  claims: Iterable<[string, C]> | undefined,
+  disagreement: (serial: string, id: number, claimed: C, ledger: { state: FateState; at?: number }) => string | undefined,
 ): Reconciliation {
   if (allocation.station !== stationId) {
     throw new SerialsError("ALLOCATION_STATION", `the report is from station ${stationId} but the allocation is for ${allocation.station}: reconcile a report with its own station's allocation`);
   }
-  const allocated = expandSerials(allocation);
-  const inAllocation = new Set(allocated);
-  const claims: ReadonlyMap<string, C> = table ?? new Map();
-  if (!table) anomalies.push({ kind: "unaccounted", detail: `the report has no section for allocation ${allocation.allocationId}` });
-
-  for (const s of claims.keys()) {
-    if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the report lists ${s} under ${allocation.allocationId}, which does not hold it` });
+  let marks = new Uint8Array(Math.max(1024, replay.serialIds));
+  const mark = (id: number, bit: number) => {
+    if (id >= marks.length) {
+      const more = new Uint8Array(2 * id);
+      more.set(marks);
+      marks = more;
+    }
+    marks[id]! |= bit;
+  };
+  const has = (id: number, bit: number) => ((marks[id] ?? 0) & bit) !== 0;
+  let allocated = 0;
+  for (const s of allocationSerials(allocation)) {
+    mark(replay.id(s), ALLOCATED);
+    allocated++;
   }
+
+  // What the report claims, checked as it is read; these anomalies follow the ledger's own.
+  const claimed: Anomaly[] = [];
+  if (!claims) anomalies.push({ kind: "unaccounted", detail: `the report has no section for allocation ${allocation.allocationId}` });
+  for (const [s, claim] of claims ?? []) {
+    const id = replay.id(s);
+    if (has(id, CLAIMED)) {
+      claimed.push({ kind: "report-disagrees", serial: s, detail: `the report accounts for ${s} twice` });
+      continue;
+    }
+    mark(id, CLAIMED);
+    if (!has(id, ALLOCATED)) {
+      anomalies.push({ kind: "outside-allocation", serial: s, detail: `the report lists ${s} under ${allocation.allocationId}, which does not hold it` });
+      continue;
+    }
+    const detail = disagreement(s, id, claim, replay.fateOf(id));
+    if (detail) claimed.push({ kind: "report-disagrees", serial: s, detail });
+  }
+
   let certifiedUnderAllocation = 0;
-  for (const [s, allocationId] of replay.reservations()) {
+  for (const [id, allocationId] of replay.reservations()) {
     if (allocationId !== allocation.allocationId) continue;
-    if (!inAllocation.has(s)) anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger reserved ${s} under ${allocation.allocationId}, which does not hold it` });
-    if (replay.certificates(s) > 0) certifiedUnderAllocation++;
+    if (!has(id, ALLOCATED)) {
+      const s = replay.serialOf(id);
+      anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger reserved ${s} under ${allocation.allocationId}, which does not hold it` });
+    }
+    if (replay.certificates(id) > 0) certifiedUnderAllocation++;
   }
   // Invariant 1: whatever was certified outside this allocation must have been reserved under another one the station imported.
-  for (const s of replay.certified()) {
-    if (inAllocation.has(s)) continue;
-    const under = replay.reservedUnder(s);
+  for (const id of replay.certified()) {
+    if (has(id, ALLOCATED)) continue;
+    const s = replay.serialOf(id);
+    const under = replay.reservedUnder(id);
     if (replay.lab.has(s)) {
       anomalies.push({ kind: "lab-unit", serial: s, detail: `${s} was certified outside every allocation as a lab unit ("${replay.lab.get(s)}")` });
     } else if (under === undefined || !replay.imported.has(under)) {
       anomalies.push({ kind: "outside-allocation", serial: s, detail: `the ledger certifies ${s}, which no allocation the station imported holds` });
     }
   }
-  for (const s of replay.issuedSerials()) {
-    const n = replay.certificates(s);
-    if (n > 1 && (inAllocation.has(s) || replay.reservedUnder(s) === allocation.allocationId)) {
+  for (const id of replay.issuedSerials()) {
+    const n = replay.certificates(id);
+    if (n > 1 && (has(id, ALLOCATED) || replay.reservedUnder(id) === allocation.allocationId)) {
+      const s = replay.serialOf(id);
       anomalies.push({ kind: "issued-twice", serial: s, detail: `${s} received ${n} different certificates` });
     }
   }
@@ -198,18 +235,16 @@ function compareFates<C>(
   if (certifiedUnderAllocation > allocation.count) {
     anomalies.push({ kind: "count-exceeded", detail: `${certifiedUnderAllocation} units were certified under ${allocation.allocationId}, which allows ${allocation.count}` });
   }
+  anomalies.push(...claimed);
 
   const totals = { provisioned: 0, scrapped: 0, reserved: 0, unused: 0 };
-  for (const s of allocated) {
-    const fromLedger = replay.fate(s);
-    totals[fromLedger.state]++;
-    const claimed = claims.get(s);
-    if (claimed === undefined) {
-      if (table) anomalies.push({ kind: "unaccounted", serial: s, detail: `the report does not account for ${s}` });
-      continue;
+  for (let id = 0; id < marks.length; id++) {
+    if (!has(id, ALLOCATED)) continue;
+    totals[replay.fateOf(id).state]++;
+    if (claims && !has(id, CLAIMED)) {
+      const s = replay.serialOf(id);
+      anomalies.push({ kind: "unaccounted", serial: s, detail: `the report does not account for ${s}` });
     }
-    const detail = disagreement(s, claimed, fromLedger);
-    if (detail) anomalies.push({ kind: "report-disagrees", serial: s, detail });
   }
-  return { allocationId: allocation.allocationId, station: stationId, allocated: allocated.length, ...totals, checkpointSize, anomalies };
+  return { allocationId: allocation.allocationId, station: stationId, allocated, ...totals, checkpointSize, anomalies };
 }
