@@ -27,6 +27,19 @@ export function memory(): { rssMb: number; heapMb: number } {
   return { rssMb: m.rss / MB, heapMb: m.heapUsed / MB };
 }
 
+/**
+ * RSS after a full GC when node runs with --expose-gc (`npm run bench` does); as is otherwise.
+ * What a process keeps, not how far V8 let garbage pile up before it last collected.
+ */
+export function settledMemory(): { rssMb: number; heapMb: number } {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+  return memory();
+}
+
 /** A SQLite database file and its WAL, which together are what it keeps on disk. */
 export function databaseMb(path: string): number {
   const size = (p: string) => {

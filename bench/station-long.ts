@@ -6,20 +6,10 @@
  */
 import { performance } from "node:perf_hooks";
 import type { Home, IdmintConfig } from "../core/index.js";
-import { memory, perSecond } from "./measure.js";
+import { memory, perSecond, settledMemory } from "./measure.js";
 import { lineFigures, runSimLine } from "./station-line.js";
 import { TokenInspector, type TokenCounts } from "./token-inspector.js";
 import type { BenchContext, Figure } from "./types.js";
-
-/** RSS after a full GC when the process was started with --expose-gc; as is otherwise. */
-function settledMemory(): { rssMb: number; heapMb: number } {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc) {
-    gc();
-    gc();
-  }
-  return memory();
-}
 
 export async function longRun(ctx: BenchContext, home: Home, config: IdmintConfig, count: number, slots: number): Promise<Figure[]> {
   const gcAvailable = typeof (globalThis as { gc?: unknown }).gc === "function";
