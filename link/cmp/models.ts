@@ -151,13 +151,13 @@ export function headerDer(header: CmpHeader): Buffer {
   return PKIHeaderModel.encode(header, "der");
 }
 
-/** RFC 4210 §5.1.2: PKIBody's alternatives by tag, in the order tried when reading (the line's own first). */
+/** RFC 4210 §5.1.2: PKIBody's alternatives by tag, in the order tried when reading (a line's messages first, in their order). */
 const BODY_TAGS = {
   p10cr: 4,
-  certConf: 24,
-  ir: 0,
   cp: 3,
+  certConf: 24,
   pkiconf: 19,
+  ir: 0,
   ip: 1,
   cr: 2,
   error: 23,
