@@ -35,13 +35,12 @@ const OID_SHA256 = "2.16.840.1.101.3.4.2.1";
 const OID_HMAC_SHA256 = "1.2.840.113549.2.9";
 
 /**
- * Keys derived before, by (OWF, iterations, salt): the iterated hash costs ~1 µs an iteration,
- * too much to pay twice in a transaction. RFC 4210 §5.1.3.1 recommends that PBMParameter stay
- * the same for all messages of one transaction (ir/ip/certConf/pkiConf) for exactly this, and
- * RFC 9481 §6.1.1 asks only that a salt be random, not that it change per message: so a unit
- * keeps its salt for its request and its certConf, the station one salt a run for its answers,
- * and each keeps the keys it derived. Bounded, oldest out first, so that salts a sender chooses
- * cannot grow memory; a key evicted is derived again.
+ * Keys derived before from one secret, by (OWF, iterations, salt): the iterated hash costs
+ * ~1 µs an iteration, too much to pay twice in a transaction. RFC 4210 §5.1.3.1 recommends
+ * that the PBMParameter stay the same for all messages of one transaction (ir/ip/certConf/
+ * pkiConf) for exactly this: so a unit keeps its salt for its request and its certConf, the
+ * station one salt a run for its answers, and each keeps the keys it derived. Bounded, oldest
+ * out first, so that salts a sender chooses cannot grow memory; a key evicted is derived again.
  */
 export class PbmKeyCache {
   private readonly keys = new Map<string, Buffer>();
