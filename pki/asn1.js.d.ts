@@ -1,8 +1,9 @@
 /**
- * The part of asn1.js (indutny, MIT; it ships no types) that pki uses: DER models built
- * with `define` and decoded with `decode(buffer, "der")`. Results follow the model: `any`
- * is the element's raw DER, `objid` an array of arcs, `bitstr` { unused, data }, a string
- * type its text, `seqof`/`setof` arrays, `choice` { type, value }.
+ * The part of asn1.js (indutny, MIT; it ships no types) that pki and link/cmp use: DER
+ * models built with `define`, decoded with `decode(buffer, "der")` and written with
+ * `encode(value, "der")`. Results follow the model: `any` is the element's raw DER, `objid`
+ * an array of arcs, `int` an unsigned BN, `bitstr` { unused, data }, a string type its text,
+ * `seqof`/`setof` arrays, `choice` { type, value }.
  */
 declare module "asn1.js" {
   interface ModelNode {
@@ -18,6 +19,7 @@ declare module "asn1.js" {
     int(): ModelNode;
     bitstr(): ModelNode;
     octstr(): ModelNode;
+    null_(): ModelNode;
     printstr(): ModelNode;
     utf8str(): ModelNode;
     ia5str(): ModelNode;
@@ -49,6 +51,8 @@ declare module "asn1.js" {
 declare module "bn.js" {
   class BN {
     constructor(bigEndian: Uint8Array);
+    toNumber(): number;
+    toString(base: number): string;
   }
   export default BN;
 }

@@ -1,16 +1,9 @@
 import { constants, createPublicKey, generateKeyPairSync, verify, type KeyObject, type VerifyKeyObjectInput } from "node:crypto";
-import asn1 from "asn1.js";
 import {
-  AlgorithmIdentifierModel,
-  NameModel,
-  SubjectPublicKeyInfoModel,
+  CertificationRequestModel,
   decodeWhole,
   oid,
   serialNumbers,
-  type AlgorithmIdentifierDer,
-  type BitStringDer,
-  type NameDer,
-  type SubjectPublicKeyInfoDer,
 } from "./der-models.js";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
@@ -61,15 +54,6 @@ const MAX_RSA_BITS = 8192;
  * the signature check; the key is imported once and the signature checked by node:crypto
  * over those bytes.
  */
-
-// RFC 2986 §4.1; the attributes [0] are not read (asn1.js's `any`: see der-models.ts).
-const CertificationRequestInfoModel = asn1.define<{ subject: NameDer; subjectPKInfo: SubjectPublicKeyInfoDer }>("CertificationRequestInfo", function () {
-  this.seq().obj(this.key("version").int(), this.key("subject").use(NameModel), this.key("subjectPKInfo").use(SubjectPublicKeyInfoModel), this.key("attributes").any());
-});
-// RFC 2986 §4.2.
-const CertificationRequestModel = asn1.define<{ info: { subject: NameDer; subjectPKInfo: SubjectPublicKeyInfoDer }; signatureAlgorithm: AlgorithmIdentifierDer; signature: BitStringDer }>("CertificationRequest", function () {
-  this.seq().obj(this.key("info").use(CertificationRequestInfoModel), this.key("signatureAlgorithm").use(AlgorithmIdentifierModel), this.key("signature").bitstr());
-});
 
 /** A CSR as checkCsr reads it. */
 interface ParsedCsr {

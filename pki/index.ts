@@ -15,7 +15,26 @@ export {
 } from "./profiles.js";
 export { IdevidIssuer, type IssuedIdevid, type IdevidProfile, type IdevidRequest } from "./idevid-issuer.js";
 export { checkCsr, checkSignedKeyRequest, type CheckedCsr, type SignedKeyRequest } from "./csr.js";
-export { CertificateModel, attributes, decodeWhole, directoryString, ecdsaSignatureDer, oid, serialNumbers, type CertificateDer } from "./der-models.js";
+export {
+  AlgorithmIdentifierModel,
+  CertificateModel,
+  CertificationRequestModel,
+  NameModel,
+  SubjectPublicKeyInfoModel,
+  attributes,
+  decodeTracked,
+  decodeWhole,
+  directoryString,
+  ecdsaSignatureDer,
+  oid,
+  serialNumbers,
+  type AlgorithmIdentifierDer,
+  type Arcs,
+  type BitStringDer,
+  type CertificateDer,
+  type NameDer,
+  type SubjectPublicKeyInfoDer,
+} from "./der-models.js";
 export { addMasa, type MasaTokens } from "./masa.js";
 export { initCa, runCeremony, assertStationId, CEREMONY_ALGORITHMS, type CeremonyKeys, type CeremonyResult, type KeyTokens } from "./ceremony.js";
 export { hardwareModuleNameSan, readHardwareModuleName, ID_ON_HARDWARE_MODULE_NAME } from "./hardware-module-name.js";

@@ -27,7 +27,7 @@ export interface CmpUnitsResult {
  */
 export async function enrolOverCmp(options: UnitSimulatorOptions, c: CmpUnitsOptions): Promise<CmpUnitsResult> {
   const { ctx, faults } = openSimContext(options);
-  const client = new CmpClient({ url: c.url, secret: c.secret, reference: "idmint-sim", timeoutMs: c.timeoutMs });
+  const client = new CmpClient({ url: c.url, secret: c.secret, reference: "idmint-sim", timeoutMs: c.timeoutMs, concurrency: c.concurrency });
   const result: CmpUnitsResult = { enrolled: 0, failed: 0, failures: {}, seconds: 0 };
   const started = performance.now();
   let next = 0;
@@ -50,6 +50,7 @@ export async function enrolOverCmp(options: UnitSimulatorOptions, c: CmpUnitsOpt
   try {
     await Promise.all(Array.from({ length: Math.max(1, c.concurrency) }, worker));
   } finally {
+    client.close();
     ctx.keystore.close();
     ctx.flash.close();
   }

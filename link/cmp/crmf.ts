@@ -1,233 +1,72 @@
 /**
- * RFC 4211 CRMF, the certificate request inside CMP's ir/cr/kur. The module is IMPLICIT TAGS, so
- * every [n] below is implicit unless the tagged type is a CHOICE (Name, Time, GeneralName), which
- * X.680 §31.2.7 makes explicit whatever the module default.
+ * RFC 4211 CRMF, the certificate request inside CMP's ir and cr, as asn1.js models (see
+ * models.ts). The module is IMPLICIT TAGS, so every [n] below is implicit unless the tagged
+ * type is a CHOICE (Name, POPOPrivKey), which X.680 §31.2.7 makes explicit whatever the
+ * module default. Read up to what the station checks; asn1.js ignores what a SEQUENCE has
+ * beyond its model (controls, regInfo).
  */
-import { AsnArray, AsnIntegerArrayBufferConverter, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes } from "@peculiar/asn1-schema";
-import { AlgorithmIdentifier, Extensions, GeneralName, Name, SubjectPublicKeyInfo, Time } from "@peculiar/asn1-x509";
+import asn1 from "asn1.js";
+import { AlgorithmIdentifierModel, NameModel, SubjectPublicKeyInfoModel, decodeTracked, type AlgorithmIdentifierDer, type BitStringDer, type NameDer, type SubjectPublicKeyInfoDer } from "../../pki/index.js";
+import { intOf, malformed, type CmpMessage, type Int } from "./models.js";
 
-/** RFC 4211 §5: AttributeTypeAndValue ::= SEQUENCE { type OBJECT IDENTIFIER, value ANY DEFINED BY type } */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class AttributeTypeAndValue {
-  @AsnProp({ type: AsnPropTypes.ObjectIdentifier })
-  type = "";
+/** RFC 4211 §5: CertTemplate, every field optional, read up to what the station checks. */
+export interface CertTemplateDer {
+  subject?: NameDer;
+  publicKey?: SubjectPublicKeyInfoDer;
+}
+const CertTemplateModel = asn1.define<CertTemplateDer>("CertTemplate", function () {
+  this.seq().obj(
+    this.key("version").implicit(0).optional().int(),
+    this.key("serialNumber").implicit(1).optional().int(),
+    this.key("signingAlg").implicit(2).optional().use(AlgorithmIdentifierModel),
+    this.key("issuer").explicit(3).optional().use(NameModel),
+    this.key("validity").implicit(4).optional().seq(),
+    this.key("subject").explicit(5).optional().use(NameModel),
+    this.key("publicKey").implicit(6).optional().use(SubjectPublicKeyInfoModel),
+  );
+});
+/** RFC 4211 §5: CertRequest ::= SEQUENCE { certReqId INTEGER, certTemplate CertTemplate, controls Controls OPTIONAL } (controls not read). */
+const CertRequestModel = asn1.define<{ certReqId: Int; certTemplate: CertTemplateDer }>("CertRequest", function () {
+  this.seq().obj(this.key("certReqId").int(), this.key("certTemplate").use(CertTemplateModel));
+});
+/** RFC 4211 §4.1: POPOSigningKey ::= SEQUENCE { poposkInput [0] OPTIONAL, algorithmIdentifier, signature BIT STRING } */
+const POPOSigningKeyModel = asn1.define<{ poposkInput?: null; algorithmIdentifier: AlgorithmIdentifierDer; signature: BitStringDer }>("POPOSigningKey", function () {
+  this.seq().obj(this.key("poposkInput").implicit(0).optional().seq(), this.key("algorithmIdentifier").use(AlgorithmIdentifierModel), this.key("signature").bitstr());
+});
+/** RFC 4211 §4: ProofOfPossession ::= CHOICE { raVerified [0] NULL, signature [1] POPOSigningKey, keyEncipherment [2] POPOPrivKey, keyAgreement [3] POPOPrivKey } */
+export type ProofOfPossessionDer = { type: "signature"; value: { poposkInput?: null; algorithmIdentifier: AlgorithmIdentifierDer; signature: BitStringDer } } | { type: "raVerified" | "keyEncipherment" | "keyAgreement"; value: unknown };
+const ProofOfPossessionModel = asn1.define<ProofOfPossessionDer>("ProofOfPossession", function () {
+  this.choice({
+    signature: this.implicit(1).use(POPOSigningKeyModel),
+    raVerified: this.implicit(0).null_(),
+    keyEncipherment: this.explicit(2).any(),
+    keyAgreement: this.explicit(3).any(),
+  });
+});
+/** RFC 4211 §3: CertReqMsg ::= SEQUENCE { certReq CertRequest, popo ProofOfPossession OPTIONAL, regInfo OPTIONAL } (regInfo not read). */
+const CertReqMsgModel = asn1.define<{ certReq: { certReqId: Int; certTemplate: CertTemplateDer }; popo?: ProofOfPossessionDer }>("CertReqMsg", function () {
+  this.seq().obj(this.key("certReq").use(CertRequestModel), this.key("popo").optional().use(ProofOfPossessionModel));
+});
+const CertReqMessagesModel = asn1.define<Array<{ certReq: { certReqId: Int; certTemplate: CertTemplateDer }; popo?: ProofOfPossessionDer }>>("CertReqMessages", function () {
+  this.seqof(CertReqMsgModel);
+});
 
-  @AsnProp({ type: AsnPropTypes.Any })
-  value: ArrayBuffer = new ArrayBuffer(0);
-
-  constructor(params: Partial<AttributeTypeAndValue> = {}) {
-    Object.assign(this, params);
-  }
+/** One CertReqMsg of an ir or cr, with its CertRequest's DER as sent: the signature POP is over those bytes (RFC 4211 §4.1). */
+export interface CertReqMsgDer {
+  certReqId: number;
+  template: CertTemplateDer;
+  certReqDer: Buffer;
+  popo?: ProofOfPossessionDer;
 }
 
-/** RFC 4211 §6: Controls ::= SEQUENCE SIZE(1..MAX) OF AttributeTypeAndValue */
-@AsnType({ type: AsnTypeTypes.Sequence, itemType: AttributeTypeAndValue })
-export class Controls extends AsnArray<AttributeTypeAndValue> {
-  constructor(items?: AttributeTypeAndValue[]) {
-    super(items);
-    Object.setPrototypeOf(this, Controls.prototype);
-  }
-}
-
-/** RFC 4211 §5: OptionalValidity ::= SEQUENCE { notBefore [0] Time OPTIONAL, notAfter [1] Time OPTIONAL } (Time is a CHOICE: explicit). */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class OptionalValidity {
-  @AsnProp({ type: Time, context: 0, optional: true })
-  notBefore?: Time;
-
-  @AsnProp({ type: Time, context: 1, optional: true })
-  notAfter?: Time;
-
-  constructor(params: Partial<OptionalValidity> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §5: CertTemplate, every field optional; `issuer` [3] and `subject` [5] are Names (a CHOICE), so explicit. */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class CertTemplate {
-  @AsnProp({ type: AsnPropTypes.Integer, context: 0, implicit: true, optional: true })
-  version?: number;
-
-  @AsnProp({ type: AsnPropTypes.Integer, context: 1, implicit: true, optional: true, converter: AsnIntegerArrayBufferConverter })
-  serialNumber?: ArrayBuffer;
-
-  @AsnProp({ type: AlgorithmIdentifier, context: 2, implicit: true, optional: true })
-  signingAlg?: AlgorithmIdentifier;
-
-  @AsnProp({ type: Name, context: 3, optional: true })
-  issuer?: Name;
-
-  @AsnProp({ type: OptionalValidity, context: 4, implicit: true, optional: true })
-  validity?: OptionalValidity;
-
-  @AsnProp({ type: Name, context: 5, optional: true })
-  subject?: Name;
-
-  @AsnProp({ type: SubjectPublicKeyInfo, context: 6, implicit: true, optional: true })
-  publicKey?: SubjectPublicKeyInfo;
-
-  @AsnProp({ type: AsnPropTypes.BitString, context: 7, implicit: true, optional: true })
-  issuerUID?: ArrayBuffer;
-
-  @AsnProp({ type: AsnPropTypes.BitString, context: 8, implicit: true, optional: true })
-  subjectUID?: ArrayBuffer;
-
-  @AsnProp({ type: Extensions, context: 9, implicit: true, optional: true })
-  extensions?: Extensions;
-
-  constructor(params: Partial<CertTemplate> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §5: CertRequest ::= SEQUENCE { certReqId INTEGER, certTemplate CertTemplate, controls Controls OPTIONAL } */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class CertRequest {
-  @AsnProp({ type: AsnPropTypes.Integer })
-  certReqId = 0;
-
-  @AsnProp({ type: CertTemplate })
-  certTemplate = new CertTemplate();
-
-  @AsnProp({ type: Controls, optional: true })
-  controls?: Controls;
-
-  constructor(params: Partial<CertRequest> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §4.1: PKMACValue ::= SEQUENCE { algId AlgorithmIdentifier, value BIT STRING } */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class PKMACValue {
-  @AsnProp({ type: AlgorithmIdentifier })
-  algId = new AlgorithmIdentifier();
-
-  @AsnProp({ type: AsnPropTypes.BitString })
-  value: ArrayBuffer = new ArrayBuffer(0);
-
-  constructor(params: Partial<PKMACValue> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §4.1: authInfo CHOICE { sender [0] GeneralName (a CHOICE: explicit), publicKeyMAC PKMACValue } */
-@AsnType({ type: AsnTypeTypes.Choice })
-export class POPOAuthInfo {
-  @AsnProp({ type: GeneralName, context: 0 })
-  sender?: GeneralName;
-
-  @AsnProp({ type: PKMACValue })
-  publicKeyMAC?: PKMACValue;
-
-  constructor(params: Partial<POPOAuthInfo> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §4.1: POPOSigningKeyInput ::= SEQUENCE { authInfo, publicKey SubjectPublicKeyInfo } */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class POPOSigningKeyInput {
-  @AsnProp({ type: POPOAuthInfo })
-  authInfo = new POPOAuthInfo();
-
-  @AsnProp({ type: SubjectPublicKeyInfo })
-  publicKey = new SubjectPublicKeyInfo();
-
-  constructor(params: Partial<POPOSigningKeyInput> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/**
- * RFC 4211 §4.1: POPOSigningKey ::= SEQUENCE { poposkInput [0] POPOSigningKeyInput OPTIONAL,
- * algorithmIdentifier AlgorithmIdentifier, signature BIT STRING }. Without poposkInput the
- * signature is over DER(CertRequest).
- */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class POPOSigningKey {
-  @AsnProp({ type: POPOSigningKeyInput, context: 0, implicit: true, optional: true })
-  poposkInput?: POPOSigningKeyInput;
-
-  @AsnProp({ type: AlgorithmIdentifier })
-  algorithmIdentifier = new AlgorithmIdentifier();
-
-  @AsnProp({ type: AsnPropTypes.BitString })
-  signature: ArrayBuffer = new ArrayBuffer(0);
-
-  constructor(params: Partial<POPOSigningKey> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §4: POPOPrivKey, for keys that cannot sign; only the simple alternatives are declared. */
-@AsnType({ type: AsnTypeTypes.Choice })
-export class POPOPrivKey {
-  @AsnProp({ type: AsnPropTypes.BitString, context: 0, implicit: true })
-  thisMessage?: ArrayBuffer;
-
-  @AsnProp({ type: AsnPropTypes.Integer, context: 1, implicit: true })
-  subsequentMessage?: number;
-
-  @AsnProp({ type: AsnPropTypes.BitString, context: 2, implicit: true })
-  dhMAC?: ArrayBuffer;
-
-  @AsnProp({ type: PKMACValue, context: 3, implicit: true })
-  agreeMAC?: PKMACValue;
-
-  constructor(params: Partial<POPOPrivKey> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/**
- * RFC 4211 §4: ProofOfPossession ::= CHOICE { raVerified [0] NULL, signature [1] POPOSigningKey,
- * keyEncipherment [2] POPOPrivKey, keyAgreement [3] POPOPrivKey } (POPOPrivKey is a CHOICE: explicit).
- */
-@AsnType({ type: AsnTypeTypes.Choice })
-export class ProofOfPossession {
-  @AsnProp({ type: AsnPropTypes.Null, context: 0, implicit: true })
-  raVerified?: null;
-
-  @AsnProp({ type: POPOSigningKey, context: 1, implicit: true })
-  signature?: POPOSigningKey;
-
-  @AsnProp({ type: POPOPrivKey, context: 2 })
-  keyEncipherment?: POPOPrivKey;
-
-  @AsnProp({ type: POPOPrivKey, context: 3 })
-  keyAgreement?: POPOPrivKey;
-
-  constructor(params: Partial<ProofOfPossession> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §3: CertReqMsg ::= SEQUENCE { certReq CertRequest, popo ProofOfPossession OPTIONAL, regInfo SEQUENCE OF AttributeTypeAndValue OPTIONAL } */
-@AsnType({ type: AsnTypeTypes.Sequence })
-export class CertReqMsg {
-  /** Kept as received: the signature POP is over these exact bytes (RFC 4211 §4.1). */
-  @AsnProp({ type: CertRequest, raw: true })
-  certReq = new CertRequest();
-  certReqRaw?: ArrayBuffer;
-
-  @AsnProp({ type: ProofOfPossession, optional: true })
-  popo?: ProofOfPossession;
-
-  @AsnProp({ type: AttributeTypeAndValue, repeated: "sequence", optional: true })
-  regInfo?: AttributeTypeAndValue[];
-
-  constructor(params: Partial<CertReqMsg> = {}) {
-    Object.assign(this, params);
-  }
-}
-
-/** RFC 4211 §3: CertReqMessages ::= SEQUENCE SIZE (1..MAX) OF CertReqMsg */
-@AsnType({ type: AsnTypeTypes.Sequence, itemType: CertReqMsg })
-export class CertReqMessages extends AsnArray<CertReqMsg> {
-  constructor(items?: CertReqMsg[]) {
-    super(items);
-    Object.setPrototypeOf(this, CertReqMessages.prototype);
+/** The CertReqMsgs of an ir or cr body, or CMP_MALFORMED. */
+export function certReqMessagesOf(message: CmpMessage): CertReqMsgDer[] {
+  try {
+    const { value, ranges } = decodeTracked(CertReqMessagesModel, message.content);
+    const certReqs = ranges.get("certReq") ?? [];
+    if (certReqs.length !== value.length) throw new Error("a CertReqMsg without its CertRequest");
+    return value.map((msg, i) => ({ certReqId: intOf(msg.certReq.certReqId), template: msg.certReq.certTemplate, certReqDer: message.content.subarray(...certReqs[i]!), popo: msg.popo }));
+  } catch (cause) {
+    throw malformed(`the ${message.bodyType} body is not a CertReqMessages`, cause);
   }
 }

@@ -10,14 +10,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { Certificate, Name } from "@peculiar/asn1-x509";
-import { x509 } from "../../pki/index.js";
+import { NameModel, x509, type NameDer } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 import type { KeyRequest, UnitFixture, UnitLink } from "../driver.js";
-import { PKIBody, PKIMessage, PVNO_CMP2000, PVNO_CMP2021, parsePKIMessage, type PKIFailure, type PKIHeader } from "./asn1.js";
-import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody, looseMessage } from "./messages.js";
-import { protectedMessageDer, verifyPbm, type PbmKeyCache } from "./protection.js";
+import { PVNO_CMP2000, PVNO_CMP2021, decodeMessage, type CmpHeader, type CmpMessage, type PKIFailure } from "./models.js";
+import { CmpRefusal, answerHeader, certRepBody, enrolRequestOf, errorBody, genpBody } from "./messages.js";
+import { PbmKeyCache, protectedMessageDer, verifyPbm } from "./protection.js";
 import { CmpUnitLink, type PendingAnswer } from "./unit-link.js";
 
 /** A PKIMessage larger than this is refused unread: an ir with a P-521 key is under 2 KiB. */
@@ -31,6 +29,8 @@ const PATHS = /^\/(?:\.well-known\/cmp(?:\/p\/[A-Za-z0-9_.-]{1,64})?|pkix)\/?$/;
 const CONTENT_TYPE = "application/pkixcmp";
 /** The iteration count of the station's own PBM: keyed once per run through its fixed salt (see PbmKeyCache). */
 const ANSWER_ITERATIONS = 10_000;
+/** Keys of units' requests kept for their certConf (same salt, RFC 4210 §5.1.3.1): a few per slot, more waste memory on salts a sender chose. */
+const REQUEST_KEYS = 64;
 
 export interface CmpFixtureOptions {
   host: string;
@@ -50,13 +50,13 @@ export interface CmpFixtureOptions {
 export class CmpFixture implements UnitFixture<KeyRequest> {
   private readonly server: Server;
   private readonly secret: Uint8Array;
-  private readonly sender: Name;
-  private readonly root: Certificate | undefined;
-  private readonly rootDer: ArrayBuffer | undefined;
+  private readonly sender: NameDer;
+  private readonly rootDer: Buffer | undefined;
   /** The chain's DER by its PEM: the same factory CA goes into every answer. */
-  private readonly chainDer = new Map<string, ArrayBuffer>();
+  private readonly chainDer = new Map<string, Buffer>();
   private readonly salt = randomBytes(16);
-  private readonly keyCache: PbmKeyCache = new Map();
+  private readonly answerKeys = new PbmKeyCache(1);
+  private readonly requestKeys = new PbmKeyCache(REQUEST_KEYS);
   private readonly now: () => Date;
   private readonly queue: CmpUnitLink[] = [];
   private readonly waiting: Array<(link: UnitLink<KeyRequest> | undefined) => void> = [];
@@ -69,9 +69,8 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
 
   private constructor(private readonly o: CmpFixtureOptions) {
     this.secret = o.secret;
-    this.sender = AsnConvert.parse(new x509.Name(o.name).toArrayBuffer(), Name);
-    this.rootDer = o.rootPem ? x509.PemConverter.decodeFirst(o.rootPem) : undefined;
-    this.root = this.rootDer ? AsnConvert.parse(this.rootDer, Certificate) : undefined;
+    this.sender = NameModel.decode(Buffer.from(new x509.Name(o.name).toArrayBuffer()), "der");
+    this.rootDer = o.rootPem ? Buffer.from(x509.PemConverter.decodeFirst(o.rootPem)) : undefined;
     this.now = o.now ?? (() => new Date());
     this.server = createServer((req, res) => this.handle(req, res));
   }
@@ -118,17 +117,16 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
 
   /**
    * Sends an answer to `request` under the line's PBM (an answer to a message whose MAC failed
-   * goes unprotected, RFC 9483 §3.6.4); `body` as a PKIBody or as its DER (an ip/cp), `extraCerts` as DER.
+   * goes unprotected, RFC 9483 §3.6.4); `body` and `extraCerts` as DER.
    */
-  private answer(res: ServerResponse, request: PKIHeader | undefined, body: PKIBody | ArrayBuffer, protect: boolean, extraCerts?: ArrayBuffer[]): PKIHeader {
+  private answer(res: ServerResponse, request: CmpHeader | undefined, body: Buffer, protect: boolean, extraCerts?: Buffer[]): CmpHeader {
     const header = answerHeader(request, this.sender);
-    const bodyDer = body instanceof ArrayBuffer ? body : AsnConvert.serialize(body);
-    const der = protectedMessageDer(header, bodyDer, extraCerts, protect ? this.secret : undefined, { salt: this.salt, iterationCount: ANSWER_ITERATIONS, keyCache: this.keyCache });
+    const der = protectedMessageDer(header, body, extraCerts, protect ? this.secret : undefined, { salt: this.salt, iterationCount: ANSWER_ITERATIONS, keyCache: this.answerKeys });
     if (!res.headersSent && !res.destroyed) res.writeHead(200, { "content-type": CONTENT_TYPE, "content-length": der.length, "cache-control": "no-cache" }).end(der);
     return header;
   }
 
-  private refuse(res: ServerResponse, request: PKIHeader | undefined, failure: PKIFailure, text: string, protect = true): void {
+  private refuse(res: ServerResponse, request: CmpHeader | undefined, failure: PKIFailure, text: string, protect = true): void {
     this.answer(res, request, errorBody(failure, text), protect);
   }
 
@@ -156,24 +154,20 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
       } else chunks.push(chunk);
     });
     req.on("end", () => {
-      if (!over) this.dispatch(new Uint8Array(Buffer.concat(chunks)), res);
+      if (!over) this.dispatch(Buffer.concat(chunks), res);
     });
     req.on("error", () => undefined);
   }
 
-  private dispatch(der: Uint8Array, res: ServerResponse): void {
-    let message: PKIMessage;
+  private dispatch(der: Buffer, res: ServerResponse): void {
+    let message: CmpMessage;
     try {
-      message = parsePKIMessage(der);
+      message = decodeMessage(der);
     } catch {
-      const unknown = looseMessage(der)?.message;
-      if (!unknown) return this.refuse(res, undefined, "badDataFormat", "the request is not a DER PKIMessage (RFC 4210 §5.1)", false);
-      // Answered under the MAC when the unit's own MAC holds, so its client can read why.
-      this.refuse(res, unknown.header, "badRequest", "the station does not answer this message type: send ir, cr, p10cr, certConf or genm", this.macHolds(unknown));
-      return;
+      return this.refuse(res, undefined, "badDataFormat", "the request is not a DER PKIMessage (RFC 4210 §5.1)", false);
     }
     try {
-      verifyPbm(message, this.secret);
+      verifyPbm(message, this.secret, this.requestKeys);
     } catch (e) {
       this.refuse(res, message.header, "badMessageCheck", `${(e as Error).message}`, false);
       return;
@@ -181,30 +175,37 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     const header = message.header;
     try {
       this.checkHeader(header);
-      const body = message.body;
-      if (body.ir || body.cr || body.p10cr) return this.enrol(message, res);
-      if (body.certConf) return this.confirm(message, res);
-      if (body.genm) {
-        this.answer(res, header, genpBody(message, this.root ? [this.root] : []), true);
-        return;
+      switch (message.bodyType) {
+        case "ir":
+        case "cr":
+        case "p10cr":
+          return this.enrol(message, res);
+        case "certConf":
+          return this.confirm(message, res);
+        case "genm":
+          this.answer(res, header, genpBody(message, this.rootDer ? [this.rootDer] : []), true);
+          return;
+        default:
+          throw new CmpRefusal("badRequest", "the station does not answer this message type: send ir, cr, p10cr, certConf or genm");
       }
-      throw new CmpRefusal("badRequest", "the station answers ir, cr, p10cr, certConf and genm only");
     } catch (e) {
-      if (!(e instanceof CmpRefusal)) throw e;
-      this.refuse(res, header, e.failure, e.message);
+      if (e instanceof CmpRefusal) return this.refuse(res, header, e.failure, e.message);
+      // A body that is not what its tag says, under a MAC that holds: the unit's client can read why.
+      if (e instanceof UnitError && e.code === "CMP_MALFORMED") return this.refuse(res, header, "badDataFormat", e.message);
+      throw e;
     }
   }
 
   /** RFC 9483 §3.1: version, transactionID and senderNonce of 128 bits or more, a fresh messageTime, a nonce not seen before. */
-  private checkHeader(h: PKIHeader): void {
+  private checkHeader(h: CmpHeader): void {
     if (h.pvno !== PVNO_CMP2000 && h.pvno !== PVNO_CMP2021) throw new CmpRefusal("unsupportedVersion", `pvno ${h.pvno} is not spoken: use 2 or 3`);
     if (!h.transactionID || h.transactionID.byteLength < 16 || h.transactionID.byteLength > 64) throw new CmpRefusal("badRequest", "the transactionID must be 16 to 64 octets");
     if (!h.senderNonce || h.senderNonce.byteLength < 16 || h.senderNonce.byteLength > 64) throw new CmpRefusal("badSenderNonce", "the senderNonce must be 16 to 64 octets");
     const now = this.now().getTime();
-    if (h.messageTime && Math.abs(h.messageTime.getTime() - now) > CMP_MESSAGE_WINDOW_MS) {
-      throw new CmpRefusal("badTime", `the messageTime ${h.messageTime.toISOString()} is more than ${CMP_MESSAGE_WINDOW_MS / 60_000} minutes from the station's clock: a replayed message, or the unit's clock is wrong`);
+    if (h.messageTime !== undefined && Math.abs(h.messageTime - now) > CMP_MESSAGE_WINDOW_MS) {
+      throw new CmpRefusal("badTime", `the messageTime ${new Date(h.messageTime).toISOString()} is more than ${CMP_MESSAGE_WINDOW_MS / 60_000} minutes from the station's clock: a replayed message, or the unit's clock is wrong`);
     }
-    const nonce = Buffer.from(h.senderNonce.buffer).toString("hex");
+    const nonce = h.senderNonce.toString("hex");
     if (this.nonces.has(nonce)) throw new CmpRefusal("badRequest", "this message was seen before (its senderNonce repeats): a replayed message is refused");
     for (const [n, at] of this.nonces) {
       if (now - at <= CMP_MESSAGE_WINDOW_MS) break;
@@ -213,20 +214,11 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     this.nonces.set(nonce, now);
   }
 
-  private macHolds(message: PKIMessage): boolean {
-    try {
-      verifyPbm(message, this.secret);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  private enrol(message: PKIMessage, res: ServerResponse): void {
+  private enrol(message: CmpMessage, res: ServerResponse): void {
     const request = enrolRequestOf(message);
     if (this.stopped) throw new CmpRefusal("systemUnavail", "the line is stopping: enrol again at the next run");
     if (this.queue.length >= MAX_WAITING_ENROLMENTS) throw new CmpRefusal("systemUnavail", `${MAX_WAITING_ENROLMENTS} units already wait for a slot: enrol again in a moment`);
-    const tx = Buffer.from(message.header.transactionID!.buffer).toString("hex");
+    const tx = message.header.transactionID!.toString("hex");
     const pending: PendingAnswer = {
       header: message.header,
       respond: (body, extraCerts) => this.answer(res, message.header, body, true, extraCerts),
@@ -236,7 +228,7 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
       answer: pending,
       timeoutMs: this.o.timeoutMs,
       certRep: (der) => certRepBody(request.kind, der, this.rootDer),
-      chain: (pems) => pems.map((pem) => this.chainDer.get(pem) ?? this.chainDer.set(pem, x509.PemConverter.decodeFirst(pem)).get(pem)!),
+      chain: (pems) => pems.map((pem) => this.chainDer.get(pem) ?? this.chainDer.set(pem, Buffer.from(x509.PemConverter.decodeFirst(pem))).get(pem)!),
     });
     // The same transaction again (its answer was lost): the earlier unit is let go first, so the serial is free for this one.
     const earlier = this.transactions.get(tx);
@@ -266,8 +258,8 @@ export class CmpFixture implements UnitFixture<KeyRequest> {
     if (queued >= 0) void this.queue.splice(queued, 1)[0]!.close();
   }
 
-  private confirm(message: PKIMessage, res: ServerResponse): void {
-    const tx = Buffer.from(message.header.transactionID!.buffer).toString("hex");
+  private confirm(message: CmpMessage, res: ServerResponse): void {
+    const tx = message.header.transactionID!.toString("hex");
     const link = this.transactions.get(tx);
     if (!link) throw new CmpRefusal("badRequest", "no enrolment of this transaction waits for a certConf");
     link.confirmed(message, { header: message.header, respond: (body) => this.answer(res, message.header, body, true) });

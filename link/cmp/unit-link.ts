@@ -5,24 +5,24 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { sha256Hex } from "../../core/index.js";
-import { x509 } from "../../pki/index.js";
+import { oid, x509 } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 import type { KeyRequest, UnitLink } from "../driver.js";
 import type { HelloResult, InstallResult, StatusResult } from "../protocol.js";
-import { PKIBody, PKI_STATUS, type PKIHeader, type PKIMessage } from "./asn1.js";
-import { certHash, errorBody, failureFor, type EnrolRequest } from "./messages.js";
+import { PKICONF_BODY, PKI_STATUS, intOf, type CmpHeader, type CmpMessage } from "./models.js";
+import { certHash, certStatusesOf, errorBody, failureFor, type EnrolRequest } from "./messages.js";
 
-/** An HTTP response a unit waits on; `respond` returns the header it was sent with. */
+/** An HTTP response a unit waits on; `respond` sends a body's DER and returns the header it was sent with. */
 export interface PendingAnswer {
-  header: PKIHeader;
-  respond(body: PKIBody | ArrayBuffer, extraCerts?: ArrayBuffer[]): PKIHeader;
+  header: CmpHeader;
+  respond(body: Buffer, extraCerts?: Buffer[]): CmpHeader;
 }
 
 /** RFC 9480 §2.10: a certConf's hashAlg (pvno 3) names its hash. */
 const HASH_OIDS: Record<string, string> = { "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384", "2.16.840.1.101.3.4.2.3": "sha512" };
 
 interface AwaitedConfirm {
-  der: Uint8Array;
+  der: Buffer;
   sentNonce: Buffer;
   resolve(r: InstallResult): void;
   reject(e: Error): void;
@@ -50,8 +50,8 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
       request: EnrolRequest;
       answer: PendingAnswer;
       timeoutMs: number;
-      certRep(der: Uint8Array): ArrayBuffer;
-      chain(chainPems: readonly string[]): ArrayBuffer[];
+      certRep(der: Buffer): Buffer;
+      chain(chainPems: readonly string[]): Buffer[];
     },
   ) {
     this.request = p.answer;
@@ -80,45 +80,47 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
     const answer = this.request;
     if (!answer || this.ended) return Promise.reject(new UnitError("UNIT_DISCONNECTED", `unit ${this.serial} is gone (its HTTP request ended) before its certificate was sent: it stays issued and is sent again when the unit asks again`, { serial: this.serial }));
     this.request = undefined;
-    const der = new Uint8Array(x509.PemConverter.decodeFirst(certificatePem));
+    const der = Buffer.from(x509.PemConverter.decodeFirst(certificatePem));
     const sent = answer.respond(this.p.certRep(der), this.p.chain(chainPems));
     return new Promise<InstallResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.awaited = undefined;
         reject(new UnitError("UNIT_TIMEOUT", `unit ${this.serial} sent no certConf within ${this.p.timeoutMs} ms: its certificate stays issued, unconfirmed`, { serial: this.serial }));
       }, this.p.timeoutMs);
-      this.awaited = { der, sentNonce: Buffer.from(sent.senderNonce!.buffer), resolve, reject, timer };
+      this.awaited = { der, sentNonce: sent.senderNonce!, resolve, reject, timer };
     });
   }
 
-  /** The unit's certConf (RFC 9483 §4.1.1): its hash of the certificate becomes the install's fingerprint. */
-  confirmed(message: PKIMessage, answer: PendingAnswer): void {
+  /** The unit's certConf (RFC 9483 §4.1.1): its hash of the certificate becomes the install's fingerprint; CMP_MALFORMED if it is no CertConfirmContent. */
+  confirmed(message: CmpMessage, answer: PendingAnswer): void {
     const awaited = this.awaited;
     if (!awaited) {
       answer.respond(errorBody("badRequest", "no certificate of this transaction awaits confirmation"));
       return;
     }
-    const recipNonce = message.header.recipNonce ? Buffer.from(message.header.recipNonce.buffer) : Buffer.alloc(0);
+    const statuses = certStatusesOf(message);
+    const recipNonce = message.header.recipNonce ?? Buffer.alloc(0);
     if (recipNonce.length !== awaited.sentNonce.length || !timingSafeEqual(recipNonce, awaited.sentNonce)) {
       answer.respond(errorBody("badRecipientNonce", "the certConf's recipNonce is not the senderNonce of the station's answer"));
       return;
     }
-    const status = message.body.certConf!.length === 1 ? message.body.certConf![0]! : undefined;
-    if (!status || (status.certReqId !== 0 && status.certReqId !== -1)) {
+    const status = statuses.length === 1 ? statuses[0]! : undefined;
+    const certReqId = status && intOf(status.certReqId);
+    if (!status || (certReqId !== 0 && certReqId !== -1)) {
       answer.respond(errorBody("badRequest", "the certConf must confirm exactly the one certificate sent"));
       return;
     }
     clearTimeout(awaited.timer);
     this.awaited = undefined;
     this.confirmation = answer;
-    if (status.statusInfo && status.statusInfo.status === PKI_STATUS.rejection) {
+    if (status.statusInfo && intOf(status.statusInfo.status) === PKI_STATUS.rejection) {
       this.rejected = true;
       const why = status.statusInfo.statusString?.join("; ") ?? "no reason given";
       awaited.reject(new UnitError("UNIT_REFUSED", `unit ${this.serial} rejected its certificate in certConf (${why.slice(0, 200)}): it stays issued, unconfirmed`, { serial: this.serial, unitCode: "CERT_REJECTED" }));
       return;
     }
-    const got = Buffer.from(status.certHash.buffer);
-    const hash = status.hashAlg ? HASH_OIDS[status.hashAlg.algorithm] : undefined;
+    const got = status.certHash;
+    const hash = status.hashAlg ? HASH_OIDS[oid(status.hashAlg.algorithm)] : undefined;
     const expected = hash ? createHash(hash).update(awaited.der).digest() : status.hashAlg ? undefined : certHash(awaited.der);
     const same = expected !== undefined && got.length === expected.length && timingSafeEqual(got, expected);
     awaited.resolve({ fingerprint: same ? sha256Hex(awaited.der) : got.toString("hex") });
@@ -126,7 +128,7 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
 
   /** The unit's delivery is recorded: its certConf is answered with pkiConf only now, so a confirmed unit is on record. */
   delivered(): void {
-    this.confirmation?.respond(new PKIBody({ pkiconf: null }));
+    this.confirmation?.respond(PKICONF_BODY);
     this.confirmation = undefined;
     this.tell();
   }
@@ -137,7 +139,7 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
       this.request.respond(errorBody(failureFor(code), message));
       this.request = undefined;
     } else if (this.confirmation) {
-      this.confirmation.respond(this.rejected ? new PKIBody({ pkiconf: null }) : errorBody(failureFor(code), message));
+      this.confirmation.respond(this.rejected ? PKICONF_BODY : errorBody(failureFor(code), message));
       this.confirmation = undefined;
     }
   }
