@@ -64,9 +64,9 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /**
  * Checks an allocation's shape after its signature verified (a signed list can still be
  * malformed if the signer is buggy): every field typed and bounded, serials well-formed and
- * unique, and `count` equal to what the ranges or list hold. Returns the serials.
+ * unique, and `count` equal to what the ranges or list hold.
  */
-export function validateAllocation(a: Allocation): string[] {
+export function validateAllocation(a: Allocation): void {
   const bad = (why: string) => new SerialsError("ALLOCATION_INVALID", `the allocation list is malformed: ${why}`);
   if (a.format !== "idmint-allocation/1") throw bad(`format is ${String(a.format)}, not idmint-allocation/1`);
   for (const f of ["allocationId", "order", "station", "model"] as const) if (!isText(a[f])) throw bad(`${f} is missing or not a short string`);
@@ -88,6 +88,14 @@ export function validateAllocation(a: Allocation): string[] {
   } else if (!Array.isArray(a.serials) || a.serials.length > MAX_ALLOCATION) {
     throw bad("serials must be a list");
   }
+  // One range and no claim codes (what `serials allocate --prefix` writes) is unique by construction:
+  // its syntax is its first serial's, and a million-serial order need not be listed to be checked.
+  const [only] = a.ranges ?? [];
+  if (only && a.ranges!.length === 1 && a.claimCodeHashes === undefined) {
+    if (only.count !== a.count) throw bad(`count says ${a.count} but it lists ${only.count} serials`);
+    assertSerialSyntax(formatSerial(only.prefix, only.start, only.width));
+    return;
+  }
   const serials = expandSerials(a);
   if (serials.length !== a.count) throw bad(`count says ${a.count} but it lists ${serials.length} serials`);
   const seen = new Set<string>();
@@ -103,5 +111,4 @@ export function validateAllocation(a: Allocation): string[] {
       throw bad("claimCodeHashes must hold one SHA-256 hex hash per serial");
     }
   }
-  return serials;
 }

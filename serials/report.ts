@@ -49,9 +49,10 @@ export interface LedgerEvidence {
   entries: Array<{ index: number; event: { type: string; serial?: string; certificateFingerprint?: string; keyFingerprint?: string; reason?: string; allocationId?: string } }>;
 }
 
-export async function openAllocation(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ allocation: Allocation; serials: string[] }> {
+export async function openAllocation(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ allocation: Allocation }> {
   const { payload } = await openDocument<Allocation>(doc, root, "allocation-signer", "the allocation list", at);
-  return { allocation: payload, serials: validateAllocation(payload) };
+  validateAllocation(payload);
+  return { allocation: payload };
 }
 
 export async function openUsageReport(doc: unknown, root: x509.X509Certificate, at: Date): Promise<{ report: UsageReport | UsageReportV2; stationId: string; stationSpki: Uint8Array }> {

@@ -1,5 +1,5 @@
 import { migrate, type Clock, type Db, type Migration } from "../core/index.js";
-import { allocationDigest, validateAllocation, type Allocation } from "./allocation.js";
+import { allocationDigest, expandSerials, validateAllocation, type Allocation } from "./allocation.js";
 import { SerialsError } from "./errors.js";
 
 const MIGRATIONS: readonly Migration[] = [
@@ -117,7 +117,8 @@ export class SerialStore {
    * a no-op.
    */
   importAllocation(allocation: Allocation, document: string, stationId: string): { imported: boolean; count: number } {
-    const serials = validateAllocation(allocation);
+    validateAllocation(allocation);
+    const serials = expandSerials(allocation);
     if (allocation.station !== stationId) {
       throw new SerialsError("ALLOCATION_STATION", `allocation ${allocation.allocationId} is for station ${allocation.station}, not ${stationId}: import it on that station`);
     }

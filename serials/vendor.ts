@@ -82,7 +82,8 @@ export class VendorRegister {
       ...(p.serials ? { serials: p.serials } : { ranges: p.range ? [p.range] : [] }),
       createdAt: now.toISOString(),
     };
-    const serials = validateAllocation(allocation);
+    validateAllocation(allocation);
+    const serials = expandSerials(allocation);
     let claimCodes: Map<string, string> | undefined;
     if (p.claimCodes) {
       claimCodes = new Map(serials.map((s) => [s, claimCode(random)]));

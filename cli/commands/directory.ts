@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { CoreError, readInputFile, type Home } from "../../core/index.js";
 import { openStore, startDirectory, type DirectoryLoggerOptions, type DirectoryStore } from "../../directory/index.js";
 import { parseCertificate, x509 } from "../../pki/index.js";
-import { SerialsError, allocationDigest, openAllocation } from "../../serials/index.js";
+import { SerialsError, allocationDigest, expandSerials, openAllocation } from "../../serials/index.js";
 import { clockOf, homeOf, pinnedRoot, stopSignal } from "../context.js";
 import { directoryMigrateCommand } from "../directory-migrate.js";
 import { describeStore, directoryStoreOf } from "../directory-store.js";
@@ -96,7 +96,8 @@ export function directoryCommands(yargs: Argv<GlobalArgs>, io: Io): Argv<GlobalA
                 throw new SerialsError("ALLOCATION_INVALID", `${file} is not JSON: give the signed list \`idmint serials allocate\` wrote`);
               }
               const now = clockOf(io).now();
-              const { allocation, serials } = await openAllocation(doc, pinnedRoot(home, args.root), now);
+              const { allocation } = await openAllocation(doc, pinnedRoot(home, args.root), now);
+              const serials = expandSerials(allocation);
               const store = await storeOf(home, io, args);
               let r;
               try {
