@@ -52,6 +52,11 @@ export class PgDirectoryStore implements DirectoryStore {
       throw storeError(e);
     }
     let broken: unknown;
+    // pg-pool drops its error listener while a client is checked out: a connection the server
+    // ends between two queries (PostgreSQL stopped mid-upload) would otherwise be an unhandled
+    // 'error' event that ends the replica. The next query fails and the client is discarded.
+    const onError = (e: Error) => (broken = e);
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const out = await fn(client);
@@ -61,7 +66,8 @@ export class PgDirectoryStore implements DirectoryStore {
       await client.query("ROLLBACK").catch((r: unknown) => (broken = r));
       throw storeError(e);
     } finally {
-      // A connection whose rollback failed is not handed out again.
+      // A connection that broke or whose rollback failed is not handed out again.
+      client.off("error", onError);
       client.release(broken instanceof Error ? broken : undefined);
     }
   }
