@@ -4,7 +4,7 @@ import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
 import { createHash } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
-import { derSignature } from "../pki/index.js";
+import { arcs, derSignature, type Arcs } from "../pki/index.js";
 import { OID } from "./oids.js";
 
 /**
@@ -17,8 +17,6 @@ import { OID } from "./oids.js";
  * is encoded once with @peculiar/asn1-schema and carried as raw DER (`any`).
  */
 
-type Arcs = number[];
-const arcs = (oid: string): Arcs => oid.split(".").map(Number);
 
 const ATTR = { contentType: arcs("1.2.840.113549.1.9.3"), messageDigest: arcs("1.2.840.113549.1.9.4"), signingTime: arcs("1.2.840.113549.1.9.5") };
 

@@ -165,6 +165,8 @@ export function decodeWhole<T>(model: Model<T>, der: Buffer, paths: readonly str
 }
 
 export const oid = (arcs: Arcs): string => arcs.join(".");
+/** An OID in dotted form as asn1.js writes it. */
+export const arcs = (dotted: string): Arcs => dotted.split(".").map(Number);
 
 /** A Name's attributes, in order, with their types as dotted OIDs. */
 export function attributes(name: NameDer): Array<{ type: string; value: Buffer }> {

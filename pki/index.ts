@@ -21,6 +21,7 @@ export {
   CertificationRequestModel,
   NameModel,
   SubjectPublicKeyInfoModel,
+  arcs,
   attributes,
   decodeTracked,
   decodeWhole,

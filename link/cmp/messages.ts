@@ -4,7 +4,7 @@
  * and what a unit reads of an answer (certRepOf, errorOf).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { CertificateModel, CertificationRequestModel, SubjectPublicKeyInfoModel, oid, serialNumbers, x509, type NameDer, type SignedKeyRequest } from "../../pki/index.js";
+import { CertificateModel, CertificationRequestModel, SubjectPublicKeyInfoModel, arcs, oid, serialNumbers, x509, type NameDer, type SignedKeyRequest } from "../../pki/index.js";
 import {
   CertConfirmContentModel,
   CertRepMessageModel,
@@ -14,7 +14,6 @@ import {
   PKI_STATUS,
   PVNO_CMP2000,
   PVNO_CMP2021,
-  arcs,
   bodyDer,
   decodeContent,
   failureInfo,

@@ -12,7 +12,7 @@
  */
 import asn1, { type Model } from "asn1.js";
 import type BN from "bn.js";
-import { AlgorithmIdentifierModel, NameModel, decodeTracked, type AlgorithmIdentifierDer, type Arcs, type BitStringDer, type NameDer } from "../../pki/index.js";
+import { AlgorithmIdentifierModel, NameModel, arcs, decodeTracked, type AlgorithmIdentifierDer, type Arcs, type BitStringDer, type NameDer } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 
 /** RFC 9480 §2.20: pvno is cmp2000 (2), or cmp2021 (3) when a message needs RFC 9480's additions. */
@@ -369,5 +369,3 @@ export const PBMParameterModel = asn1.define<PBMParameterDer>("PBMParameter", fu
   this.seq().obj(this.key("salt").octstr(), this.key("owf").use(AlgorithmIdentifierModel), this.key("iterationCount").int(), this.key("mac").use(AlgorithmIdentifierModel));
 });
 
-/** An OID in dotted form as asn1.js writes it. */
-export const arcs = (dotted: string): Arcs => dotted.split(".").map(Number);

@@ -4,9 +4,9 @@
  * the attacker-chosen parameters so a message cannot make the station hash for long.
  */
 import { createHash, createHmac, hash, randomBytes, timingSafeEqual } from "node:crypto";
-import { oid } from "../../pki/index.js";
+import { arcs, oid } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
-import { ID_PASSWORD_BASED_MAC, PBMParameterModel, arcs, headerDer, intOf, pkiMessageDer, protectedPartDer, type CmpHeader, type CmpMessage, type PBMParameterDer } from "./models.js";
+import { ID_PASSWORD_BASED_MAC, PBMParameterModel, headerDer, intOf, pkiMessageDer, protectedPartDer, type CmpHeader, type CmpMessage, type PBMParameterDer } from "./models.js";
 
 /** The iteration counts the station accepts: below, the secret is too cheap to guess; above, a message buys CPU time. */
 export const PBM_MIN_ITERATIONS = 100;
