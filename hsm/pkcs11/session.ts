@@ -96,8 +96,9 @@ export class Connection {
     let found = mod.findSlot({ label: uri.token, serial: uri.serial });
     // SoftHSM2 rewrites a token's file when another process logs in to it, and a process listing
     // the slots meanwhile misses that token (40 of 2,444 listings beside a login loop): two lines
-    // sharing one token start together. Look again, briefly, before refusing.
-    for (let attempt = 1; !found && attempt <= TOKEN_LOOKUPS; attempt++) {
+    // sharing one token start together. Look again, briefly, before refusing, while the module
+    // shows other tokens (none at all is an HSM out of reach, which the callers wait out).
+    for (let attempt = 1; !found && attempt <= TOKEN_LOOKUPS && mod.tokens().length > 0; attempt++) {
       Atomics.wait(PAUSE, 0, 0, TOKEN_LOOKUP_PAUSE_MS * attempt);
       found = mod.findSlot({ label: uri.token, serial: uri.serial });
     }
