@@ -49,6 +49,7 @@ export interface UnitLink<R extends KeyRequest = GenkeyResult> {
  * station with K slots keeps K links open.
  */
 export interface UnitFixture<R extends KeyRequest = GenkeyResult> {
+  /** The next unit; undefined once no unit will come any more (a merged line stops asking then). */
   next(): Promise<UnitLink<R> | undefined>;
   /** Lets go of whatever the fixture keeps between units (e.g. connections kept for reuse). Idempotent. */
   close(): Promise<void>;

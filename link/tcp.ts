@@ -327,7 +327,9 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<Sock
  * that unit offers `next` (docs/unit-link.md) its connection is kept once the station is done
  * with the unit, and a later `next()` asks it for the next unit instead of connecting again:
  * K slots keep K connections. The fixture signals the end of the line by answering hello or
- * next with NO_MORE_UNITS, after which `next()` resolves undefined without connecting again.
+ * next with NO_MORE_UNITS, after which `next()` connects no more: it hands out the units
+ * already seated behind last installs (waiting for those on connections still in use) and
+ * then resolves undefined, for good.
  * A unit that fails that first exchange (silence, garbage, hang-up, another refusal) is
  * still returned: its link's calls reject with the failure. Only a fixture that cannot be
  * reached rejects `next()`. A kept connection the fixture closed meanwhile is let go, and
@@ -339,6 +341,10 @@ export class TcpFixture implements UnitFixture {
   private readonly where: string;
   /** Connections whose fixture slot may seat another unit, waiting for a `next()`. */
   private readonly idle: UnitConnection[] = [];
+  /** Connections lent to links: one may be seating a unit behind its last install. */
+  private readonly lent = new Set<UnitConnection>();
+  /** `next()` calls waiting for a lent connection to come back. */
+  private readonly returning: Array<() => void> = [];
   private exhausted = false;
   private closed = false;
 
@@ -363,7 +369,12 @@ export class TcpFixture implements UnitFixture {
         kept = this.idle.splice(seatedAt, 1)[0]!;
         seating = kept.takeSeating();
       } else {
-        if (this.exhausted) return undefined;
+        if (this.exhausted) {
+          // Undefined must mean no unit will come (a merged line stops asking): a seated unit may still be on its way back.
+          if (![...this.lent].some((c) => c.seated)) return undefined;
+          await new Promise<void>((resolve) => this.returning.push(resolve));
+          continue;
+        }
         kept = this.idle.pop();
         // A kept connection the fixture closed while it waited is of no use: let it go.
         while (kept?.ended) kept = this.idle.pop();
@@ -373,6 +384,7 @@ export class TcpFixture implements UnitFixture {
       connection.unit = undefined;
       try {
         connection.unit = await (seating ?? connection.request(kept ? { op: "next" } : { op: "hello" }));
+        this.lent.add(connection);
         return new TcpUnitLink(connection, connection.unit, undefined, (c) => this.release(c), () => !this.exhausted && !this.closed);
       } catch (e) {
         if (e instanceof UnitError && e.code === "UNIT_REFUSED" && e.unitCode === "NO_MORE_UNITS") {
@@ -380,7 +392,7 @@ export class TcpFixture implements UnitFixture {
           const unseated = this.idle.filter((c) => !c.seated);
           this.idle.splice(0, this.idle.length, ...this.idle.filter((c) => c.seated));
           await Promise.all([connection, ...unseated].map((c) => c.drop(c.disconnected("was closed by the station"))));
-          return undefined;
+          continue;
         }
         if (kept && e instanceof UnitError && e.code === "UNIT_DISCONNECTED") {
           // The fixture closed the kept connection as `next` went out: nothing was seated on it.
@@ -400,16 +412,24 @@ export class TcpFixture implements UnitFixture {
   /** Drops the connections kept for reuse; `next()` then resolves undefined. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
+    this.wake();
     await Promise.all(this.idle.splice(0).map((c) => c.drop(c.disconnected("was closed by the station"))));
   }
 
   /** A link's close(): its connection goes back to the pool when its slot can seat another unit (or has seated one already), else it is dropped. */
   private release(connection: UnitConnection): Promise<void> {
+    this.lent.delete(connection);
     if (connection.reusable && !this.closed && (!this.exhausted || connection.seated)) {
       connection.hold(false);
       this.idle.push(connection);
+      this.wake();
       return Promise.resolve();
     }
+    this.wake();
     return connection.drop(connection.disconnected("was closed by the station"));
+  }
+
+  private wake(): void {
+    for (const resolve of this.returning.splice(0)) resolve();
   }
 }

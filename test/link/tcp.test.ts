@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { createServer, type Server, type Socket } from "node:net";
 import { FrameDecoder, MAX_FRAME_BYTES, TcpFixture, encodeFrame, type UnitLink } from "../../link/index.js";
 
@@ -297,7 +297,7 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
     await a.install("cert", [], { last: true });
     await b.install("cert", [], { last: true });
     expect(log).toEqual(["next SN000001", "installed SN000001", "next SN000002", "installed SN000002"]);
-    // b's slot was told NO_MORE_UNITS, a's seated SN000003; b's is asked first.
+    // b's slot was told NO_MORE_UNITS, a's seated SN000003; b's is asked first, and undefined comes only after a's unit.
     await b.close();
     await a.close();
     const taken: Array<string | undefined> = [];
@@ -306,8 +306,35 @@ describe("TcpFixture over fixture slots (hello lists next)", () => {
       taken.push(l && (await l.hello()).serial);
       await l?.close();
     }
-    expect(taken).toEqual([undefined, "SN000003", undefined]);
+    expect(taken).toEqual(["SN000003", undefined, undefined]);
     await fixture.close();
+  });
+
+  /** a's slot seats SN000002 behind a's last install, a not closed yet; another slot connects and is told NO_MORE_UNITS. */
+  async function emptyLineBehindSeatedUnit() {
+    const { fixture, accepted } = await fakeSlots(["SN000001", "SN000002"]);
+    const a = await link(fixture);
+    await a.install("cert", [], { last: true });
+    const asked = fixture.next();
+    await vi.waitFor(() => expect(accepted()).toBe(2), { timeout: 10_000 });
+    return { fixture, a, asked };
+  }
+
+  it("once the line is found empty, a unit seated on a connection still in use is waited for: undefined means no unit will come", async () => {
+    const { fixture, a, asked } = await emptyLineBehindSeatedUnit();
+    await a.close();
+    const b = await asked;
+    expect(b && (await b.hello()).serial).toBe("SN000002");
+    await b?.close();
+    expect(await fixture.next()).toBeUndefined();
+    await fixture.close();
+  });
+
+  it("close() ends a next() that waits for a connection in use", async () => {
+    const { fixture, a, asked } = await emptyLineBehindSeatedUnit();
+    await fixture.close();
+    expect(await asked).toBeUndefined();
+    await a.close();
   });
 
   it("does not reuse a connection whose last install timed out; the seating answer behind it is not taken", async () => {
