@@ -4,7 +4,7 @@ import { IssuerAndSerialNumber } from "@peculiar/asn1-cms";
 import { AlgorithmIdentifier, Certificate } from "@peculiar/asn1-x509";
 import { createHash } from "node:crypto";
 import type { Signer } from "../hsm/index.js";
-import { arcs, derSignature, type Arcs } from "../pki/index.js";
+import { AnyDerModel, arcs, derSignature, type Arcs } from "../pki/index.js";
 import { OID } from "./oids.js";
 
 /**
@@ -20,9 +20,6 @@ import { OID } from "./oids.js";
 
 const ATTR = { contentType: arcs("1.2.840.113549.1.9.3"), messageDigest: arcs("1.2.840.113549.1.9.4"), signingTime: arcs("1.2.840.113549.1.9.5") };
 
-const AnyModel = asn1.define<Buffer>("Any", function () {
-  this.any();
-});
 const OidModel = asn1.define<Arcs>("ObjectIdentifier", function () {
   this.objid();
 });
@@ -39,11 +36,11 @@ const GeneralizedTimeModel = asn1.define<number>("GeneralizedTime", function () 
 
 // RFC 5652 §5.3: Attribute ::= SEQUENCE { attrType OBJECT IDENTIFIER, attrValues SET OF AttributeValue }.
 const AttributeModel = asn1.define<{ attrType: Arcs; attrValues: Buffer[] }>("Attribute", function () {
-  this.seq().obj(this.key("attrType").objid(), this.key("attrValues").setof(AnyModel));
+  this.seq().obj(this.key("attrType").objid(), this.key("attrValues").setof(AnyDerModel));
 });
 // What the signature covers (§5.4): the attributes as a SET OF, each already encoded.
 const SignedAttributesModel = asn1.define<Buffer[]>("SignedAttributes", function () {
-  this.setof(AnyModel);
+  this.setof(AnyDerModel);
 });
 
 interface SignerInfoDer {
@@ -60,7 +57,7 @@ const SignerInfoModel = asn1.define<SignerInfoDer>("SignerInfo", function () {
     this.key("version").int(),
     this.key("sid").any(),
     this.key("digestAlgorithm").any(),
-    this.key("signedAttrs").implicit(0).setof(AnyModel),
+    this.key("signedAttrs").implicit(0).setof(AnyDerModel),
     this.key("signatureAlgorithm").any(),
     this.key("signature").octstr(),
   );
@@ -80,9 +77,9 @@ const EncapsulatedContentInfoModel = asn1.define<SignedDataDer["encapContentInfo
 const SignedDataModel = asn1.define<SignedDataDer>("SignedData", function () {
   this.seq().obj(
     this.key("version").int(),
-    this.key("digestAlgorithms").setof(AnyModel),
+    this.key("digestAlgorithms").setof(AnyDerModel),
     this.key("encapContentInfo").use(EncapsulatedContentInfoModel),
-    this.key("certificates").implicit(0).setof(AnyModel),
+    this.key("certificates").implicit(0).setof(AnyDerModel),
     this.key("signerInfos").setof(SignerInfoModel),
   );
 });

@@ -38,6 +38,11 @@ export interface SubjectPublicKeyInfoDer {
 /** RDNSequence: each attribute's value still raw, until its type says how to read it. */
 export type NameDer = Array<Array<{ type: Arcs; value: Buffer }>>;
 
+/** Any element, as its DER: what a SET OF or SEQUENCE OF holds when the items stay raw, and what writes a ready DER. */
+export const AnyDerModel = asn1.define<Buffer>("Any", function () {
+  this.any();
+});
+
 // RFC 5280 §4.1.1.2.
 export const AlgorithmIdentifierModel = asn1.define<AlgorithmIdentifierDer>("AlgorithmIdentifier", function () {
   this.seq().obj(this.key("algorithm").objid(), this.key("parameters").optional().any());

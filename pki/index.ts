@@ -17,6 +17,7 @@ export { IdevidIssuer, type IssuedIdevid, type IdevidProfile, type IdevidRequest
 export { checkCsr, checkSignedKeyRequest, type CheckedCsr, type SignedKeyRequest } from "./csr.js";
 export {
   AlgorithmIdentifierModel,
+  AnyDerModel,
   CertificateModel,
   CertificationRequestModel,
   NameModel,

@@ -12,7 +12,7 @@
  */
 import asn1, { type Model } from "asn1.js";
 import type BN from "bn.js";
-import { AlgorithmIdentifierModel, NameModel, arcs, decodeTracked, type AlgorithmIdentifierDer, type Arcs, type BitStringDer, type NameDer } from "../../pki/index.js";
+import { AlgorithmIdentifierModel, AnyDerModel, NameModel, arcs, decodeTracked, type AlgorithmIdentifierDer, type Arcs, type BitStringDer, type NameDer } from "../../pki/index.js";
 import { UnitError } from "../errors.js";
 
 /** RFC 9480 §2.20: pvno is cmp2000 (2), or cmp2021 (3) when a message needs RFC 9480's additions. */
@@ -71,10 +71,6 @@ export function intDer(n: number): number | Buffer {
   return n >= 0 ? n : Buffer.of(n & 0xff);
 }
 
-/** The element's DER as given: for writing, and read only as a SEQUENCE OF's last item. */
-const DerModel = asn1.define<Buffer>("DER", function () {
-  this.any();
-});
 /** A SEQUENCE read by position only (decodeTracked says where it is): a certificate in a list. */
 const SkippedSequenceModel = asn1.define<null>("SEQUENCE", function () {
   this.seq();
@@ -185,7 +181,7 @@ export type BodyType = keyof typeof BODY_TAGS;
 
 /** A body of `type` around its content's DER: [n] EXPLICIT is a constructed [n] holding that one element. */
 const BodyModel = asn1.define<{ type: BodyType; value: Buffer }>("PKIBody", function () {
-  this.choice(Object.fromEntries(Object.entries(BODY_TAGS).map(([type, tag]) => [type, this.explicit(tag).use(DerModel)])));
+  this.choice(Object.fromEntries(Object.entries(BODY_TAGS).map(([type, tag]) => [type, this.explicit(tag).use(AnyDerModel)])));
 });
 
 export function bodyDer(type: BodyType, contentDer: Buffer): Buffer {
@@ -223,7 +219,7 @@ export function protectedPartDer(header: Buffer, body: Buffer): Buffer {
 
 /** A PKIMessage as written: header and body as their DER, written once for both the MAC and the message. */
 const PKIMessagePartsModel = asn1.define<{ header: Buffer; body: Buffer; protection?: BitStringDer; extraCerts?: Buffer[] }>("PKIMessage", function () {
-  this.seq().obj(this.key("header").any(), this.key("body").any(), this.key("protection").explicit(0).optional().bitstr(), this.key("extraCerts").explicit(1).optional().seqof(DerModel));
+  this.seq().obj(this.key("header").any(), this.key("body").any(), this.key("protection").explicit(0).optional().bitstr(), this.key("extraCerts").explicit(1).optional().seqof(AnyDerModel));
 });
 
 export function pkiMessageDer(header: Buffer, body: Buffer, protection: Buffer | undefined, extraCerts: Buffer[] | undefined): Buffer {
@@ -341,7 +337,7 @@ export interface CertRepMessageDer {
   response: Array<{ certReqId: Int; status: PKIStatusInfoDer; certifiedKeyPair?: { certOrEncCert: { type: "certificate"; value: Buffer } } }>;
 }
 const CertOrEncCertModel = asn1.define<{ type: "certificate"; value: Buffer }>("CertOrEncCert", function () {
-  this.choice({ certificate: this.explicit(0).use(DerModel) });
+  this.choice({ certificate: this.explicit(0).use(AnyDerModel) });
 });
 const CertifiedKeyPairModel = asn1.define<NonNullable<CertRepMessageDer["response"][number]["certifiedKeyPair"]>>("CertifiedKeyPair", function () {
   this.seq().obj(this.key("certOrEncCert").use(CertOrEncCertModel));
@@ -350,12 +346,12 @@ const CertResponseModel = asn1.define<CertRepMessageDer["response"][number]>("Ce
   this.seq().obj(this.key("certReqId").int(), this.key("status").use(PKIStatusInfoModel), this.key("certifiedKeyPair").optional().use(CertifiedKeyPairModel));
 });
 export const CertRepMessageModel = asn1.define<CertRepMessageDer>("CertRepMessage", function () {
-  this.seq().obj(this.key("caPubs").explicit(1).optional().seqof(DerModel), this.key("response").seqof(CertResponseModel));
+  this.seq().obj(this.key("caPubs").explicit(1).optional().seqof(AnyDerModel), this.key("response").seqof(CertResponseModel));
 });
 
 /** A SEQUENCE OF certificates given as DER: genp's caCerts value (RFC 9480 §4.3.1). */
 export const CertificatesModel = asn1.define<Buffer[]>("SEQUENCE OF CMPCertificate", function () {
-  this.seqof(DerModel);
+  this.seqof(AnyDerModel);
 });
 
 /** RFC 4210 §5.1.3.1: PBMParameter ::= SEQUENCE { salt OCTET STRING, owf AlgorithmIdentifier, iterationCount INTEGER, mac AlgorithmIdentifier } */
