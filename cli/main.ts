@@ -1,18 +1,43 @@
 import yargs, { type Argv } from "yargs";
 import { IdmintError, isIdmintError } from "../core/index.js";
-import { caCommands } from "./commands/ca.js";
-import { demoCommand } from "./commands/demo.js";
-import { directoryCommands } from "./commands/directory.js";
-import { ledgerCommands } from "./commands/ledger.js";
-import { operatorCommands } from "./commands/operator.js";
-import { serialsCommands } from "./commands/serials.js";
-import { stationCommands } from "./commands/station.js";
-import { unitCommands } from "./commands/unit.js";
-import { hsmCommands } from "./commands/hsm.js";
-import { exportCommands, vouchersCommands } from "./commands/vouchers.js";
 import { ReportedFailure, processIo, type GlobalArgs, type Io } from "./io.js";
 
 class UsageError extends IdmintError<"USAGE"> {}
+
+type CommandGroup = (yargs: Argv<GlobalArgs>, io: Io) => Argv<GlobalArgs>;
+
+/**
+ * Each top-level command's module, in the order help lists them. Only the one a command line
+ * names is loaded: a command pays at start-up for the libraries it uses, not for the directory
+ * server's or the CMS stack's (every station, script and test spawns the binary).
+ */
+const COMMANDS: Record<string, () => Promise<CommandGroup>> = {
+  hsm: async () => (await import("./commands/hsm.js")).hsmCommands,
+  ca: async () => (await import("./commands/ca.js")).caCommands,
+  serials: async () => (await import("./commands/serials.js")).serialsCommands,
+  station: async () => (await import("./commands/station.js")).stationCommands,
+  unit: async () => (await import("./commands/unit.js")).unitCommands,
+  ledger: async () => (await import("./commands/ledger.js")).ledgerCommands,
+  directory: async () => (await import("./commands/directory.js")).directoryCommands,
+  operator: async () => (await import("./commands/operator.js")).operatorCommands,
+  vouchers: async () => (await import("./commands/vouchers.js")).vouchersCommands,
+  export: async () => (await import("./commands/vouchers.js")).exportCommands,
+  demo: async () => {
+    const { demoCommand } = await import("./commands/demo.js");
+    return (yargs, io) => demoCommand(yargs, io, main);
+  },
+};
+
+/** The top-level command a command line names: its first word that is no option and not --home's value. */
+function commandOf(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === "--") return undefined;
+    if (word === "--home") i++;
+    else if (!word.startsWith("-")) return word;
+  }
+  return undefined;
+}
 
 /** One line for the user: the error's own message for ours, a plain "bug" line for anything else. */
 function describe(e: unknown, io: Io): { code: string; message: string; exit: number } {
@@ -41,19 +66,12 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     })
     .help()
     .version(false) as unknown as Argv<GlobalArgs>;
-  parser = hsmCommands(parser, io);
-  parser = caCommands(parser, io);
-  parser = serialsCommands(parser, io);
-  parser = stationCommands(parser, io);
-  parser = unitCommands(parser, io);
-  parser = ledgerCommands(parser, io);
-  parser = directoryCommands(parser, io);
-  parser = operatorCommands(parser, io);
-  parser = vouchersCommands(parser, io);
-  parser = exportCommands(parser, io);
-  parser = demoCommand(parser, io, main);
   let output = "";
   try {
+    // A line that names no known command (help, a typo) gets them all, for the full help and suggestions.
+    const named = commandOf(argv);
+    const groups = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]!] : Object.values(COMMANDS);
+    for (const group of await Promise.all(groups.map((load) => load()))) parser = group(parser, io);
     await parser.parseAsync(argv, {}, (_err: unknown, _argv: unknown, text: string) => {
       output = text;
     });
