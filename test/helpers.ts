@@ -2,7 +2,7 @@ import { spawn, spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export const REPO = fileURLToPath(new URL("..", import.meta.url));
 export const BIN = join(REPO, "bin", "idmint.js");
@@ -38,20 +38,43 @@ export function idmint(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?:
   return noInternalError(args, { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr });
 }
 
+/**
+ * The binary's `main()` over several command lines in one process, one after another, as
+ * bin/idmint.js runs one: set-up steps without a Node start-up each (~0.5 s of CPU apiece, a
+ * third of the suite's spawns). Ends at the first step that fails, with its exit code and the
+ * step named on stderr.
+ */
+const STEPS_SCRIPT = `
+const { main } = await import(process.argv[1]);
+for (const step of JSON.parse(process.argv[2])) {
+  const code = await main(step);
+  if (code !== 0) {
+    process.stderr.write("step failed: " + step.join(" ") + "\\n");
+    process.exitCode = code;
+    break;
+  }
+}
+`;
+
+export function idmintSteps(steps: string[][], options: { env?: NodeJS.ProcessEnv } = {}): Run {
+  const main = pathToFileURL(join(REPO, "dist", "idmint.mjs")).href;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", STEPS_SCRIPT, main, JSON.stringify(steps)], { cwd: REPO, env: cleanEnv(options.env), encoding: "utf8", timeout: 120_000 });
+  return noInternalError(steps.flat(), { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr });
+}
+
 /** A station's home as the line needs it: `hsm init`, `ca init`, and `count` serials SN000001... for station-1 allocated and imported. */
 export function lineHome(dir: string, name: string, count: number): { home: string; allocation: string; cli: (...args: string[]) => Run } {
   const home = join(dir, name);
   const cli = (...args: string[]) => idmint(["--home", home, ...args]);
   const allocation = join(dir, `${name}-allocation.json`);
-  for (const args of [
+  const steps = [
     ["hsm", "init"],
     ["ca", "init"],
     ["serials", "allocate", "--order", "PO-1", "--station", "station-1", "--model", "RT-1", "--count", String(count), "--prefix", "SN", "--start", "1", "--out", allocation],
     ["serials", "import", allocation],
-  ]) {
-    const r = cli(...args);
-    if (r.code !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
-  }
+  ];
+  const r = idmintSteps(steps.map((step) => ["--home", home, ...step]));
+  if (r.code !== 0) throw new Error(r.stderr);
   return { home, allocation, cli };
 }
 

@@ -7,7 +7,7 @@ import { Hsm } from "../../hsm/index.js";
 import { Ledger, stationOrigin, type LedgerEvent } from "../../ledger/index.js";
 import { issueIdevid, x509 } from "../../pki/index.js";
 import { buildUpload, signUpload, type SignedUpload, type UploadContent, type UploadSigner } from "../../directory/client/index.js";
-import { BIN, idmint, type Run } from "../helpers.js";
+import { BIN, idmint, idmintSteps, type Run } from "../helpers.js";
 
 /** `idmint directory ...` through the real binary. */
 export function directoryCli(home: string, ...args: string[]): Run {
@@ -28,8 +28,7 @@ export function must(r: Run, what: string): Run {
 export function makeHome(dir: string, name: string): { home: string; h: Home; cli: (...args: string[]) => Run } {
   const home = join(dir, name);
   const cli = (...args: string[]) => idmint(["--home", home, ...args]);
-  must(cli("hsm", "init"), "hsm init");
-  must(cli("ca", "init", "--station", "station-1"), "ca init");
+  must(idmintSteps([["--home", home, "hsm", "init"], ["--home", home, "ca", "init", "--station", "station-1"]]), "hsm init, ca init");
   return { home, h: new Home(home), cli };
 }
 
