@@ -42,6 +42,8 @@ function bundle(entry, outfile) {
     // The libraries bundled from CommonJS call require() for Node's own modules.
     banner: { js: 'import { createRequire as idmintCreateRequire } from "node:module";\nconst require = idmintCreateRequire(import.meta.url);' },
     outfile,
+    // Mapped back through tsc's maps to the TypeScript sources: IDMINT_DEBUG=1's stack traces name them (bin/idmint.js).
+    sourcemap: true,
     allowOverwrite: true,
     logLevel: "warning",
   });
