@@ -173,6 +173,14 @@ export const soakBenchmark: Benchmark = {
       ]),
       { key: "per_s_spread", label: "soak: units/s spread over tenths 2..10 ((max-min)/min)", value: spread(steady.map((s) => s.perS)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
       { key: "cpu_spread", label: "soak: station CPU per unit, spread over tenths 2..10", value: spread(steady.map((s) => s.stationCpuMs)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
+      // The simulator does the same work for every unit, so its CPU per unit moves only with the VM's speed; the station's over it moves only if the station's work per unit grows.
+      {
+        key: "cpu_vs_simulator_spread",
+        label: "soak: station CPU per unit over the simulator's, spread over tenths 2..10",
+        value: spread(steady.map((s) => s.stationCpuMs / s.simulatorCpuMs)),
+        unit: "ratio",
+        digits: 3,
+      },
       { key: "rss_spread", label: "soak: station RSS spread over tenths 2..10 (as sampled)", value: spread(steady.map((s) => s.stationRssMb)), unit: "ratio", digits: 3 },
       { key: "settled_rss_spread", label: `soak: station RSS after gc, spread over tenths 2..10${gcAvailable ? "" : " (no gc: run with --expose-gc)"}`, value: spread(steady.map((s) => s.stationSettledRssMb)), unit: "ratio", digits: 3, target: { op: "<=", value: 0.1 } },
       { key: "db_kb_per_unit", label: "soak: station.db + WAL per unit at the end", value: (databaseMb(home.stationDbPath) * 1024) / count, unit: "KB", digits: 2 },

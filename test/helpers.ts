@@ -38,12 +38,7 @@ export function idmint(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?:
   return noInternalError(args, { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr });
 }
 
-/**
- * The binary's `main()` over several command lines in one process, one after another, as
- * bin/idmint.js runs one: set-up steps without a Node start-up each (~0.5 s of CPU apiece, a
- * third of the suite's spawns). Ends at the first step that fails, with its exit code and the
- * step named on stderr.
- */
+/** What idmintSteps runs in its Node process: argv[1] is the bundle's URL, argv[2] the steps as JSON. */
 const STEPS_SCRIPT = `
 const { main } = await import(process.argv[1]);
 for (const step of JSON.parse(process.argv[2])) {
@@ -56,6 +51,12 @@ for (const step of JSON.parse(process.argv[2])) {
 }
 `;
 
+/**
+ * The binary's `main()` over several command lines in one process, one after another, as
+ * bin/idmint.js runs one: set-up steps without a Node start-up each (they were a third of the
+ * suite's spawns). Ends at the first step that fails, with its exit code and the step named on
+ * stderr.
+ */
 export function idmintSteps(steps: string[][], options: { env?: NodeJS.ProcessEnv } = {}): Run {
   const main = pathToFileURL(join(REPO, "dist", "idmint.mjs")).href;
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", STEPS_SCRIPT, main, JSON.stringify(steps)], { cwd: REPO, env: cleanEnv(options.env), encoding: "utf8", timeout: 120_000 });
