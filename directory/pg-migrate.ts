@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Pool } from "pg";
 import { DirectoryError } from "./errors.js";
+import { withPgClient } from "./pg-client.js";
 
 /** Where a PostgreSQL URL points, without its password (for messages and logs). */
 export function redactUrl(url: string): string {
@@ -40,8 +41,7 @@ export function pgMigrations(): Array<{ version: number; name: string; sql: stri
 export async function applyPgMigrations(pool: Pool, url: string): Promise<void> {
   const migrations = pgMigrations();
   const known = migrations.at(-1)?.version ?? 0;
-  const client = await pool.connect();
-  try {
+  await withPgClient(pool, async (client) => {
     await client.query("SELECT pg_advisory_lock(hashtextextended('directory.schema', 0))");
     try {
       await client.query("CREATE TABLE IF NOT EXISTS directory_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
@@ -65,9 +65,7 @@ export async function applyPgMigrations(pool: Pool, url: string): Promise<void> 
     } finally {
       await client.query("SELECT pg_advisory_unlock(hashtextextended('directory.schema', 0))");
     }
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The schema version this idmint's migrations reach. */

@@ -1,5 +1,6 @@
 import type { Pool, PoolClient, QueryResultRow } from "pg";
 import { DirectoryError } from "./errors.js";
+import { withPgClient } from "./pg-client.js";
 import { applyPgMigrations } from "./pg-migrate.js";
 import { checkpointStep, encodeProof, toCertificate, toCheckpoint, toConflict, type CertificateRow, type CheckpointRow, type ConflictRow } from "./rows.js";
 import type { AcceptedCheckpoint, AllocationRecord, CommitOutcome, ConflictRecord, DirectoryStore, PublishedCertificate, UploadCommit } from "./store.js";
@@ -45,30 +46,21 @@ export class PgDirectoryStore implements DirectoryStore {
 
   /** One transaction on one connection; rolled back when fn throws. */
   private async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
     try {
-      client = await this.pool.connect();
+      return await withPgClient(this.pool, async (client, broke) => {
+        await client.query("BEGIN");
+        try {
+          const out = await fn(client);
+          await client.query("COMMIT");
+          return out;
+        } catch (e) {
+          // A connection whose rollback failed is not handed out again.
+          await client.query("ROLLBACK").catch(broke);
+          throw e;
+        }
+      });
     } catch (e) {
       throw storeError(e);
-    }
-    let broken: unknown;
-    // pg-pool drops its error listener while a client is checked out: a connection the server
-    // ends between two queries (PostgreSQL stopped mid-upload) would otherwise be an unhandled
-    // 'error' event that ends the replica. The next query fails and the client is discarded.
-    const onError = (e: Error) => (broken = e);
-    client.on("error", onError);
-    try {
-      await client.query("BEGIN");
-      const out = await fn(client);
-      await client.query("COMMIT");
-      return out;
-    } catch (e) {
-      await client.query("ROLLBACK").catch((r: unknown) => (broken = r));
-      throw storeError(e);
-    } finally {
-      // A connection that broke or whose rollback failed is not handed out again.
-      client.off("error", onError);
-      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 
