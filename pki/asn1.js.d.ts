@@ -47,12 +47,13 @@ declare module "asn1.js" {
   export default asn1;
 }
 
-/** The part of bn.js (asn1.js's integers) that pki uses. */
+/** The part of bn.js (asn1.js's integers) that pki and link/cmp use. */
 declare module "bn.js" {
   class BN {
     constructor(bigEndian: Uint8Array);
     toNumber(): number;
     toString(base: number): string;
+    bitLength(): number;
   }
   export default BN;
 }

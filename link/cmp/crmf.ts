@@ -7,7 +7,7 @@
  */
 import asn1 from "asn1.js";
 import { AlgorithmIdentifierModel, NameModel, SubjectPublicKeyInfoModel, decodeTracked, type AlgorithmIdentifierDer, type BitStringDer, type NameDer, type SubjectPublicKeyInfoDer } from "../../pki/index.js";
-import { intOf, malformed, type CmpMessage, type Int } from "./models.js";
+import { malformed, signedIntegers, type CmpMessage, type Int } from "./models.js";
 
 /** RFC 4211 §5: CertTemplate, every field optional, read up to what the station checks. */
 export interface CertTemplateDer {
@@ -62,10 +62,12 @@ export interface CertReqMsgDer {
 /** The CertReqMsgs of an ir or cr body, or CMP_MALFORMED. */
 export function certReqMessagesOf(message: CmpMessage): CertReqMsgDer[] {
   try {
-    const { value, ranges } = decodeTracked(CertReqMessagesModel, message.content);
+    const { value, ranges, contents } = decodeTracked(CertReqMessagesModel, message.content);
     const certReqs = ranges.get("certReq") ?? [];
-    if (certReqs.length !== value.length) throw new Error("a CertReqMsg without its CertRequest");
-    return value.map((msg, i) => ({ certReqId: intOf(msg.certReq.certReqId), template: msg.certReq.certTemplate, certReqDer: message.content.subarray(...certReqs[i]!), popo: msg.popo }));
+    // Read signed (asn1.js reads INTEGERs unsigned): 255 must not pass for -1.
+    const ids = signedIntegers(message.content, contents, "certReq/certReqId");
+    if (certReqs.length !== value.length || ids.length !== value.length) throw new Error("a CertReqMsg without its CertRequest");
+    return value.map((msg, i) => ({ certReqId: ids[i]!, template: msg.certReq.certTemplate, certReqDer: message.content.subarray(...certReqs[i]!), popo: msg.popo }));
   } catch (cause) {
     throw malformed(`the ${message.bodyType} body is not a CertReqMessages`, cause);
   }

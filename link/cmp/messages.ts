@@ -16,6 +16,7 @@ import {
   PVNO_CMP2021,
   bodyDer,
   decodeContent,
+  decodeContentWithIds,
   failureInfo,
   failuresOf,
   intDer,
@@ -193,10 +194,10 @@ export interface CertRepDer {
 /** The one response of an ip or cp, or undefined if the body is something else; CMP_MALFORMED if it is no CertRepMessage. */
 export function certRepOf(message: CmpMessage): CertRepDer | undefined {
   if (message.bodyType !== "ip" && message.bodyType !== "cp") return undefined;
-  const rep = decodeContent(message, CertRepMessageModel);
+  const { value: rep, ids } = decodeContentWithIds(message, CertRepMessageModel, "response/certReqId");
   const response = rep.response.length === 1 ? rep.response[0]! : undefined;
   if (!response) return undefined;
-  return { certReqId: intOf(response.certReqId), status: intOf(response.status.status), certificate: response.certifiedKeyPair?.certOrEncCert.value };
+  return { certReqId: ids[0]!, status: intOf(response.status.status), certificate: response.certifiedKeyPair?.certOrEncCert.value };
 }
 
 /** An error message's failures and text, or undefined if the body is something else; CMP_MALFORMED if it is no ErrorMsgContent. */
@@ -206,7 +207,8 @@ export function errorOf(message: CmpMessage): { failures: PKIFailure[]; text: st
   return { failures: failuresOf(status.failInfo), text: status.statusString?.join("; ") ?? "" };
 }
 
-/** The CertStatus entries of a certConf, or CMP_MALFORMED. */
-export function certStatusesOf(message: CmpMessage): CertStatusDer[] {
-  return decodeContent(message, CertConfirmContentModel);
+/** The CertStatus entries of a certConf, each certReqId read signed, or CMP_MALFORMED. */
+export function certStatusesOf(message: CmpMessage): Array<CertStatusDer & { certReqId: number }> {
+  const { value, ids } = decodeContentWithIds(message, CertConfirmContentModel, "certReqId");
+  return value.map((status, i) => ({ ...status, certReqId: ids[i]! }));
 }

@@ -59,11 +59,16 @@ export const PKI_STATUS = { accepted: 0, grantedWithMods: 1, rejection: 2, waiti
 /** An INTEGER as asn1.js reads it (a BN, unsigned) or as we write it (intDer). */
 export type Int = number | BN | Buffer;
 
-/** An INTEGER that fits a number; a one-octet 0xff is -1, the one negative value CMP uses (a p10cr's certReqId, RFC 9480 §2.10). */
+/**
+ * An INTEGER as a number, or CMP_MALFORMED: no field read this way needs more than 31 bits (an
+ * attacker's 64-bit status must not reach BN's toNumber, which throws). As asn1.js read it, it
+ * is unsigned: a signed field (certReqId) is read with decodeContentWithIds.
+ */
 export function intOf(value: Int): number {
   if (typeof value === "number") return value;
   if (Buffer.isBuffer(value)) return value.readIntBE(0, value.length);
-  return value.toString(16) === "ff" ? -1 : value.toNumber();
+  if (value.bitLength() > 31) throw malformed(`an INTEGER of ${value.bitLength()} bits where a small one belongs`, undefined);
+  return value.toNumber();
 }
 
 /** An INTEGER to write: asn1.js writes numbers from 0 up, so a small negative one goes as its two's-complement octet. */
@@ -267,11 +272,26 @@ export function decodeMessage(der: Uint8Array): CmpMessage {
 
 /** Reads a body's content with `model`, or throws CMP_MALFORMED naming the body. */
 export function decodeContent<T>(message: CmpMessage, model: Model<T>): T {
+  return decodeContentWithIds(message, model, "").value;
+}
+
+/**
+ * decodeContent, with the INTEGERs at `path` (e.g. "response/certReqId") read signed from their
+ * content octets: asn1.js reads INTEGERs unsigned, so a p10cr's certReqId -1 (RFC 9480 §2.10)
+ * and 255 would both come out as 255.
+ */
+export function decodeContentWithIds<T>(message: CmpMessage, model: Model<T>, path: string): { value: T; ids: number[] } {
   try {
-    return decodeTracked(model, message.content).value;
+    const { value, contents } = decodeTracked(model, message.content);
+    return { value, ids: path ? signedIntegers(message.content, contents, path) : [] };
   } catch (cause) {
     throw malformed(`the ${message.bodyType} body is not one`, cause);
   }
+}
+
+/** The INTEGERs at `path` of `der` (decodeTracked's `contents`), read signed; throws on 0 octets or more than 6 (no certReqId). */
+export function signedIntegers(der: Buffer, contents: Map<string, Array<[number, number]>>, path: string): number[] {
+  return (contents.get(path) ?? []).map(([start, end]) => der.readIntBE(start, end - start));
 }
 
 /** RFC 4210 §5.2.3: PKIStatusInfo ::= SEQUENCE { status PKIStatus, statusString PKIFreeText OPTIONAL, failInfo PKIFailureInfo OPTIONAL } */

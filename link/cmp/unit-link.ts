@@ -105,8 +105,8 @@ export class CmpUnitLink implements UnitLink<KeyRequest> {
       return;
     }
     const status = statuses.length === 1 ? statuses[0]! : undefined;
-    const certReqId = status && intOf(status.certReqId);
-    if (!status || (certReqId !== 0 && certReqId !== -1)) {
+    // The certReqId of the answer it confirms: 0 for an ir or cr, -1 for a p10cr (RFC 9483 §4.1.1, RFC 9480 §2.10).
+    if (!status || status.certReqId !== (this.p.request.kind === "p10cr" ? -1 : 0)) {
       answer.respond(errorBody("badRequest", "the certConf must confirm exactly the one certificate sent"));
       return;
     }

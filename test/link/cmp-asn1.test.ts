@@ -191,10 +191,21 @@ describe("CMP messages we write", () => {
     const certDer = join(dir, "issued.der");
     const conf = cmp.decodeMessage(cmp.protectedMessageDer(header(), cmp.certConfBody(readFileSync(certDer), -1, "refused by the unit"), undefined, undefined));
     const [status] = cmp.certStatusesOf(conf);
-    expect(cmp.intOf(status!.certReqId)).toBe(-1);
+    expect(status!.certReqId).toBe(-1);
     expect(status!.certHash).toEqual(cmp.certHash(readFileSync(certDer)));
     expect(status!.statusInfo?.statusString).toEqual(["refused by the unit"]);
     expect(cmp.decodeMessage(cmp.protectedMessageDer(header(), cmp.PKICONF_BODY, undefined, undefined)).bodyType).toBe("pkiconf");
+  });
+
+  it("reads certReqId signed (asn1.js reads INTEGERs unsigned: 255 must not pass for a p10cr's -1) and refuses an INTEGER too big for its field", () => {
+    const certDer = readFileSync(join(dir, "issued.der"));
+    const certConf = (certReqId: number) => cmp.decodeMessage(cmp.protectedMessageDer(header(), cmp.certConfBody(certDer, certReqId), undefined, undefined));
+    expect([-1, 0, 255, 256].map((id) => cmp.certStatusesOf(certConf(id))[0]!.certReqId)).toEqual([-1, 0, 255, 256]);
+    const ip = (certReqId: number) => cmp.decodeMessage(cmp.protectedMessageDer(header(), cmp.bodyDer("ip", cmp.CertRepMessageModel.encode({ response: [{ certReqId: cmp.intDer(certReqId), status: { status: 0 } }] }, "der")), undefined, undefined));
+    expect([-1, 0, 255].map((id) => cmp.certRepOf(ip(id))?.certReqId)).toEqual([-1, 0, 255]);
+    // A status of 64 bits (RFC 4210 allows any INTEGER) is CMP_MALFORMED, which the station answers with badDataFormat.
+    const huge = cmp.decodeMessage(cmp.protectedMessageDer(header(), cmp.bodyDer("ip", cmp.CertRepMessageModel.encode({ response: [{ certReqId: 0, status: { status: Buffer.from("7fffffffffffffff", "hex") } }] }, "der")), undefined, undefined));
+    expect(() => cmp.certRepOf(huge)).toThrow(expect.objectContaining({ code: "CMP_MALFORMED" }));
   });
 
   it("the messages of one transaction share a salt and its key (RFC 4210 §5.1.3.1): the MAC is the same as derived afresh", () => {
