@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { cmp } from "../../link/index.js";
@@ -120,6 +121,24 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
     await refused([...ir("SN000005", key), "-reqin", seen], /PKIFailureInfo: badRequest; StatusString: "this message was seen before/);
   });
 
+  it("a certConf must name its answer's certReqId (0 after an ir): -1 or 255 is badRequest, and the right one is still taken", async () => {
+    const key = newKey("k-confirm");
+    // The unit keeps its certificate and sends no certConf (-disable_confirm): the station waits for one (--timeout-ms).
+    const [sentFile, answerFile] = [file("confirm-ir.der"), file("confirm-ip.der")];
+    const r = await opensslCmp([...base, ...ir("SN000006", key), "-disable_confirm", "-reqout", sentFile, "-rspout", answerFile]);
+    expect(r.code, text(r)).toBe(0);
+    const [sent, answer] = [cmp.decodeMessage(readFileSync(sentFile)), cmp.decodeMessage(readFileSync(answerFile))];
+    const certificate = cmp.certRepOf(answer)!.certificate!;
+    const confirm = async (certReqId: number) => {
+      const header: cmp.CmpHeader = { ...sent.header, senderNonce: randomBytes(16), recipNonce: answer.header.senderNonce, messageTime: Date.now() };
+      const body = cmp.protectedMessageDer(header, cmp.certConfBody(certificate, certReqId), undefined, Buffer.from(SECRET), { iterationCount: 500 });
+      const res = await fetch(`http://${station.server}/pkix/`, { method: "POST", headers: { "content-type": "application/pkixcmp" }, body: new Uint8Array(body) });
+      return cmp.decodeMessage(Buffer.from(await res.arrayBuffer()));
+    };
+    for (const wrong of [-1, 255]) expect(cmp.errorOf(await confirm(wrong))).toEqual({ failures: ["badRequest"], text: "the certConf must confirm exactly the one certificate sent" });
+    expect((await confirm(0)).bodyType).toBe("pkiconf");
+  });
+
   it("a message type the station does not speak (rr): badRequest, under the line's MAC", async () => {
     await refused(["-secret", `pass:${SECRET}`, "-cmd", "rr", "-oldcert", file("one.pem")], /PKIFailureInfo: badRequest; StatusString: "the station does not answer this message type/);
   });
@@ -135,7 +154,7 @@ describe.skipIf(!HAS_CMP)("station run --cmp refuses, each with a CMP error mess
   it("bytes that are no PKIMessage, and one too large: badDataFormat, unprotected", async () => {
     const before = stationState(line.home);
     for (const body of [Buffer.from("not a PKIMessage"), Buffer.alloc(cmp.MAX_CMP_MESSAGE_BYTES + 1, 0x30)]) {
-      const res = await fetch(`http://${station.server}/.well-known/cmp`, { method: "POST", headers: { "content-type": "application/pkixcmp" }, body });
+      const res = await fetch(`http://${station.server}/.well-known/cmp`, { method: "POST", headers: { "content-type": "application/pkixcmp" }, body: new Uint8Array(body) });
       expect(res.status).toBe(200);
       const answer = cmp.decodeMessage(new Uint8Array(await res.arrayBuffer()));
       expect(cmp.errorOf(answer)?.failures).toEqual(["badDataFormat"]);
