@@ -1,7 +1,7 @@
 import pkcs11js from "pkcs11js";
 import { existsSync } from "node:fs";
 import { HsmError, ckr, pkcs11Step } from "../errors.js";
-import { findTokenSlot } from "./objects.js";
+import { findTokenSlot, findTokenSlotToLogIn } from "./objects.js";
 
 /** Where Debian and other distributions put SoftHSM2's module; found, not assumed. */
 const SOFTHSM_CANDIDATES = [
@@ -113,6 +113,11 @@ export class Pkcs11Module {
   /** Slots whose token carries this label (tokens are chosen by label or serial, never slot index). */
   findSlot(selector: { label?: string; serial?: string }): { slot: Buffer; label: string; serial: string; flags: number } | undefined {
     return pkcs11Step(`looking for token ${selector.label ?? `serial ${selector.serial}`}`, () => findTokenSlot(this.p11, selector));
+  }
+
+  /** findSlot for a login: a token SoftHSM2 hid for a moment is looked for again (findTokenSlotToLogIn). */
+  findSlotToLogIn(selector: { label?: string; serial?: string }): ReturnType<Pkcs11Module["findSlot"]> {
+    return pkcs11Step(`looking for token ${selector.label ?? `serial ${selector.serial}`}`, () => findTokenSlotToLogIn(this.p11, selector));
   }
 
   tokens(): Array<{ label: string; serial: string; initialized: boolean; flags: number; model: string; manufacturer: string }> {

@@ -1,7 +1,7 @@
 import pkcs11js from "pkcs11js";
 import { parentPort, workerData } from "node:worker_threads";
 import { ckr } from "./ckr.js";
-import { findObjects, findTokenSlot, keyTemplate } from "./objects.js";
+import { findObjects, findTokenSlotToLogIn, keyTemplate } from "./objects.js";
 import type { FromPoolWorker, PoolFailure, PoolKey, PoolWorkerData, ToPoolWorker } from "./pool-messages.js";
 
 /**
@@ -53,7 +53,7 @@ function disconnect(): void {
 }
 
 function slotOf(k: PoolKey): Buffer {
-  const found = findTokenSlot(p11, { label: k.token, serial: k.serial });
+  const found = findTokenSlotToLogIn(p11, { label: k.token, serial: k.serial });
   if (found) return found.slot;
   throw new Refusal("TOKEN_NOT_FOUND", `no token ${nameOf(k)} in PKCS#11 module ${module}`);
 }

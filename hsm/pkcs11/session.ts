@@ -3,12 +3,6 @@ import { HsmError, ckr, pkcs11Failure, pkcs11Step } from "../errors.js";
 import { readPin, type Pkcs11Uri } from "../uri.js";
 import type { Pkcs11Module } from "./module.js";
 
-// How often, and how long apart, a token missing from the slot list is looked for again (50, 100, 150 ms).
-const TOKEN_LOOKUPS = 3;
-const TOKEN_LOOKUP_PAUSE_MS = 50;
-// A synchronous pause: the login itself is synchronous, and this is its failure path only.
-const PAUSE = new Int32Array(new SharedArrayBuffer(4));
-
 export type Handle = Buffer;
 
 /** A token this connection is logged in to, and the session that holds the login. */
@@ -93,15 +87,7 @@ export class Connection {
     if (existing) return existing;
     const refused = this.refused.get(key);
     if (refused) throw refused;
-    let found = mod.findSlot({ label: uri.token, serial: uri.serial });
-    // SoftHSM2 rewrites a token's file when another process logs in to it, and a process listing
-    // the slots meanwhile misses that token (40 of 2,444 listings beside a login loop): two lines
-    // sharing one token start together. Look again, briefly, before refusing, while the module
-    // shows other tokens (none at all is an HSM out of reach, which the callers wait out).
-    for (let attempt = 1; !found && attempt <= TOKEN_LOOKUPS && mod.tokens().length > 0; attempt++) {
-      Atomics.wait(PAUSE, 0, 0, TOKEN_LOOKUP_PAUSE_MS * attempt);
-      found = mod.findSlot({ label: uri.token, serial: uri.serial });
-    }
+    const found = mod.findSlotToLogIn({ label: uri.token, serial: uri.serial });
     const name = uri.token ?? `serial ${uri.serial}`;
     if (!found) {
       // A network HSM's client (p11-kit-client.so) that cannot reach its server initialises fine and shows no slot at all.
